@@ -1,0 +1,43 @@
+/*
+ * dasecv command line: dispatches to one subcommand per file.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"train", dsv_cmd_train, "train a model on a dataset"},
+    {"eval", dsv_cmd_eval, "accuracy and loss of a checkpoint on a dataset split"},
+    {"predict", dsv_cmd_predict, "top-k classes of image files"},
+    {"op", dsv_cmd_op, "run one layer op on .npy files"},
+    {"check", dsv_cmd_check, "cross-backend and gradient checks on this machine"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dasecv COMMAND [options]   (dasecv COMMAND --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "dasecv: unknown command '%s' (try dasecv --help)\n", argv[1]);
+    return 2;
+}

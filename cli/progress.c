@@ -1,0 +1,1 @@
+/* placeholder: progress bar and plain progress lines */

@@ -1,0 +1,146 @@
+/*
+ * Backend selection and dispatch.
+ *
+ * Each backend is a table of kernels (kernels/<backend>/table.c). The naive
+ * table is complete for both float dtypes; the others fill what they support.
+ * A request for a backend that cannot run a call falls back to naive, and
+ * "auto" walks the per-op preference list below. This file is the only place
+ * that knows which backends exist.
+ */
+#include <string.h>
+
+#include "dasecv/ops.h"
+
+extern const dsv_backend_table dsv_naive_table;
+extern const dsv_backend_table dsv_fast_table;
+#ifdef DSV_HAVE_ONEDNN
+extern const dsv_backend_table dsv_onednn_table;
+#endif
+
+static const char *const backend_names[] = {
+    [DSV_BACKEND_NAIVE] = "naive",
+    [DSV_BACKEND_FAST] = "fast",
+    [DSV_BACKEND_ONEDNN] = "onednn",
+    [DSV_BACKEND_AUTO] = "auto",
+};
+_Static_assert(sizeof(backend_names) / sizeof(backend_names[0]) ==
+                   DSV_BACKEND_COUNT,
+               "backend_names must name every dsv_backend");
+
+const char *dsv_backend_name(dsv_backend b)
+{
+    return (unsigned)b < DSV_BACKEND_COUNT ? backend_names[b] : "unknown";
+}
+
+dsv_status dsv_backend_from_name(const char *name, dsv_backend *b)
+{
+    for (int i = 0; i < DSV_BACKEND_COUNT; i++)
+        if (strcmp(name, backend_names[i]) == 0) {
+            *b = (dsv_backend)i;
+            return DSV_OK;
+        }
+    return dsv_error(DSV_INVALID,
+                     "unknown backend '%s' (naive, fast, onednn or auto)", name);
+}
+
+const dsv_backend_table *dsv_backend_get(dsv_backend b)
+{
+    switch (b) {
+    case DSV_BACKEND_NAIVE: return &dsv_naive_table;
+    case DSV_BACKEND_FAST: return &dsv_fast_table;
+#ifdef DSV_HAVE_ONEDNN
+    case DSV_BACKEND_ONEDNN: return &dsv_onednn_table;
+#endif
+    default: return NULL;
+    }
+}
+
+bool dsv_backend_available(dsv_backend b)
+{
+    return b == DSV_BACKEND_AUTO || dsv_backend_get(b) != NULL;
+}
+
+/* Preference order for "auto", per op: the fastest first (see bench/). */
+static const dsv_backend auto_order[DSV_OP_COUNT][2] = {
+    [DSV_OP_AFFINE] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_RELU] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_CONV] = {DSV_BACKEND_ONEDNN, DSV_BACKEND_FAST},
+    [DSV_OP_MAX_POOL] = {DSV_BACKEND_ONEDNN, DSV_BACKEND_FAST},
+    [DSV_OP_BATCHNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_SPATIAL_BATCHNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_LAYERNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_SPATIAL_GROUPNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_DROPOUT] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_ADD] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_SOFTMAX_LOSS] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+    [DSV_OP_SVM_LOSS] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
+};
+
+static const dsv_kernel *usable(dsv_backend b, const dsv_call *c, bool backward)
+{
+    const dsv_backend_table *t = dsv_backend_get(b);
+    if (!t || !(t->dtypes & (1u << c->x->dtype)))
+        return NULL;
+    const dsv_kernel *k = &t->kernels[c->op];
+    if (!(backward ? k->backward : k->forward))
+        return NULL;
+    if (k->supports && !k->supports(c, backward))
+        return NULL;
+    return k;
+}
+
+dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want)
+{
+    if (want == DSV_BACKEND_AUTO) {
+        for (int i = 0; i < 2; i++)
+            if (usable(auto_order[c->op][i], c, backward))
+                return auto_order[c->op][i];
+        return DSV_BACKEND_NAIVE;
+    }
+    if ((unsigned)want < DSV_BACKEND_AUTO && usable(want, c, backward))
+        return want;
+    return DSV_BACKEND_NAIVE;
+}
+
+void dsv_call_state_free(dsv_call *c)
+{
+    if (!c->state || !*c->state)
+        return;
+    const dsv_backend_table *t = dsv_backend_get(c->state_backend);
+    if (t && t->state_free)
+        t->state_free(*c->state);
+    *c->state = NULL;
+}
+
+static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
+                      dsv_backend *used)
+{
+    int nd;
+    int64_t os[DSV_MAX_DIMS];
+    dsv_status s = dsv_op_check(c, backward, &nd, os);
+    if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
+        return s;
+    if ((unsigned)want >= DSV_BACKEND_COUNT)
+        return dsv_error(DSV_INVALID, "unknown backend %d", (int)want);
+    if (!dsv_backend_available(want))
+        return dsv_error(DSV_UNSUPPORTED, "backend %s is not built in",
+                         dsv_backend_name(want));
+    dsv_backend b = dsv_pick_backend(c, backward, want);
+    if (c->state && *c->state && c->state_backend != b)
+        dsv_call_state_free(c);
+    c->state_backend = b;
+    const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
+    if (used)
+        *used = b;
+    return backward ? k->backward(c) : k->forward(c);
+}
+
+dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used)
+{
+    return run(c, false, want, used);
+}
+
+dsv_status dsv_backward(dsv_call *c, dsv_backend want, dsv_backend *used)
+{
+    return run(c, true, want, used);
+}

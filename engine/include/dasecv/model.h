@@ -1,0 +1,130 @@
+/*
+ * Models: the course's networks built as graphs of layer nodes (graph.h).
+ *
+ * A model owns one flat block of parameters and one of gradients with the same
+ * layout (an optimizer step is one loop, zeroing gradients one memset), plus a
+ * block of non-trainable buffers (batch norm running statistics). All three are
+ * in the model's dtype. Parameter tensors are views into the blocks.
+ */
+#ifndef DASECV_MODEL_H
+#define DASECV_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum dsv_model_kind {
+    DSV_MODEL_THREELAYER = 0, /* conv-relu-pool2x2-affine-relu-affine-softmax */
+    DSV_MODEL_FC,             /* FullyConnectedNet */
+    DSV_MODEL_RESNET,         /* small residual CIFAR net */
+    DSV_MODEL_KIND_COUNT
+} dsv_model_kind;
+
+typedef enum dsv_norm {
+    DSV_NORM_NONE = 0,
+    DSV_NORM_BATCHNORM,
+    DSV_NORM_LAYERNORM,
+    DSV_NORM_COUNT
+} dsv_norm;
+
+typedef enum dsv_schedule {
+    DSV_SCHEDULE_LAYER = 0, /* nodes in order, each kernel uses every thread */
+    DSV_SCHEDULE_BATCH,     /* minibatch split across threads */
+    DSV_SCHEDULE_AUTO,      /* calibrate once per batch shape, keep the faster */
+    DSV_SCHEDULE_COUNT
+} dsv_schedule;
+
+const char *dsv_model_kind_name(dsv_model_kind k); /* "threelayer", "fc", "resnet" */
+dsv_status dsv_model_kind_from_name(const char *s, dsv_model_kind *k);
+const char *dsv_norm_name(dsv_norm n);              /* "none", "batchnorm", "layernorm" */
+dsv_status dsv_norm_from_name(const char *s, dsv_norm *n);
+const char *dsv_schedule_name(dsv_schedule s);      /* "layer", "batch", "auto" */
+dsv_status dsv_schedule_from_name(const char *s, dsv_schedule *out);
+
+#define DSV_MAX_HIDDEN 16
+
+typedef struct dsv_model_config {
+    dsv_model_kind kind;
+    dsv_dtype dtype;        /* DSV_F32 (default) or DSV_F64 */
+    int input_dim[3];       /* C, H, W; default 3, 32, 32 */
+    int num_classes;        /* default 10 */
+    double weight_scale;    /* default 1e-3 (threelayer), 1e-2 (fc) */
+    double reg;             /* default 0 */
+    uint64_t seed;          /* weight initialisation */
+    /* threelayer */
+    int num_filters;        /* default 32 */
+    int filter_size;        /* default 7; stride 1, pad (filter_size - 1) / 2 */
+    int hidden_dim;         /* default 100 */
+    /* fc */
+    int num_hidden;         /* number of hidden layers */
+    int hidden_dims[DSV_MAX_HIDDEN];
+    dsv_norm normalization; /* default none */
+    double dropout_keep;    /* 1 = no dropout (default) */
+    /* resnet */
+    int res_channels;       /* default 16 */
+    int res_blocks;         /* default 2 */
+} dsv_model_config;
+
+/* The course's defaults for kind. */
+dsv_model_config dsv_model_config_default(dsv_model_kind kind);
+/* Validates a configuration (positive sizes, filter fits, ...). */
+dsv_status dsv_model_config_check(const dsv_model_config *cfg);
+
+typedef struct dsv_model dsv_model;
+
+typedef struct dsv_exec_options {
+    dsv_backend backend;   /* default auto */
+    dsv_schedule schedule; /* default layer */
+    int threads;           /* 0 = dsv_get_num_threads() */
+} dsv_exec_options;
+
+dsv_exec_options dsv_exec_options_default(void);
+
+/* Builds the graph and initialises the weights (Gaussian * weight_scale, zero
+ * biases, gamma 1, beta 0) from cfg->seed. */
+dsv_status dsv_model_create(dsv_model **m, const dsv_model_config *cfg);
+void dsv_model_destroy(dsv_model *m);
+const dsv_model_config *dsv_model_config_of(const dsv_model *m);
+
+dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o);
+const dsv_exec_options *dsv_model_exec(const dsv_model *m);
+/* With DSV_SCHEDULE_AUTO: the schedule chosen by the last calibration
+ * (DSV_SCHEDULE_AUTO until one has run). Otherwise the one set. */
+dsv_schedule dsv_model_schedule_used(const dsv_model *m);
+
+/* Flat blocks (model dtype). Gradients share the parameters' layout. */
+int64_t dsv_model_num_params(const dsv_model *m);
+void *dsv_model_params(dsv_model *m);
+void *dsv_model_grads(dsv_model *m);
+int64_t dsv_model_num_buffers(const dsv_model *m);
+void *dsv_model_buffers(dsv_model *m);
+
+/* Named parameter tensors ("W1", "b1", "gamma1", ...), views into the blocks. */
+int dsv_model_num_tensors(const dsv_model *m);
+const char *dsv_model_tensor_name(const dsv_model *m, int i);
+dsv_tensor dsv_model_param(dsv_model *m, int i);
+dsv_tensor dsv_model_grad(dsv_model *m, int i);
+bool dsv_model_tensor_is_weight(const dsv_model *m, int i); /* counts in reg */
+
+/* Training step: forward in train mode, loss (data loss + 0.5 * reg * sum of
+ * squared weights), backward; gradients are overwritten. x (N, C, H, W) in the
+ * model's dtype, y int32 (N). */
+dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x,
+                          const dsv_tensor *y, double *loss);
+/* Inference: test-mode forward; scores (N, num_classes) in the model dtype. */
+dsv_status dsv_model_scores(dsv_model *m, const dsv_tensor *x,
+                            dsv_tensor *scores);
+
+/* One line per node: "name op backend(fwd)/backend(bwd)" into buf. */
+dsv_status dsv_model_describe(const dsv_model *m, char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
