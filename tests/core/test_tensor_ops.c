@@ -44,7 +44,7 @@ static void test_conv_check_messages(void **st)
 {
     (void)st;
     tu_rng r = {1};
-    dsv_tensor x = tu_randn(&r, DSV_F32, 4, (int64_t[]){2, 3, 32, 32}, 1);
+    dsv_tensor x = tu_randn(&r, DSV_F32, 4, (int64_t[]){2, 3, 31, 31}, 1);
     dsv_tensor w = tu_randn(&r, DSV_F32, 4, (int64_t[]){4, 3, 3, 3}, 1);
     dsv_tensor b = tu_zeros(DSV_F32, 1, (int64_t[]){4});
     dsv_call c = dsv_call_make(DSV_OP_CONV);
@@ -57,9 +57,9 @@ static void test_conv_check_messages(void **st)
     assert_int_equal(os[1], 4);
     assert_int_equal(os[2], 16);
 
-    c.p.stride = 3; /* 32 + 2 - 3 = 31, not divisible by 3 */
+    c.p.stride = 4; /* 31 + 2 - 3 = 30, not divisible by 4 */
     assert_int_equal(dsv_op_check(&c, false, &nd, os), DSV_INVALID);
-    assert_non_null(strstr(dsv_errmsg(), "not divisible by stride 3"));
+    assert_non_null(strstr(dsv_errmsg(), "not divisible by stride 4"));
 
     dsv_tensor wbad = tu_randn(&r, DSV_F32, 4, (int64_t[]){4, 2, 3, 3}, 1);
     c.p.stride = 1, c.w = &wbad;
