@@ -1,2 +1,261 @@
-/* placeholder: filled in by its owner */
-#include "dasecv/dasecv.h"
+/*
+ * First-order update rules (the course's optim.py): sgd, sgd_momentum,
+ * rmsprop and adam over one flat block of n parameters.
+ *
+ * State (velocity, cache, first/second moments) is kept in flat blocks of n
+ * values of the parameters' dtype, zero at creation, so a step is a single
+ * element-wise loop. The loop is split across OpenMP threads only when n is
+ * large; every element is computed independently and in the same way whatever
+ * the thread count, so a step is bit-identical for any number of threads.
+ * float32 steps compute in float32 (the scalars are rounded once), float64
+ * steps in float64.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "dasecv/solver.h"
+
+/* Below this many values a parallel region costs more than it saves. */
+#define PARALLEL_MIN 32768
+
+struct dsv_optimizer {
+    dsv_optim_config cfg;
+    int64_t n;
+    dsv_dtype dtype;
+    int nstates;
+    void *state[2];
+    int64_t t; /* adam's step count; incremented before use */
+};
+
+static const char *const rule_names[] = {"sgd", "sgd_momentum", "rmsprop", "adam"};
+_Static_assert(sizeof(rule_names) / sizeof(rule_names[0]) == DSV_UPDATE_COUNT,
+               "one name per update rule");
+
+const char *dsv_update_rule_name(dsv_update_rule r)
+{
+    if ((unsigned)r >= DSV_UPDATE_COUNT)
+        return "unknown";
+    return rule_names[r];
+}
+
+dsv_status dsv_update_rule_from_name(const char *s, dsv_update_rule *r)
+{
+    for (int i = 0; s && i < DSV_UPDATE_COUNT; i++) {
+        if (strcmp(s, rule_names[i]) == 0) {
+            *r = (dsv_update_rule)i;
+            return DSV_OK;
+        }
+    }
+    return dsv_error(DSV_INVALID,
+                     "unknown update rule '%s' (sgd, sgd_momentum, rmsprop, adam)",
+                     s ? s : "(null)");
+}
+
+dsv_optim_config dsv_optim_config_default(dsv_update_rule rule)
+{
+    dsv_optim_config c = {
+        .rule = rule,
+        .learning_rate = rule == DSV_UPDATE_ADAM ? 1e-3 : 1e-2,
+        .momentum = 0.9,
+        .decay_rate = 0.99,
+        .beta1 = 0.9,
+        .beta2 = 0.999,
+        .epsilon = 1e-8,
+    };
+    return c;
+}
+
+static int states_for(dsv_update_rule r)
+{
+    switch (r) {
+    case DSV_UPDATE_SGD_MOMENTUM:
+    case DSV_UPDATE_RMSPROP:
+        return 1;
+    case DSV_UPDATE_ADAM:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+static dsv_status check_config(const dsv_optim_config *c)
+{
+    if ((unsigned)c->rule >= DSV_UPDATE_COUNT)
+        return dsv_error(DSV_INVALID, "unknown update rule %d", (int)c->rule);
+    if (!isfinite(c->learning_rate) || c->learning_rate < 0)
+        return dsv_error(DSV_INVALID, "learning rate must be finite and >= 0, got %g",
+                         c->learning_rate);
+    if (c->rule == DSV_UPDATE_SGD_MOMENTUM && !(c->momentum >= 0 && c->momentum < 1))
+        return dsv_error(DSV_INVALID, "momentum must be in [0, 1), got %g", c->momentum);
+    if (c->rule == DSV_UPDATE_RMSPROP && !(c->decay_rate >= 0 && c->decay_rate < 1))
+        return dsv_error(DSV_INVALID, "decay_rate must be in [0, 1), got %g", c->decay_rate);
+    if (c->rule == DSV_UPDATE_ADAM &&
+        !(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
+        return dsv_error(DSV_INVALID, "adam betas must be in [0, 1), got %g, %g",
+                         c->beta1, c->beta2);
+    if ((c->rule == DSV_UPDATE_RMSPROP || c->rule == DSV_UPDATE_ADAM) &&
+        !(c->epsilon > 0 && isfinite(c->epsilon)))
+        return dsv_error(DSV_INVALID, "epsilon must be > 0, got %g", c->epsilon);
+    return DSV_OK;
+}
+
+dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
+                                int64_t n, dsv_dtype dtype)
+{
+    *o = NULL;
+    if (dtype != DSV_F32 && dtype != DSV_F64)
+        return dsv_error(DSV_INVALID, "optimizer needs float32 or float64 parameters, got %s",
+                         dsv_dtype_name(dtype));
+    if (n < 1 || (uint64_t)n > SIZE_MAX / 16)
+        return dsv_error(DSV_INVALID, "optimizer: bad parameter count %lld", (long long)n);
+    dsv_status st = check_config(cfg);
+    if (st != DSV_OK)
+        return st;
+    dsv_optimizer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return dsv_error(DSV_NOMEM, "optimizer: out of memory");
+    p->cfg = *cfg;
+    p->n = n;
+    p->dtype = dtype;
+    p->nstates = states_for(cfg->rule);
+    size_t bytes = (size_t)n * dsv_dtype_size(dtype);
+    for (int k = 0; k < p->nstates; k++) {
+        p->state[k] = dsv_alloc(bytes);
+        if (!p->state[k]) {
+            dsv_optimizer_destroy(p);
+            return dsv_error(DSV_NOMEM, "optimizer: cannot allocate %zu bytes of state", bytes);
+        }
+        memset(p->state[k], 0, bytes);
+    }
+    *o = p;
+    return DSV_OK;
+}
+
+void dsv_optimizer_destroy(dsv_optimizer *o)
+{
+    if (!o)
+        return;
+    for (int k = 0; k < 2; k++)
+        dsv_free(o->state[k]);
+    free(o);
+}
+
+dsv_optim_config *dsv_optimizer_config(dsv_optimizer *o) { return &o->cfg; }
+int dsv_optimizer_num_states(const dsv_optimizer *o) { return o->nstates; }
+int64_t *dsv_optimizer_step_count(dsv_optimizer *o) { return &o->t; }
+
+void *dsv_optimizer_state(dsv_optimizer *o, int k)
+{
+    return k >= 0 && k < o->nstates ? o->state[k] : NULL;
+}
+
+/*
+ * One kernel per rule and dtype, written once as a macro over the element
+ * type T and its sqrt. Scalars arrive already rounded to T.
+ */
+#define DEFINE_STEPS(T, SUF, SQRT)                                             \
+    static void sgd_##SUF(int64_t n, T *restrict w, const T *restrict dw,      \
+                          T lr)                                                \
+    {                                                                          \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        for (int64_t i = 0; i < n; i++)                                        \
+            w[i] -= lr * dw[i];                                                \
+    }                                                                          \
+    static void momentum_##SUF(int64_t n, T *restrict w, const T *restrict dw, \
+                               T *restrict v, T lr, T mu)                      \
+    {                                                                          \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            T vi = mu * v[i] - lr * dw[i];                                     \
+            v[i] = vi;                                                         \
+            w[i] += vi;                                                        \
+        }                                                                      \
+    }                                                                          \
+    static void rmsprop_##SUF(int64_t n, T *restrict w, const T *restrict dw,  \
+                              T *restrict cache, T lr, T dr, T eps)            \
+    {                                                                          \
+        const T one_m = (T)1 - dr;                                             \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            T g = dw[i];                                                       \
+            T c = dr * cache[i] + one_m * (g * g);                             \
+            cache[i] = c;                                                      \
+            w[i] -= lr * g / (SQRT(c) + eps);                                  \
+        }                                                                      \
+    }                                                                          \
+    static void adam_##SUF(int64_t n, T *restrict w, const T *restrict dw,     \
+                           T *restrict m, T *restrict v, T lr, T b1, T b2,     \
+                           T c1, T c2, T eps)                                  \
+    {                                                                          \
+        const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            T g = dw[i];                                                       \
+            T mi = b1 * m[i] + one_m1 * g;                                     \
+            T vi = b2 * v[i] + one_m2 * (g * g);                               \
+            m[i] = mi;                                                         \
+            v[i] = vi;                                                         \
+            w[i] -= lr * (mi / c1) / (SQRT(vi / c2) + eps);                    \
+        }                                                                      \
+    }
+
+DEFINE_STEPS(float, f32, sqrtf)
+DEFINE_STEPS(double, f64, sqrt)
+
+void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
+{
+    const dsv_optim_config *c = &o->cfg;
+    int64_t n = o->n;
+    double c1 = 1, c2 = 1;
+    if (c->rule == DSV_UPDATE_ADAM) {
+        o->t++;
+        /* Bias corrections as the course divides by them: m / (1 - beta1^t). */
+        c1 = 1.0 - pow(c->beta1, (double)o->t);
+        c2 = 1.0 - pow(c->beta2, (double)o->t);
+    }
+    if (o->dtype == DSV_F32) {
+        float *w = params;
+        const float *g = grads;
+        switch (c->rule) {
+        case DSV_UPDATE_SGD:
+            sgd_f32(n, w, g, (float)c->learning_rate);
+            break;
+        case DSV_UPDATE_SGD_MOMENTUM:
+            momentum_f32(n, w, g, o->state[0], (float)c->learning_rate,
+                         (float)c->momentum);
+            break;
+        case DSV_UPDATE_RMSPROP:
+            rmsprop_f32(n, w, g, o->state[0], (float)c->learning_rate,
+                        (float)c->decay_rate, (float)c->epsilon);
+            break;
+        case DSV_UPDATE_ADAM:
+            adam_f32(n, w, g, o->state[0], o->state[1], (float)c->learning_rate,
+                     (float)c->beta1, (float)c->beta2, (float)c1, (float)c2,
+                     (float)c->epsilon);
+            break;
+        default:
+            DSV_ASSERT(!"update rule checked at creation");
+        }
+    } else {
+        double *w = params;
+        const double *g = grads;
+        switch (c->rule) {
+        case DSV_UPDATE_SGD:
+            sgd_f64(n, w, g, c->learning_rate);
+            break;
+        case DSV_UPDATE_SGD_MOMENTUM:
+            momentum_f64(n, w, g, o->state[0], c->learning_rate, c->momentum);
+            break;
+        case DSV_UPDATE_RMSPROP:
+            rmsprop_f64(n, w, g, o->state[0], c->learning_rate, c->decay_rate,
+                        c->epsilon);
+            break;
+        case DSV_UPDATE_ADAM:
+            adam_f64(n, w, g, o->state[0], o->state[1], c->learning_rate,
+                     c->beta1, c->beta2, c1, c2, c->epsilon);
+            break;
+        default:
+            DSV_ASSERT(!"update rule checked at creation");
+        }
+    }
+}
