@@ -55,10 +55,16 @@ typedef struct dsv_data_options {
 dsv_data_options dsv_data_options_default(void);
 
 /* spec: "cifar10:DIR", "fashion-mnist" (Debian's
- * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR". */
+ * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR".
+ * Split sizes of 0 take the defaults; see data.c for the split rule (files
+ * with fewer records than the official ones are accepted). */
 dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
                             const dsv_data_options *opt);
 void dsv_dataset_free(dsv_dataset *ds);
+
+/* Directory of the default "fashion-mnist" spec: $DASECV_FASHION_MNIST_DIR if
+ * set, else Debian's /usr/share/datasets/fashion-mnist. Static string. */
+const char *dsv_fashion_mnist_dir(void);
 
 #ifdef __cplusplus
 }
