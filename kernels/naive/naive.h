@@ -1,0 +1,74 @@
+/*
+ * Private interface of the naive backend: the kernels table.c lists, and the
+ * machinery every op file uses to write its body once for float and double.
+ *
+ * Each op file includes itself: the first pass (T undefined) instantiates the
+ * typed body twice, with T = float / SFX = f32 and T = double / SFX = f64, then
+ * defines the exported kernels, which pick the instance by x's dtype. TN(name)
+ * gives the typed name of a static function inside the body. Reductions
+ * (means, variances, loss sums) accumulate in double for both types.
+ */
+#ifndef DSV_KERNELS_NAIVE_H
+#define DSV_KERNELS_NAIVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dasecv/ops.h"
+
+#define DSV_NAIVE_CAT2(a, b) a##_##b
+#define DSV_NAIVE_CAT(a, b) DSV_NAIVE_CAT2(a, b)
+#define TN(name) DSV_NAIVE_CAT(name, SFX)
+
+/* Exported kernel `name` calling fn_f32 or fn_f64 by x's dtype. */
+#define DSV_NAIVE_DISPATCH_AS(name, fn)                                        \
+    dsv_status name(dsv_call *c)                                               \
+    {                                                                          \
+        return c->x->dtype == DSV_F64 ? fn##_f64(c) : fn##_f32(c);             \
+    }
+/* The same, named dsv_naive_<fn>. */
+#define DSV_NAIVE_DISPATCH(fn) DSV_NAIVE_DISPATCH_AS(dsv_naive_##fn, fn)
+
+/*
+ * Dropout's keep decision for element `index` of the whole batch: the
+ * index-th output of a splitmix64 stream seeded with `seed`, as a uniform
+ * double in [0, 1). A pure function of (seed, index), so backward and any
+ * batch split regenerate the same mask; other backends must use it too.
+ */
+static inline double dsv_dropout_uniform(uint64_t seed, uint64_t index)
+{
+    uint64_t z = seed + (index + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+dsv_status dsv_naive_affine_forward(dsv_call *c);
+dsv_status dsv_naive_affine_backward(dsv_call *c);
+dsv_status dsv_naive_relu_forward(dsv_call *c);
+dsv_status dsv_naive_relu_backward(dsv_call *c);
+dsv_status dsv_naive_conv_forward(dsv_call *c);
+dsv_status dsv_naive_conv_backward(dsv_call *c);
+dsv_status dsv_naive_max_pool_forward(dsv_call *c);
+dsv_status dsv_naive_max_pool_backward(dsv_call *c);
+dsv_status dsv_naive_batchnorm_forward(dsv_call *c);
+dsv_status dsv_naive_batchnorm_backward(dsv_call *c);
+dsv_status dsv_naive_spatial_batchnorm_forward(dsv_call *c);
+dsv_status dsv_naive_spatial_batchnorm_backward(dsv_call *c);
+dsv_status dsv_naive_layernorm_forward(dsv_call *c);
+dsv_status dsv_naive_layernorm_backward(dsv_call *c);
+dsv_status dsv_naive_spatial_groupnorm_forward(dsv_call *c);
+dsv_status dsv_naive_spatial_groupnorm_backward(dsv_call *c);
+/* Group normalization on x viewed as (N, G, Cg, S), gamma/beta G*Cg
+ * elements; forward or backward. Shared by spatial_groupnorm and layernorm. */
+dsv_status dsv_naive_groupnorm_run(dsv_call *c, bool backward, int64_t N,
+                                   int64_t G, int64_t Cg, int64_t S);
+dsv_status dsv_naive_dropout_forward(dsv_call *c);
+dsv_status dsv_naive_dropout_backward(dsv_call *c);
+dsv_status dsv_naive_add_forward(dsv_call *c);
+dsv_status dsv_naive_add_backward(dsv_call *c);
+dsv_status dsv_naive_softmax_loss_forward(dsv_call *c);
+dsv_status dsv_naive_svm_loss_forward(dsv_call *c);
+
+#endif
