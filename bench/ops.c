@@ -1,0 +1,287 @@
+/*
+ * Single-op benchmarks: one dsv_call per benchmark, run through the public
+ * dsv_forward / dsv_backward on one named backend, with its own state slot so
+ * backends that cache primitives or buffers (oneDNN, fast) reuse them the way
+ * a graph node does.
+ *
+ * What must stay true: a benchmark is registered only where the requested
+ * backend really runs the call (no silent fallback to naive), and each step
+ * checks the backend that ran. Backward steps are timed after an untimed
+ * forward on the same state, as in a training step; backward computes every
+ * gradient (dx, and dw, db where the op has weights).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "shim.h"
+
+typedef struct op_case {
+    const char *name;    /* "conv_fwd/cell" */
+    dsv_op op;
+    bool backward;
+    int xnd, wnd;        /* wnd 0: no weights */
+    int64_t x[DSV_MAX_DIMS], w[DSV_MAX_DIMS];
+    int stride, pad, pool;
+} op_case;
+
+/* The course's timing cells (fast_layers comparison in the ConvolutionalNetworks
+ * notebook) and the layers of ThreeLayerConvNet on a CIFAR-10 batch of 50. */
+static const op_case cases[] = {
+    {"conv_fwd/cell", DSV_OP_CONV, false, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
+    {"conv_bwd/cell", DSV_OP_CONV, true, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
+    {"pool_fwd/cell", DSV_OP_MAX_POOL, false, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2},
+    {"pool_bwd/cell", DSV_OP_MAX_POOL, true, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2},
+    {"conv_fwd/cifar", DSV_OP_CONV, false, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
+    {"conv_bwd/cifar", DSV_OP_CONV, true, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
+    {"relu_fwd/cifar", DSV_OP_RELU, false, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
+    {"relu_bwd/cifar", DSV_OP_RELU, true, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
+    {"pool_fwd/cifar", DSV_OP_MAX_POOL, false, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
+    {"pool_bwd/cifar", DSV_OP_MAX_POOL, true, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
+    {"affine_fwd/cifar", DSV_OP_AFFINE, false, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
+    {"affine_bwd/cifar", DSV_OP_AFFINE, true, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
+};
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+static const dsv_backend backends[] = {DSV_BACKEND_NAIVE, DSV_BACKEND_FAST,
+                                       DSV_BACKEND_ONEDNN};
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+typedef struct op_arg {
+    const op_case *oc;
+    dsv_backend want;
+    char name[64];
+} op_arg;
+
+static op_arg args[NCASES * NBACKENDS];
+static dsv_bench benches[NCASES * NBACKENDS];
+
+/* Tensors and the call of one running benchmark. */
+typedef struct op_state {
+    dsv_tensor x, w, b, out, dout, dx, dw, db;
+    dsv_call c;
+    void *slot;
+    dsv_backend want;
+} op_state;
+
+/* A call of the case's op and parameters over the given tensors. */
+static dsv_call make_call(const op_case *oc, dsv_tensor *x, dsv_tensor *w,
+                          dsv_tensor *b)
+{
+    dsv_call c = dsv_call_make(oc->op);
+    c.p.stride = oc->stride;
+    c.p.pad = oc->pad;
+    if (oc->pool)
+        c.p.pool_height = c.p.pool_width = oc->pool;
+    c.x = x;
+    if (oc->wnd) {
+        c.w = w;
+        c.b = b;
+    }
+    return c;
+}
+
+static int64_t bias_len(const op_case *oc)
+{
+    return oc->op == DSV_OP_CONV ? oc->w[0] : oc->w[oc->wnd - 1];
+}
+
+/* Does `want` itself run this case (forward, and backward if timed)? The naive
+ * table is consulted directly because dispatch never falls back from it. */
+static bool runs_on(const op_case *oc, dsv_backend want, char *why, size_t n)
+{
+    /* Shape-only views: validation and supports() read shapes, never data,
+       so one dummy element stands in for every buffer. */
+    static float dummy;
+    int64_t bs = oc->wnd ? bias_len(oc) : 1, one = 1;
+    dsv_tensor x = dsv_tensor_wrap(&dummy, DSV_F32, oc->xnd, oc->x);
+    dsv_tensor w = oc->wnd ? dsv_tensor_wrap(&dummy, DSV_F32, oc->wnd, oc->w)
+                           : dsv_tensor_wrap(&dummy, DSV_F32, 1, &one);
+    dsv_tensor b = dsv_tensor_wrap(&dummy, DSV_F32, 1, &bs);
+    dsv_call c = make_call(oc, &x, &w, &b);
+    int nd;
+    int64_t os[DSV_MAX_DIMS];
+    dsv_status s = dsv_op_check(&c, false, &nd, os);
+    if (s) {
+        snprintf(why, n, "%s: %s", oc->name, dsv_errmsg());
+        return false;
+    }
+    dsv_tensor out = dsv_tensor_wrap(&dummy, DSV_F32, nd, os);
+    c.out = &out;
+    c.dout = &out;
+    c.dx = &x;
+    if (oc->wnd) {
+        c.dw = &w;
+        c.db = &b;
+    }
+    const dsv_backend_table *t = dsv_backend_get(want);
+    if (!t) {
+        snprintf(why, n, "%s is not built in", dsv_backend_name(want));
+        return false;
+    }
+    for (int bwd = 0; bwd <= (int)oc->backward; bwd++) {
+        const dsv_kernel *k = &t->kernels[oc->op];
+        if (!(bwd ? k->backward : k->forward) ||
+            dsv_pick_backend(&c, bwd, want) != want) {
+            snprintf(why, n, "%s has no %s %s kernel for this call",
+                     dsv_backend_name(want), dsv_op_name(oc->op),
+                     bwd ? "backward" : "forward");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void op_teardown(void *state)
+{
+    op_state *st = state;
+    if (!st)
+        return;
+    dsv_call_state_free(&st->c);
+    dsv_tensor *all[] = {&st->x, &st->w, &st->b, &st->out,
+                         &st->dout, &st->dx, &st->dw, &st->db};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        dsv_tensor_free(all[i]);
+    dsv_free(st);
+}
+
+static int run_checked(op_state *st, bool backward, char *msg, size_t n)
+{
+    dsv_backend used;
+    dsv_status s = backward ? dsv_backward(&st->c, st->want, &used)
+                            : dsv_forward(&st->c, st->want, &used);
+    if (s) {
+        dsv_bench_errmsg(msg, n, backward ? "dsv_backward" : "dsv_forward", s);
+        return 1;
+    }
+    if (used != st->want) {
+        snprintf(msg, n, "asked for %s, %s ran", dsv_backend_name(st->want),
+                 dsv_backend_name(used));
+        return 1;
+    }
+    return 0;
+}
+
+static int op_forward(void *state, char *msg, size_t n)
+{
+    return run_checked(state, false, msg, n);
+}
+
+static int op_backward(void *state, char *msg, size_t n)
+{
+    return run_checked(state, true, msg, n);
+}
+
+static dsv_status alloc_tensors(op_state *st, const op_case *oc)
+{
+    int64_t bs = oc->wnd ? bias_len(oc) : 1;
+    dsv_status s = dsv_tensor_init(&st->x, DSV_F32, oc->xnd, oc->x);
+    if (!s && oc->wnd)
+        s = dsv_tensor_init(&st->w, DSV_F32, oc->wnd, oc->w);
+    if (!s && oc->wnd)
+        s = dsv_tensor_init(&st->b, DSV_F32, 1, &bs);
+    if (s)
+        return s;
+    dsv_bench_fill(&st->x, 1, 1.0);
+    if (oc->wnd) {
+        dsv_bench_fill(&st->w, 2, 1e-1);
+        dsv_bench_fill(&st->b, 3, 1e-1);
+    }
+    st->c = make_call(oc, &st->x, &st->w, &st->b);
+    int nd;
+    int64_t os[DSV_MAX_DIMS];
+    if ((s = dsv_op_check(&st->c, false, &nd, os)) ||
+        (s = dsv_tensor_init(&st->out, DSV_F32, nd, os)) ||
+        (s = dsv_tensor_init(&st->dout, DSV_F32, nd, os)) ||
+        (s = dsv_tensor_init_like(&st->dx, &st->x)))
+        return s;
+    if (oc->wnd && ((s = dsv_tensor_init_like(&st->dw, &st->w)) ||
+                    (s = dsv_tensor_init_like(&st->db, &st->b))))
+        return s;
+    dsv_bench_fill(&st->dout, 4, 1.0);
+    st->c.out = &st->out;
+    if (oc->backward) {
+        st->c.dout = &st->dout;
+        st->c.dx = &st->dx;
+        if (oc->wnd) {
+            st->c.dw = &st->dw;
+            st->c.db = &st->db;
+        }
+    }
+    st->c.nthreads = 0;
+    st->c.state = &st->slot;
+    return DSV_OK;
+}
+
+static dsv_bench_result op_setup(const void *arg, void **state, char *label,
+                                 size_t label_n, char *msg, size_t msg_n)
+{
+    const op_arg *a = arg;
+    if (!runs_on(a->oc, a->want, msg, msg_n))
+        return DSV_BENCH_SKIP;
+    op_state *st = dsv_alloc(sizeof(*st));
+    if (!st) {
+        snprintf(msg, msg_n, "out of memory");
+        return DSV_BENCH_FAIL;
+    }
+    memset(st, 0, sizeof(*st));
+    st->want = a->want;
+    dsv_status s = alloc_tensors(st, a->oc);
+    if (s) {
+        dsv_bench_errmsg(msg, msg_n, "setup", s);
+        op_teardown(st);
+        return DSV_BENCH_FAIL;
+    }
+    /* One untimed run: builds cached primitives and checks the call works. */
+    if (op_forward(st, msg, msg_n) ||
+        (a->oc->backward && op_backward(st, msg, msg_n))) {
+        op_teardown(st);
+        return DSV_BENCH_FAIL;
+    }
+    snprintf(label, label_n, "%s threads=%d", dsv_backend_name(a->want),
+             dsv_get_num_threads());
+    *state = st;
+    return DSV_BENCH_OK;
+}
+
+/* Multiply-adds count two; pooling and relu are reported without FLOP/s. */
+static double case_flops(const op_case *oc)
+{
+    double f = 0;
+    if (oc->op == DSV_OP_CONV) {
+        int64_t ho = (oc->x[2] + 2 * oc->pad - oc->w[2]) / oc->stride + 1;
+        int64_t wo = (oc->x[3] + 2 * oc->pad - oc->w[3]) / oc->stride + 1;
+        f = 2.0 * (double)(oc->x[0] * oc->w[0] * ho * wo) *
+            (double)(oc->w[1] * oc->w[2] * oc->w[3]);
+    } else if (oc->op == DSV_OP_AFFINE) {
+        f = 2.0 * (double)oc->x[0] * (double)oc->w[0] * (double)oc->w[1];
+    }
+    return oc->backward ? 2 * f : f; /* dx and dw each cost a forward */
+}
+
+void dsv_bench_register_ops(void)
+{
+    size_t k = 0;
+    char why[256];
+    for (size_t i = 0; i < NCASES; i++)
+        for (size_t j = 0; j < NBACKENDS; j++) {
+            if (!runs_on(&cases[i], backends[j], why, sizeof(why)))
+                continue; /* compare.py shows it as missing */
+            op_arg *a = &args[k];
+            a->oc = &cases[i];
+            a->want = backends[j];
+            snprintf(a->name, sizeof(a->name), "%s/%s", cases[i].name,
+                     dsv_backend_name(backends[j]));
+            benches[k] = (dsv_bench){
+                .name = a->name,
+                .arg = a,
+                .setup = op_setup,
+                .prepare = cases[i].backward ? op_forward : NULL,
+                .step = cases[i].backward ? op_backward : op_forward,
+                .teardown = op_teardown,
+                .flops = case_flops(&cases[i]),
+            };
+            dsv_bench_register(&benches[k]);
+            k++;
+        }
+}
