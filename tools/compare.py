@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Runs dasecv-bench and tools/bench_torch.py back to back and prints the
+comparison table (markdown) of medians in milliseconds.
+
+    tools/compare.py [--bench build-bench/bench/dasecv-bench] [--repetitions 3]
+                     [--threads 2] [--filter REGEX] [--save DIR]
+
+Columns: the course's numpy "fast" layers (reference figures from the
+ConvolutionalNetworks notebook, course cells only), PyTorch, each dasecv
+backend, best dasecv / PyTorch (below 1: dasecv is faster) and the speedup
+of the best dasecv backend over the course. Only the standard library is
+needed here; PyTorch runs under --torch-python (default /usr/bin/python3).
+Both measurements happen in the same invocation so their ratios share the
+machine's load; absolute numbers on a busy machine are noisy.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+COURSE_MS = {  # fast_layers timings given with the course's notebook
+    "conv_fwd/cell": 1.27,
+    "conv_bwd/cell": 3.13,
+    "pool_fwd/cell": 3.17,
+    "pool_bwd/cell": 7.85,
+}
+BACKENDS = ["naive", "fast", "onednn"]
+ORDER = ["conv_fwd/cell", "conv_bwd/cell", "pool_fwd/cell", "pool_bwd/cell",
+         "conv_fwd/cifar", "conv_bwd/cifar", "relu_fwd/cifar", "relu_bwd/cifar",
+         "pool_fwd/cifar", "pool_bwd/cifar", "affine_fwd/cifar",
+         "affine_bwd/cifar", "model_step/threelayer"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run_dasecv(a):
+    cmd = [a.bench, "--benchmark_format=json",
+           f"--benchmark_repetitions={a.repetitions}",
+           "--benchmark_report_aggregates_only=true",
+           f"--dsv_threads={a.threads}"]
+    if a.filter:
+        cmd.append(f"--benchmark_filter={a.filter}")
+    if a.min_time:
+        cmd.append(f"--benchmark_min_time={a.min_time}")
+    print("running:", " ".join(cmd), file=sys.stderr)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, check=False)
+    if p.returncode not in (0, 1):  # 1: some benchmark failed, still report
+        sys.exit(f"dasecv-bench exited with {p.returncode}")
+    return json.loads(p.stdout)
+
+
+def run_torch(a):
+    cmd = [a.torch_python, os.path.join(HERE, "bench_torch.py"),
+           f"--threads={a.threads}", f"--repetitions={a.repetitions}"]
+    if a.filter:
+        cmd.append(f"--filter={a.filter}")
+    print("running:", " ".join(cmd), file=sys.stderr)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, check=True)
+    return json.loads(p.stdout)
+
+
+def to_ms(t, unit):
+    return t * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def dasecv_medians(doc):
+    """{(cell, backend-or-variant): (ms, label)} from Google Benchmark JSON:
+    the median aggregate, or the single run without repetitions."""
+    out, errors = {}, {}
+    for b in doc.get("benchmarks", []):
+        name = b.get("run_name", b["name"])
+        name = re.sub(r"/real_time$", "", name)
+        cell, _, variant = name.rpartition("/")
+        if cell.startswith("model_step/"):  # model_step/<model>/<backend>/<schedule>
+            cell, _, backend = cell.rpartition("/")
+            variant = f"{backend}/{variant}"
+        if b.get("error_occurred"):
+            errors[(cell, variant)] = b.get("error_message", "error")
+            continue
+        agg = b.get("aggregate_name")
+        if agg not in (None, "median"):
+            continue
+        if agg is None and (cell, variant) in out:
+            continue
+        out[(cell, variant)] = (to_ms(b["real_time"], b["time_unit"]),
+                                b.get("label", ""))
+    return out, errors
+
+
+def fmt(ms):
+    if ms is None:
+        return "—"
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def table(dsv, torch):
+    tres = torch["results"]
+    cells = list(dict.fromkeys([c for c, _ in dsv] + list(tres)))
+    cells.sort(key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
+    lines = ["| op | course numpy fast | PyTorch | naive | fast | onednn "
+             "| best dasecv / PyTorch | speedup vs course |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for cell in cells:
+        variants = sorted({v for c, v in dsv if c == cell})
+        groups = [""] if not variants or all(v in BACKENDS for v in variants) \
+            else sorted({v.split("/", 1)[1] for v in variants if "/" in v})
+        for g in groups:
+            times = {}
+            for be in BACKENDS + ["auto"]:
+                key = (cell, f"{be}/{g}" if g else be)
+                if key in dsv:
+                    times[be] = dsv[key][0]
+            pt = tres.get(cell, {}).get("median_ms")
+            course = COURSE_MS.get(cell)
+            best = min(times.values()) if times else None
+            ratio = f"{best / pt:.2f}" if best and pt else "—"
+            speedup = f"{course / best:.2g}x" if best and course else "—"
+            best_be = min(times, key=times.get) if times else ""
+            name = f"{cell} ({g})" if g else cell
+            row = [name, fmt(course), fmt(pt)] + \
+                  [fmt(times.get(be)) for be in BACKENDS] + \
+                  [f"{ratio} ({best_be})" if best_be and pt else ratio, speedup]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build-bench", "bench",
+                                                    "dasecv-bench"))
+    ap.add_argument("--torch-python", default="/usr/bin/python3")
+    ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--filter", default="",
+                    help="regex for dasecv-bench, substring for bench_torch.py")
+    ap.add_argument("--min-time", default="",
+                    help="dasecv-bench --benchmark_min_time (seconds)")
+    ap.add_argument("--save", default="", help="directory for the raw JSON")
+    ap.add_argument("--from-json", nargs=2, metavar=("DASECV", "TORCH"),
+                    help="tabulate saved results instead of running")
+    a = ap.parse_args()
+
+    if a.from_json:
+        with open(a.from_json[0]) as f:
+            dsv_doc = json.load(f)
+        with open(a.from_json[1]) as f:
+            torch_doc = json.load(f)
+    else:
+        dsv_doc = run_dasecv(a)
+        torch_doc = run_torch(a)
+    if a.save:
+        os.makedirs(a.save, exist_ok=True)
+        for name, doc in (("dasecv.json", dsv_doc), ("torch.json", torch_doc)):
+            with open(os.path.join(a.save, name), "w") as f:
+                json.dump(doc, f, indent=1)
+    dsv, errors = dasecv_medians(dsv_doc)
+    ctx = dsv_doc.get("context", {})
+    print(f"dasecv threads={ctx.get('dasecv_threads', '?')} "
+          f"backends={ctx.get('dasecv_backends', '?')}; "
+          f"PyTorch {torch_doc['context']['torch_version']} "
+          f"threads={torch_doc['context']['threads']}; "
+          f"median of {a.repetitions} repetitions, milliseconds; "
+          f"load average at start "
+          f"{' '.join(f'{x:.1f}' for x in ctx.get('load_avg', []))}")
+    print()
+    print(table(dsv, torch_doc))
+    for (cell, variant), msg in sorted(errors.items()):
+        print(f"\n{cell}/{variant}: {msg}")
+
+
+if __name__ == "__main__":
+    main()
