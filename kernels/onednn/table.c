@@ -1,7 +1,19 @@
-/* The onednn backend's kernel table (placeholder until its kernels land). */
-#include "dasecv/ops.h"
+/*
+ * The onednn backend's kernel table: float32 convolution and max pooling.
+ *
+ * Ops left out fall back to naive through the dispatcher. Every per-node state
+ * of this backend starts with dsv_odn_state, so one state_free serves all.
+ */
+#include "common.h"
 
 const dsv_backend_table dsv_onednn_table = {
     .name = "onednn",
+    .kernels = {
+        [DSV_OP_CONV] = {dsv_odn_conv_supports, dsv_odn_conv_forward,
+                         dsv_odn_conv_backward},
+        [DSV_OP_MAX_POOL] = {dsv_odn_max_pool_supports, dsv_odn_max_pool_forward,
+                             dsv_odn_max_pool_backward},
+    },
     .dtypes = (1u << DSV_F32),
+    .state_free = dsv_odn_state_free,
 };

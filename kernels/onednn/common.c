@@ -1,0 +1,255 @@
+/*
+ * Shared plumbing of the onednn backend (see common.h for the rules).
+ *
+ * The engine is global and created once; everything else (streams,
+ * primitives, scratchpads, reorder buffers) belongs to one per-node state, so
+ * states never share mutable oneDNN objects between threads.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "common.h"
+
+dsv_status dsv_odn_status(dnnl_status_t st, const char *what)
+{
+    if (st == dnnl_success)
+        return DSV_OK;
+    dsv_status s = st == dnnl_unimplemented   ? DSV_UNSUPPORTED
+                   : st == dnnl_out_of_memory ? DSV_NOMEM
+                                              : DSV_BACKEND;
+    return dsv_error(s, "onednn: %s: %s", what, dnnl_status2str(st));
+}
+
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t engine;
+static dnnl_status_t engine_st;
+
+static void engine_init(void)
+{
+    engine_st = dnnl_engine_create(&engine, dnnl_cpu, 0);
+}
+
+dsv_status dsv_odn_engine(dnnl_engine_t *e)
+{
+    pthread_once(&engine_once, engine_init);
+    *e = engine;
+    return dsv_odn_status(engine_st, "creating the CPU engine");
+}
+
+int dsv_odn_nthreads(const dsv_call *c)
+{
+    return c->nthreads > 0 ? c->nthreads : dsv_get_num_threads();
+}
+
+int dsv_odn_threads_begin(int n)
+{
+    int saved = omp_get_max_threads();
+    if (saved != n)
+        omp_set_num_threads(n);
+    return saved;
+}
+
+void dsv_odn_threads_end(int saved)
+{
+    if (omp_get_max_threads() != saved)
+        omp_set_num_threads(saved);
+}
+
+dnnl_memory_desc_t dsv_odn_md(int ndims, const int64_t *dims,
+                              dnnl_format_tag_t tag)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d;
+    for (int i = 0; i < ndims; i++)
+        d[i] = dims[i];
+    /* Only fails for bad tags or dims, which callers never pass; a zero md
+       then makes the next creation fail with a message. */
+    if (dnnl_memory_desc_init_by_tag(&md, ndims, d, dnnl_f32, tag) != dnnl_success)
+        memset(&md, 0, sizeof(md));
+    return md;
+}
+
+static const char *impl_name(const_dnnl_primitive_desc_t pd)
+{
+    const char *name = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) !=
+            dnnl_success ||
+        !name)
+        return "";
+    return name;
+}
+
+dsv_status dsv_odn_pd_create(dnnl_primitive_desc_t *pd,
+                             const_dnnl_op_desc_t op_desc,
+                             const_dnnl_primitive_desc_t hint,
+                             const char *prefer, const char *what)
+{
+    dnnl_engine_t eng;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_iterator_t it = NULL;
+    dnnl_primitive_desc_t first = NULL;
+    dsv_status s;
+
+    *pd = NULL;
+    if ((s = dsv_odn_engine(&eng)))
+        return s;
+    if ((s = dsv_odn_status(dnnl_primitive_attr_create(&attr), what)) ||
+        (s = dsv_odn_status(
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+             what)) ||
+        (s = dsv_odn_status(
+             dnnl_primitive_desc_iterator_create(&it, op_desc, attr, eng, hint),
+             what)))
+        goto out;
+    first = dnnl_primitive_desc_iterator_fetch(it);
+    if (!first) {
+        s = dsv_error(DSV_BACKEND, "onednn: %s: no implementation", what);
+        goto out;
+    }
+    if (prefer && !strstr(impl_name(first), prefer)) {
+        /* Walk the rest; keep the first on no match. */
+        while (dnnl_primitive_desc_iterator_next(it) == dnnl_success) {
+            dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+            if (cand && strstr(impl_name(cand), prefer)) {
+                dnnl_primitive_desc_destroy(first);
+                first = cand;
+                break;
+            }
+            if (cand)
+                dnnl_primitive_desc_destroy(cand);
+        }
+    }
+    *pd = first;
+out:
+    if (it)
+        dnnl_primitive_desc_iterator_destroy(it);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+dsv_status dsv_odn_prim_make(dsv_odn_prim *pr, const_dnnl_primitive_desc_t pd,
+                             const char *what)
+{
+    dnnl_engine_t eng;
+    dsv_status s;
+    memset(pr, 0, sizeof(*pr));
+    if ((s = dsv_odn_engine(&eng)) ||
+        (s = dsv_odn_status(dnnl_primitive_create(&pr->p, pd), what)))
+        return s;
+    const dnnl_memory_desc_t *smd =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (smd && dnnl_memory_desc_get_size(smd) > 0 &&
+        (s = dsv_odn_status(dnnl_memory_create(&pr->scratch, smd, eng,
+                                               DNNL_MEMORY_ALLOCATE),
+                            what))) {
+        dsv_odn_prim_free(pr);
+        return s;
+    }
+    return DSV_OK;
+}
+
+dsv_status dsv_odn_prim_run(dsv_odn_prim *pr, dnnl_stream_t s, int nargs,
+                            dnnl_exec_arg_t *args, const char *what)
+{
+    if (pr->scratch)
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pr->scratch};
+    return dsv_odn_status(dnnl_primitive_execute(pr->p, s, nargs, args), what);
+}
+
+void dsv_odn_prim_free(dsv_odn_prim *pr)
+{
+    if (pr->p)
+        dnnl_primitive_destroy(pr->p);
+    if (pr->scratch)
+        dnnl_memory_destroy(pr->scratch);
+    memset(pr, 0, sizeof(*pr));
+}
+
+dsv_status dsv_odn_edge_make(dsv_odn_edge *e, const dnnl_memory_desc_t *user_md,
+                             const dnnl_memory_desc_t *prim_md, bool input,
+                             const char *what)
+{
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dsv_status s;
+
+    memset(e, 0, sizeof(*e));
+    e->input = input;
+    if (!prim_md)
+        return dsv_error(DSV_BACKEND, "onednn: %s: no memory descriptor", what);
+    if ((s = dsv_odn_engine(&eng)) ||
+        (s = dsv_odn_status(dnnl_memory_create(&e->user, user_md, eng,
+                                               DNNL_MEMORY_NONE),
+                            what)))
+        goto fail;
+    if (dnnl_memory_desc_equal(user_md, prim_md))
+        return DSV_OK;
+    if ((s = dsv_odn_status(dnnl_memory_create(&e->inner, prim_md, eng,
+                                               DNNL_MEMORY_ALLOCATE),
+                            what)) ||
+        (s = dsv_odn_status(dnnl_primitive_attr_create(&attr), what)) ||
+        (s = dsv_odn_status(
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+             what)) ||
+        (s = dsv_odn_status(
+             input ? dnnl_reorder_primitive_desc_create(&rpd, user_md, eng, prim_md, eng, attr)
+                   : dnnl_reorder_primitive_desc_create(&rpd, prim_md, eng, user_md, eng, attr),
+             what)) ||
+        (s = dsv_odn_prim_make(&e->reorder, rpd, what)))
+        goto fail;
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_primitive_attr_destroy(attr);
+    return DSV_OK;
+fail:
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    dsv_odn_edge_free(e);
+    return s;
+}
+
+dnnl_memory_t dsv_odn_edge_mem(const dsv_odn_edge *e)
+{
+    return e->inner ? e->inner : e->user;
+}
+
+dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s, const void *data)
+{
+    dsv_status st = dsv_odn_status(dnnl_memory_set_data_handle(e->user, (void *)data),
+                                   "binding a buffer");
+    if (st || !e->input || !e->inner)
+        return st;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, e->user}, {DNNL_ARG_TO, e->inner}};
+    return dsv_odn_prim_run(&e->reorder, s, 2, args, "reorder");
+}
+
+dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s)
+{
+    if (e->input || !e->inner)
+        return DSV_OK;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, e->inner}, {DNNL_ARG_TO, e->user}};
+    return dsv_odn_prim_run(&e->reorder, s, 2, args, "reorder");
+}
+
+void dsv_odn_edge_free(dsv_odn_edge *e)
+{
+    if (e->user)
+        dnnl_memory_destroy(e->user);
+    if (e->inner)
+        dnnl_memory_destroy(e->inner);
+    dsv_odn_prim_free(&e->reorder);
+    memset(e, 0, sizeof(*e));
+}
+
+void dsv_odn_state_free(void *state)
+{
+    dsv_odn_state *st = state;
+    if (st)
+        st->free(st);
+}

@@ -1,0 +1,114 @@
+/*
+ * Shared plumbing of the onednn backend: the engine, status conversion,
+ * thread-count handling at primitive creation, primitives with a user-managed
+ * scratchpad, and "edges" (a user tensor in its plain layout, plus the
+ * primitive's own layout and the reorder between them).
+ *
+ * What must stay true:
+ *  - every oneDNN call of the project lives in kernels/onednn/;
+ *  - every primitive is created while omp_get_max_threads() equals the thread
+ *    count it will run with (dsv_odn_threads_begin/end), because JIT kernels
+ *    size their work split and barriers by the creation-time count;
+ *  - every primitive uses dnnl_scratchpad_mode_user with a scratchpad owned by
+ *    the same state, so a state may run on any thread (batch-parallel
+ *    schedule) without touching oneDNN's per-thread global scratchpad;
+ *  - per-node states start with dsv_odn_state, so the table's state_free can
+ *    release any of them.
+ */
+#ifndef DSV_ONEDNN_COMMON_H
+#define DSV_ONEDNN_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "dasecv/ops.h"
+
+/* Internal to the library (shared between the backend's files only). */
+#define DSV_ODN_INTERNAL __attribute__((visibility("hidden")))
+
+/* DSV_OK for dnnl_success; otherwise records "onednn: <what>: <status>" and
+ * returns DSV_UNSUPPORTED (unimplemented), DSV_NOMEM or DSV_BACKEND. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_status(dnnl_status_t st, const char *what);
+
+/* The process-wide CPU engine, created once. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_engine(dnnl_engine_t *e);
+
+/* The team size a call may use: c->nthreads, or the global knob when 0. */
+DSV_ODN_INTERNAL int dsv_odn_nthreads(const dsv_call *c);
+/* Sets this thread's OpenMP count to n for primitive creation; returns the
+ * previous value for dsv_odn_threads_end. */
+DSV_ODN_INTERNAL int dsv_odn_threads_begin(int n);
+DSV_ODN_INTERNAL void dsv_odn_threads_end(int saved);
+
+/* A plain memory descriptor for logical dims (tag abcd, ab, a, ...). */
+DSV_ODN_INTERNAL dnnl_memory_desc_t dsv_odn_md(int ndims, const int64_t *dims,
+                                               dnnl_format_tag_t tag);
+
+/* Primitive descriptor with a user scratchpad. Takes the first
+ * implementation whose name contains `prefer` (NULL or no match: the first
+ * one, like dnnl_primitive_desc_create). */
+DSV_ODN_INTERNAL dsv_status dsv_odn_pd_create(dnnl_primitive_desc_t *pd,
+                                              const_dnnl_op_desc_t op_desc,
+                                              const_dnnl_primitive_desc_t hint,
+                                              const char *prefer,
+                                              const char *what);
+
+/* A primitive and its scratchpad (NULL when it needs none). */
+typedef struct dsv_odn_prim {
+    dnnl_primitive_t p;
+    dnnl_memory_t scratch;
+} dsv_odn_prim;
+
+DSV_ODN_INTERNAL dsv_status dsv_odn_prim_make(dsv_odn_prim *pr,
+                                              const_dnnl_primitive_desc_t pd,
+                                              const char *what);
+/* Executes with args (room for one more entry, the scratchpad, is needed:
+ * args must have nargs + 1 slots). Does not wait. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_prim_run(dsv_odn_prim *pr, dnnl_stream_t s,
+                                             int nargs, dnnl_exec_arg_t *args,
+                                             const char *what);
+DSV_ODN_INTERNAL void dsv_odn_prim_free(dsv_odn_prim *pr);
+
+/* One tensor slot of a primitive. `user` wraps the caller's plain buffer
+ * (rebound every call); `inner` is library-allocated in the primitive's layout,
+ * NULL when the layouts are equal (the primitive then uses the user buffer).
+ * An input edge reorders user -> inner, an output edge inner -> user. */
+typedef struct dsv_odn_edge {
+    dnnl_memory_t user, inner;
+    dsv_odn_prim reorder;
+    bool input;
+} dsv_odn_edge;
+
+DSV_ODN_INTERNAL dsv_status dsv_odn_edge_make(dsv_odn_edge *e,
+                                              const dnnl_memory_desc_t *user_md,
+                                              const dnnl_memory_desc_t *prim_md,
+                                              bool input, const char *what);
+/* The memory the primitive reads or writes. */
+DSV_ODN_INTERNAL dnnl_memory_t dsv_odn_edge_mem(const dsv_odn_edge *e);
+/* Binds the user buffer (before the primitive runs, outputs too); for an
+ * input edge also reorders it into inner. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s,
+                                            const void *data);
+/* For an output edge, after the primitive ran: inner -> the bound buffer. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s);
+DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
+
+/* Start of every per-node state; `free` releases the whole object. */
+typedef struct dsv_odn_state {
+    dsv_op op;
+    void (*free)(struct dsv_odn_state *st);
+} dsv_odn_state;
+
+DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
+
+/* Op kernels (one file each). */
+DSV_ODN_INTERNAL bool dsv_odn_conv_supports(const dsv_call *c, bool backward);
+DSV_ODN_INTERNAL dsv_status dsv_odn_conv_forward(dsv_call *c);
+DSV_ODN_INTERNAL dsv_status dsv_odn_conv_backward(dsv_call *c);
+DSV_ODN_INTERNAL bool dsv_odn_max_pool_supports(const dsv_call *c, bool backward);
+DSV_ODN_INTERNAL dsv_status dsv_odn_max_pool_forward(dsv_call *c);
+DSV_ODN_INTERNAL dsv_status dsv_odn_max_pool_backward(dsv_call *c);
+
+#endif

@@ -1,0 +1,509 @@
+/*
+ * What is specific to the onednn backend: per-node state reuse across calls
+ * and shape changes, thread-count changes, the batch-parallel pattern (each
+ * OpenMP thread runs 1-thread kernels on its half of the batch with its own
+ * state), backward without (or after a stale) forward, and the conversion of
+ * oneDNN errors. Results are compared against the naive backend.
+ *
+ * A deadlock must fail the test instead of hanging it: SIGALRM (default
+ * action: terminate) guards the whole program.
+ */
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <omp.h>
+
+#include "testutil.h"
+
+#define TOL 2e-5
+
+/* max |a - b| / max |b|: the scale-aware error used for f32 kernels. */
+static double max_err(const dsv_tensor *a, const dsv_tensor *b)
+{
+    assert_int_equal(dsv_tensor_numel(a), dsv_tensor_numel(b));
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < dsv_tensor_numel(a); i++) {
+        double x = dsv_tensor_get(a, i), y = dsv_tensor_get(b, i);
+        double e = fabs(x - y);
+        if (!(e <= d))
+            d = isnan(e) ? INFINITY : e;
+        m = fmax(m, fabs(y));
+    }
+    return d / fmax(m, 1e-30);
+}
+
+typedef struct conv_case {
+    int64_t n, c, h, w, f, k;
+    int stride, pad;
+} conv_case;
+
+/* Tensors of one conv problem, with the naive results. */
+typedef struct conv_data {
+    dsv_tensor x, w, b, dout;
+    dsv_tensor out, dx, dw, db;         /* naive */
+    dsv_tensor out2, dx2, dw2, db2;     /* onednn */
+    dsv_params p;
+} conv_data;
+
+static dsv_call conv_call(conv_data *d, bool ref)
+{
+    dsv_call c = dsv_call_make(DSV_OP_CONV);
+    c.p = d->p;
+    c.x = &d->x, c.w = &d->w, c.b = &d->b, c.dout = &d->dout;
+    c.out = ref ? &d->out : &d->out2;
+    c.dx = ref ? &d->dx : &d->dx2;
+    c.dw = ref ? &d->dw : &d->dw2;
+    c.db = ref ? &d->db : &d->db2;
+    return c;
+}
+
+static void conv_data_init(conv_data *d, tu_rng *r, conv_case k)
+{
+    memset(d, 0, sizeof(*d));
+    d->p = dsv_params_default();
+    d->p.stride = k.stride, d->p.pad = k.pad;
+    int64_t oh = (k.h + 2 * k.pad - k.k) / k.stride + 1;
+    int64_t ow = (k.w + 2 * k.pad - k.k) / k.stride + 1;
+    int64_t xs[] = {k.n, k.c, k.h, k.w}, ws[] = {k.f, k.c, k.k, k.k};
+    int64_t ys[] = {k.n, k.f, oh, ow};
+    d->x = tu_randn(r, DSV_F32, 4, xs, 1);
+    d->w = tu_randn(r, DSV_F32, 4, ws, 0.3);
+    d->b = tu_randn(r, DSV_F32, 1, &k.f, 1);
+    d->dout = tu_randn(r, DSV_F32, 4, ys, 1);
+    d->out = tu_zeros(DSV_F32, 4, ys), d->out2 = tu_zeros(DSV_F32, 4, ys);
+    d->dx = tu_zeros(DSV_F32, 4, xs), d->dx2 = tu_zeros(DSV_F32, 4, xs);
+    d->dw = tu_zeros(DSV_F32, 4, ws), d->dw2 = tu_zeros(DSV_F32, 4, ws);
+    d->db = tu_zeros(DSV_F32, 1, &k.f), d->db2 = tu_zeros(DSV_F32, 1, &k.f);
+    dsv_call c = conv_call(d, true);
+    TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
+    TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
+}
+
+static void conv_data_free(conv_data *d)
+{
+    dsv_tensor *t[] = {&d->x, &d->w, &d->b, &d->dout, &d->out, &d->dx, &d->dw,
+                       &d->db, &d->out2, &d->dx2, &d->dw2, &d->db2};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+/* Forward and backward on onednn, the outputs filled with garbage first
+ * (backward must overwrite). No cmocka asserts: it also runs inside parallel
+ * regions. */
+static dsv_status conv_try(conv_data *d, void **state, int nthreads)
+{
+    dsv_call c = conv_call(d, false);
+    c.state = state, c.nthreads = nthreads;
+    tu_rng r = {99};
+    dsv_tensor *g[] = {&d->out2, &d->dx2, &d->dw2, &d->db2};
+    for (int i = 0; i < 4; i++)
+        for (int64_t j = 0; j < dsv_tensor_numel(g[i]); j++)
+            dsv_tensor_set(g[i], j, 1e3 * tu_normal(&r));
+    dsv_backend used;
+    dsv_status s = dsv_forward(&c, DSV_BACKEND_ONEDNN, &used);
+    if (!s && used != DSV_BACKEND_ONEDNN)
+        s = dsv_error(DSV_UNSUPPORTED, "conv forward ran on %s", dsv_backend_name(used));
+    if (!s)
+        s = dsv_backward(&c, DSV_BACKEND_ONEDNN, &used);
+    if (!s && used != DSV_BACKEND_ONEDNN)
+        s = dsv_error(DSV_UNSUPPORTED, "conv backward ran on %s", dsv_backend_name(used));
+    return s;
+}
+
+static void conv_run_onednn(conv_data *d, void **state, int nthreads)
+{
+    TU_OK(conv_try(d, state, nthreads));
+}
+
+static void conv_expect_equal(const conv_data *d)
+{
+    assert_true(max_err(&d->out2, &d->out) < TOL);
+    assert_true(max_err(&d->dx2, &d->dx) < TOL);
+    assert_true(max_err(&d->dw2, &d->dw) < TOL);
+    assert_true(max_err(&d->db2, &d->db) < TOL);
+}
+
+static void test_conv_state_reuse(void **unused)
+{
+    (void)unused;
+    tu_rng r = {1};
+    /* the course cell shape in small; many channels; 1x1; 5x5 s1 p2 */
+    conv_case cases[] = {{4, 3, 31, 31, 25, 3, 2, 1}, {2, 20, 9, 9, 17, 3, 1, 1},
+                         {3, 8, 6, 6, 16, 1, 1, 0}, {2, 3, 7, 9, 4, 5, 1, 2}};
+    void *state = NULL;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        conv_data d;
+        conv_data_init(&d, &r, cases[i]);
+        /* one-off (no state), then twice on one state, the second time with
+           new input values */
+        conv_run_onednn(&d, NULL, 0);
+        conv_expect_equal(&d);
+        conv_run_onednn(&d, &state, 0);
+        conv_expect_equal(&d);
+        for (int64_t j = 0; j < dsv_tensor_numel(&d.x); j++)
+            dsv_tensor_set(&d.x, j, -dsv_tensor_get(&d.x, j));
+        for (int64_t j = 0; j < dsv_tensor_numel(&d.w); j++)
+            dsv_tensor_set(&d.w, j, 0.5 * dsv_tensor_get(&d.w, j));
+        dsv_call c = conv_call(&d, true);
+        TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
+        TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
+        conv_run_onednn(&d, &state, 0);
+        conv_expect_equal(&d);
+
+        /* the checker catches a wrong value */
+        float *o = d.dw2.data;
+        o[dsv_tensor_numel(&d.dw2) / 2] += 1e-2f;
+        assert_false(max_err(&d.dw2, &d.dw) < TOL);
+        conv_data_free(&d);
+    }
+
+    /* the last batch is smaller: same state, new shape */
+    conv_data a, b;
+    conv_data_init(&a, &r, cases[0]);
+    conv_case small = cases[0];
+    small.n = 1;
+    conv_data_init(&b, &r, small);
+    conv_run_onednn(&a, &state, 0);
+    conv_expect_equal(&a);
+    conv_run_onednn(&b, &state, 0);
+    conv_expect_equal(&b);
+    conv_run_onednn(&a, &state, 0);
+    conv_expect_equal(&a);
+
+    /* backward alone, with dx only, then dw only, then db only */
+    dsv_call c = conv_call(&a, false);
+    c.state = &state;
+    memset(a.dx2.data, 0x7f, dsv_tensor_nbytes(&a.dx2));
+    c.dw = c.db = NULL;
+    TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
+    assert_true(max_err(&a.dx2, &a.dx) < TOL);
+    c = conv_call(&a, false);
+    c.state = &state;
+    memset(a.dw2.data, 0x7f, dsv_tensor_nbytes(&a.dw2));
+    memset(a.db2.data, 0x7f, dsv_tensor_nbytes(&a.db2));
+    c.dx = c.db = NULL;
+    TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
+    assert_true(max_err(&a.dw2, &a.dw) < TOL);
+    c.dw = NULL, c.db = &a.db2;
+    TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
+    assert_true(max_err(&a.db2, &a.db) < TOL);
+
+    c.state_backend = DSV_BACKEND_ONEDNN;
+    dsv_call_state_free(&c);
+    assert_null(state);
+    conv_data_free(&a);
+    conv_data_free(&b);
+}
+
+/* ---- max pooling ---------------------------------------------------------- */
+
+typedef struct pool_data {
+    dsv_tensor x, dout, out, dx, out2, dx2;
+    dsv_params p;
+} pool_data;
+
+static dsv_call pool_call(pool_data *d, bool ref)
+{
+    dsv_call c = dsv_call_make(DSV_OP_MAX_POOL);
+    c.p = d->p;
+    c.x = &d->x, c.dout = &d->dout;
+    c.out = ref ? &d->out : &d->out2;
+    c.dx = ref ? &d->dx : &d->dx2;
+    return c;
+}
+
+static void pool_ref(pool_data *d)
+{
+    dsv_call c = pool_call(d, true);
+    TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
+    TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
+}
+
+static void pool_data_init(pool_data *d, tu_rng *r, int64_t n, int64_t ch,
+                           int64_t h, int64_t w, int k, int stride)
+{
+    memset(d, 0, sizeof(*d));
+    d->p = dsv_params_default();
+    d->p.pool_height = d->p.pool_width = k, d->p.stride = stride;
+    int64_t xs[] = {n, ch, h, w};
+    int64_t ys[] = {n, ch, (h - k) / stride + 1, (w - k) / stride + 1};
+    d->x = tu_randn(r, DSV_F32, 4, xs, 1);
+    d->dout = tu_randn(r, DSV_F32, 4, ys, 1);
+    d->out = tu_zeros(DSV_F32, 4, ys), d->out2 = tu_zeros(DSV_F32, 4, ys);
+    d->dx = tu_zeros(DSV_F32, 4, xs), d->dx2 = tu_zeros(DSV_F32, 4, xs);
+    pool_ref(d);
+}
+
+static void pool_data_free(pool_data *d)
+{
+    dsv_tensor *t[] = {&d->x, &d->dout, &d->out, &d->dx, &d->out2, &d->dx2};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+static dsv_status pool_try(pool_data *d, void **state, int nthreads, bool backward)
+{
+    dsv_call c = pool_call(d, false);
+    c.state = state, c.nthreads = nthreads;
+    if (backward)
+        memset(d->dx2.data, 0x7f, dsv_tensor_nbytes(&d->dx2));
+    dsv_backend used;
+    dsv_status s = backward ? dsv_backward(&c, DSV_BACKEND_ONEDNN, &used)
+                            : dsv_forward(&c, DSV_BACKEND_ONEDNN, &used);
+    if (!s && used != DSV_BACKEND_ONEDNN)
+        s = dsv_error(DSV_UNSUPPORTED, "max_pool ran on %s", dsv_backend_name(used));
+    return s;
+}
+
+static void pool_fwd(pool_data *d, void **state, int nthreads)
+{
+    TU_OK(pool_try(d, state, nthreads, false));
+}
+
+static void pool_bwd(pool_data *d, void **state, int nthreads)
+{
+    TU_OK(pool_try(d, state, nthreads, true));
+}
+
+static void test_pool_state_and_workspace(void **unused)
+{
+    (void)unused;
+    tu_rng r = {2};
+    pool_data a, b;
+    pool_data_init(&a, &r, 6, 3, 32, 32, 2, 2);
+    pool_data_init(&b, &r, 6, 3, 32, 32, 2, 2);
+    void *state = NULL;
+
+    /* one-off calls, no state: backward has no forward to lean on */
+    pool_fwd(&a, NULL, 0);
+    assert_true(max_err(&a.out2, &a.out) == 0);
+    pool_bwd(&a, NULL, 0);
+    assert_true(max_err(&a.dx2, &a.dx) < TOL);
+
+    /* backward first on a fresh state */
+    pool_bwd(&a, &state, 0);
+    assert_true(max_err(&a.dx2, &a.dx) < TOL);
+    /* the usual forward then backward */
+    pool_fwd(&a, &state, 0);
+    pool_bwd(&a, &state, 0);
+    assert_true(max_err(&a.out2, &a.out) == 0);
+    assert_true(max_err(&a.dx2, &a.dx) < TOL);
+    /* the forward saw a, the backward gets b (another buffer) */
+    pool_fwd(&a, &state, 0);
+    pool_bwd(&b, &state, 0);
+    assert_true(max_err(&b.dx2, &b.dx) < TOL);
+    /* same buffer, new values after the forward (as a gradient check does) */
+    pool_fwd(&a, &state, 0);
+    memcpy(a.x.data, b.x.data, dsv_tensor_nbytes(&a.x));
+    memcpy(a.dout.data, b.dout.data, dsv_tensor_nbytes(&a.dout));
+    pool_bwd(&a, &state, 0);
+    assert_true(max_err(&a.dx2, &b.dx) < TOL);
+    /* the checker catches a gradient routed to the wrong element */
+    float *g = a.dx2.data;
+    size_t i0 = 0;
+    while (g[i0] == 0)
+        i0++;
+    g[i0 ^ 1] = g[i0], g[i0] = 0;
+    assert_false(max_err(&a.dx2, &b.dx) < TOL);
+
+    /* shape changes on the same state: smaller batch, 3x3 stride 2 windows,
+       many channels */
+    pool_data c, e, f;
+    pool_data_init(&c, &r, 2, 3, 32, 32, 2, 2);
+    pool_data_init(&e, &r, 3, 5, 9, 11, 3, 2);
+    pool_data_init(&f, &r, 2, 40, 8, 8, 2, 2);
+    pool_data *all[] = {&c, &e, &f, &b};
+    for (int i = 0; i < 4; i++) {
+        pool_fwd(all[i], &state, 0);
+        pool_bwd(all[i], &state, 0);
+        assert_true(max_err(&all[i]->out2, &all[i]->out) == 0);
+        assert_true(max_err(&all[i]->dx2, &all[i]->dx) < TOL);
+    }
+    dsv_call call = pool_call(&a, false);
+    call.state = &state, call.state_backend = DSV_BACKEND_ONEDNN;
+    dsv_call_state_free(&call);
+    assert_null(state);
+    pool_data_free(&a), pool_data_free(&b), pool_data_free(&c);
+    pool_data_free(&e), pool_data_free(&f);
+}
+
+/* ---- threads -------------------------------------------------------------- */
+
+static void test_thread_count_change(void **unused)
+{
+    (void)unused;
+    tu_rng r = {3};
+    conv_data d;
+    conv_data_init(&d, &r, (conv_case){8, 3, 31, 31, 25, 3, 2, 1});
+    pool_data pd;
+    pool_data_init(&pd, &r, 8, 3, 32, 32, 2, 2);
+    void *cs = NULL, *ps = NULL;
+    int counts[] = {1, 2, 1, 2};
+    for (int i = 0; i < 4; i++) {
+        TU_OK(dsv_set_num_threads(counts[i]));
+        conv_run_onednn(&d, &cs, 0);
+        conv_expect_equal(&d);
+        pool_fwd(&pd, &ps, 0);
+        pool_bwd(&pd, &ps, 0);
+        assert_true(max_err(&pd.dx2, &pd.dx) < TOL);
+        assert_int_equal(omp_get_max_threads(), counts[i]); /* restored */
+    }
+    /* The same states, now inside a 2-thread region with nthreads = 1 on one
+       thread: primitives built for 2 threads would deadlock here (oneDNN's
+       backward-weights barrier), so this only passes if they are rebuilt. */
+    dsv_status s = DSV_OK;
+    #pragma omp parallel num_threads(2)
+    {
+        if (omp_get_thread_num() == 0) {
+            s = conv_try(&d, &cs, 1);
+            if (!s)
+                s = pool_try(&pd, &ps, 1, false);
+            if (!s)
+                s = pool_try(&pd, &ps, 1, true);
+        }
+    }
+    TU_OK(s);
+    conv_expect_equal(&d);
+    assert_true(max_err(&pd.dx2, &pd.dx) < TOL);
+    dsv_call c = dsv_call_make(DSV_OP_CONV);
+    c.state_backend = DSV_BACKEND_ONEDNN;
+    c.state = &cs, dsv_call_state_free(&c);
+    c.state = &ps, dsv_call_state_free(&c);
+    conv_data_free(&d);
+    pool_data_free(&pd);
+    TU_OK(dsv_set_num_threads(2));
+}
+
+/* Each of two OpenMP threads runs conv and pool forward/backward with
+ * nthreads = 1 on its half of the batch, with its own states; the halves
+ * together equal the whole-batch naive result (dw and db summed). */
+static void test_batch_parallel(void **unused)
+{
+    (void)unused;
+    TU_OK(dsv_set_num_threads(2));
+    tu_rng r = {4};
+    conv_data d;
+    conv_data_init(&d, &r, (conv_case){10, 3, 31, 31, 25, 3, 2, 1});
+    pool_data pd;
+    pool_data_init(&pd, &r, 10, 3, 32, 32, 2, 2);
+    dsv_tensor dw[2], db[2];
+    for (int t = 0; t < 2; t++) {
+        dw[t] = tu_zeros(DSV_F32, 4, d.w.shape);
+        db[t] = tu_zeros(DSV_F32, 1, d.b.shape);
+    }
+    void *cs[2] = {NULL, NULL}, *ps[2] = {NULL, NULL};
+    dsv_status st[2] = {DSV_OK, DSV_OK};
+
+    for (int round = 0; round < 3; round++) {
+        #pragma omp parallel num_threads(2)
+        {
+            int t = omp_get_thread_num();
+            int64_t n0 = t * 5;
+            dsv_tensor x = dsv_tensor_slice(&d.x, n0, 5);
+            dsv_tensor out = dsv_tensor_slice(&d.out2, n0, 5);
+            dsv_tensor dout = dsv_tensor_slice(&d.dout, n0, 5);
+            dsv_tensor dx = dsv_tensor_slice(&d.dx2, n0, 5);
+            dsv_call c = dsv_call_make(DSV_OP_CONV);
+            c.p = d.p, c.x = &x, c.w = &d.w, c.b = &d.b, c.out = &out;
+            c.dout = &dout, c.dx = &dx, c.dw = &dw[t], c.db = &db[t];
+            c.nthreads = 1, c.state = &cs[t];
+            dsv_status s = dsv_forward(&c, DSV_BACKEND_ONEDNN, NULL);
+            if (!s)
+                s = dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL);
+
+            dsv_tensor px = dsv_tensor_slice(&pd.x, n0, 5);
+            dsv_tensor pout = dsv_tensor_slice(&pd.out2, n0, 5);
+            dsv_tensor pdout = dsv_tensor_slice(&pd.dout, n0, 5);
+            dsv_tensor pdx = dsv_tensor_slice(&pd.dx2, n0, 5);
+            dsv_call p = dsv_call_make(DSV_OP_MAX_POOL);
+            p.p = pd.p, p.x = &px, p.out = &pout, p.dout = &pdout, p.dx = &pdx;
+            p.nthreads = 1, p.state = &ps[t];
+            if (!s)
+                s = dsv_forward(&p, DSV_BACKEND_ONEDNN, NULL);
+            if (!s)
+                s = dsv_backward(&p, DSV_BACKEND_ONEDNN, NULL);
+            st[t] = s;
+        }
+        TU_OK(st[0]);
+        TU_OK(st[1]);
+        float *w0 = dw[0].data, *w1 = dw[1].data, *b0 = db[0].data, *b1 = db[1].data;
+        float *w = d.dw2.data, *b = d.db2.data;
+        for (int64_t i = 0; i < dsv_tensor_numel(&d.dw2); i++)
+            w[i] = w0[i] + w1[i];
+        for (int64_t i = 0; i < dsv_tensor_numel(&d.db2); i++)
+            b[i] = b0[i] + b1[i];
+        conv_expect_equal(&d);
+        assert_true(max_err(&pd.out2, &pd.out) == 0);
+        assert_true(max_err(&pd.dx2, &pd.dx) < TOL);
+        memset(d.out2.data, 0, dsv_tensor_nbytes(&d.out2));
+        memset(pd.dx2.data, 0, dsv_tensor_nbytes(&pd.dx2));
+    }
+    dsv_call c = dsv_call_make(DSV_OP_CONV);
+    c.state_backend = DSV_BACKEND_ONEDNN;
+    for (int t = 0; t < 2; t++) {
+        c.state = &cs[t], dsv_call_state_free(&c);
+        c.state = &ps[t], dsv_call_state_free(&c);
+        dsv_tensor_free(&dw[t]), dsv_tensor_free(&db[t]);
+    }
+    conv_data_free(&d);
+    pool_data_free(&pd);
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Calls the kernel directly with an output one row short (dsv_forward would
+ * refuse it): oneDNN rejects the descriptor, and the status and message
+ * come back converted; the state stays usable. */
+static void test_error_conversion(void **unused)
+{
+    (void)unused;
+    tu_rng r = {5};
+    conv_data d;
+    conv_data_init(&d, &r, (conv_case){2, 3, 31, 31, 4, 3, 2, 1});
+    dsv_tensor bad = tu_zeros(DSV_F32, 4, (int64_t[]){2, 4, 15, 16});
+    const dsv_backend_table *t = dsv_backend_get(DSV_BACKEND_ONEDNN);
+    assert_non_null(t);
+    void *state = NULL;
+    dsv_call c = conv_call(&d, false);
+    c.out = &bad, c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+    dsv_error_clear();
+    dsv_status s = t->kernels[DSV_OP_CONV].forward(&c);
+    assert_true(s == DSV_BACKEND || s == DSV_UNSUPPORTED);
+    assert_non_null(strstr(dsv_errmsg(), "onednn: conv"));
+    assert_non_null(strstr(dsv_errmsg(), "invalid_arguments"));
+    /* the same call without a state slot fails the same way and leaks nothing */
+    c.state = NULL;
+    assert_int_equal(t->kernels[DSV_OP_CONV].forward(&c), s);
+    /* and the node's state recovers */
+    conv_run_onednn(&d, &state, 0);
+    conv_expect_equal(&d);
+    c.state = &state;
+    dsv_call_state_free(&c);
+    dsv_tensor_free(&bad);
+    conv_data_free(&d);
+
+    /* float64 is not ours: the dispatcher falls back to naive */
+    dsv_tensor x = tu_randn(&r, DSV_F64, 4, (int64_t[]){1, 1, 4, 4}, 1);
+    dsv_tensor y = tu_zeros(DSV_F64, 4, (int64_t[]){1, 1, 2, 2});
+    dsv_call p = dsv_call_make(DSV_OP_MAX_POOL);
+    p.x = &x, p.out = &y, p.p.stride = 2;
+    dsv_backend used;
+    TU_OK(dsv_forward(&p, DSV_BACKEND_ONEDNN, &used));
+    assert_int_equal(used, DSV_BACKEND_NAIVE);
+    dsv_tensor_free(&x), dsv_tensor_free(&y);
+}
+
+int main(void)
+{
+    alarm(120); /* a deadlocked primitive kills the program: the test fails */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_state_reuse),
+        cmocka_unit_test(test_pool_state_and_workspace),
+        cmocka_unit_test(test_thread_count_change),
+        cmocka_unit_test(test_batch_parallel),
+        cmocka_unit_test(test_error_conversion),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
