@@ -1,12 +1,464 @@
-/* placeholder: filled in by its owner */
+/*
+ * dasecv train: builds a model (or resumes one from a checkpoint), trains it
+ * with the Solver on a dataset, and saves checkpoints.
+ *
+ * What must stay true:
+ *  - the SIGINT handler only calls dsv_solver_request_stop (async-signal-safe);
+ *    the command then saves the checkpoint and exits with 130;
+ *  - a NaN/Inf loss never reaches a checkpoint: the last one written (at the
+ *    previous epoch end) is kept and the command exits with 1;
+ *  - checkpoints are written at each epoch end and at the end, atomically
+ *    (dsv_checkpoint_save), so a killed run leaves the previous one loadable.
+ */
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
+#include "cmdline.h"
+#include "progress.h"
+
+static const char usage[] =
+    "usage: dasecv train [options]\n"
+    "\n"
+    "Trains a model with the Solver (minibatch SGD and an update rule, lr decay\n"
+    "after each epoch, accuracy checks at each epoch end, best validation\n"
+    "parameters kept at the end), as the course's solver.py.\n"
+    "\n"
+    "data:\n"
+    "  --data SPEC              cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
+    "                           (default: fashion-mnist, from Debian's\n"
+    "                           dataset-fashion-mnist package; the input shape and\n"
+    "                           classes of the model come from the dataset)\n"
+    "  --train-size N           train on the first N training images only\n"
+    "model (ignored with --resume, which restores the checkpoint's model):\n"
+    "  --model KIND             threelayer (default) | fc | resnet\n"
+    "  --num-filters N          threelayer: conv filters (32)\n"
+    "  --filter-size N          threelayer: conv filter size (7)\n"
+    "  --hidden-dim N           threelayer: hidden units (100)\n"
+    "  --hidden-dims A,B,...    fc: hidden layer sizes (100,100)\n"
+    "  --weight-scale X         std of the initial weights (1e-3; fc 1e-2)\n"
+    "  --reg X                  L2 regularisation strength (0)\n"
+    "  --normalization N        fc: none | batchnorm | layernorm\n"
+    "  --dropout P              fc: keep probability in (0, 1] (1 = none)\n"
+    "  --dtype T                float32 (default) | float64\n"
+    "solver:\n"
+    "  --update-rule R          sgd (default) | sgd_momentum | rmsprop | adam\n"
+    "  --learning-rate X        (1e-2; adam 1e-3)\n"
+    "  --lr-decay X             factor after each epoch (1.0)\n"
+    "  --batch-size N           (100)\n"
+    "  --num-epochs N           (10)\n"
+    "  --num-train-samples N    training images for the epoch-end accuracy\n"
+    "                           (1000; 0 = all)\n"
+    "  --num-val-samples N      validation images for it (0 = all)\n"
+    "  --print-every N          iterations between progress lines (10)\n"
+    "  --seed N                 weights and minibatch sampling (0)\n"
+    "execution:\n"
+    "  --backend B              naive | fast | onednn | auto (default)\n"
+    "  --threads N              threads (default: DASECV_NUM_THREADS or all)\n"
+    "  --schedule S             layer (default) | batch | auto\n"
+    "files and output:\n"
+    "  --checkpoint FILE        saved at each epoch end and at the end\n"
+    "  --resume FILE            continue from a checkpoint (to --num-epochs)\n"
+    "  --log FILE.csv           one row per iteration: iteration, epoch, loss,\n"
+    "                           lr, train_acc, val_acc, images_per_s\n"
+    "  --json                   print one JSON object on stdout at the end\n"
+    "  --quiet                  no progress output\n"
+    "\n"
+    "Progress goes to stderr: a bar on a terminal, else a line every\n"
+    "--print-every iterations. Exit status: 0 done; 1 error, or a NaN/Inf loss\n"
+    "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130\n"
+    "interrupted by SIGINT (Ctrl-C) after saving the checkpoint.\n";
+
+typedef struct train_opts {
+    const char *data, *checkpoint, *resume, *log;
+    int64_t train_size;
+    dsv_model_kind kind;
+    bool has_num_filters, has_filter_size, has_hidden_dim, has_hidden_dims;
+    bool has_weight_scale, has_lr;
+    int num_filters, filter_size, hidden_dim, num_hidden;
+    int hidden_dims[DSV_MAX_HIDDEN];
+    double weight_scale, reg, dropout, learning_rate, lr_decay;
+    dsv_norm norm;
+    dsv_dtype dtype;
+    dsv_update_rule rule;
+    int batch_size, num_epochs, print_every, threads;
+    int64_t num_train_samples, num_val_samples;
+    uint64_t seed;
+    dsv_backend backend;
+    dsv_schedule schedule;
+    bool json, quiet;
+} train_opts;
+
+static bool parse_hidden_dims(cli_parser *p, train_opts *o)
+{
+    const char *v = cli_value(p);
+    if (!v)
+        return false;
+    o->num_hidden = 0;
+    const char *s = v;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long x = strtol(s, &end, 10);
+        if (end == s || errno || x < 1 || x > 1000000 || (*end && *end != ',') ||
+            o->num_hidden == DSV_MAX_HIDDEN) {
+            fprintf(stderr,
+                    "dasecv train: --hidden-dims: '%s' is not a list of up to %d positive "
+                    "sizes like 100,100\n",
+                    v, DSV_MAX_HIDDEN);
+            return false;
+        }
+        o->hidden_dims[o->num_hidden++] = (int)x;
+        s = *end ? end + 1 : end;
+    }
+    if (o->num_hidden == 0) {
+        fprintf(stderr, "dasecv train: --hidden-dims: empty list\n");
+        return false;
+    }
+    return true;
+}
+
+/* A name looked up with one of the engine's *_from_name functions. */
+#define NAMED(fn, out)                                                         \
+    do {                                                                       \
+        const char *v_ = cli_value(&p);                                        \
+        if (!v_)                                                               \
+            return 2;                                                          \
+        if (fn(v_, out) != DSV_OK) {                                           \
+            fprintf(stderr, "dasecv train: %s: %s\n", p.name, dsv_errmsg());   \
+            return 2;                                                          \
+        }                                                                      \
+    } while (0)
+
+/* Returns -1 to go on, else the exit code. */
+static int parse(int argc, char **argv, train_opts *o)
+{
+    *o = (train_opts){
+        .kind = DSV_MODEL_THREELAYER, .dropout = 1.0, .lr_decay = 1.0,
+        .norm = DSV_NORM_NONE, .dtype = DSV_F32, .rule = DSV_UPDATE_SGD,
+        .batch_size = 100, .num_epochs = 10, .print_every = 10,
+        .num_train_samples = 1000, .num_val_samples = 0,
+        .backend = DSV_BACKEND_AUTO, .schedule = DSV_SCHEDULE_LAYER,
+    };
+    cli_parser p = cli_parser_make("train", argc, argv);
+    int k;
+    bool ok = true;
+    while ((k = cli_next(&p)) != 0) {
+        if (k == 2) {
+            fprintf(stderr, "dasecv train: unexpected argument '%s'\n", argv[p.i]);
+            return 2;
+        }
+        if (cli_is(&p, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (cli_is(&p, "--json")) {
+            ok = cli_flag(&p), o->json = true;
+        } else if (cli_is(&p, "--quiet")) {
+            ok = cli_flag(&p), o->quiet = true;
+        } else if (cli_is(&p, "--data")) {
+            ok = cli_string(&p, &o->data);
+        } else if (cli_is(&p, "--checkpoint")) {
+            ok = cli_string(&p, &o->checkpoint);
+        } else if (cli_is(&p, "--resume")) {
+            ok = cli_string(&p, &o->resume);
+        } else if (cli_is(&p, "--log")) {
+            ok = cli_string(&p, &o->log);
+        } else if (cli_is(&p, "--train-size")) {
+            ok = cli_int64(&p, 1, INT64_MAX, &o->train_size);
+        } else if (cli_is(&p, "--model")) {
+            NAMED(dsv_model_kind_from_name, &o->kind);
+        } else if (cli_is(&p, "--num-filters")) {
+            ok = cli_int(&p, 1, 4096, &o->num_filters), o->has_num_filters = true;
+        } else if (cli_is(&p, "--filter-size")) {
+            ok = cli_int(&p, 1, 63, &o->filter_size), o->has_filter_size = true;
+        } else if (cli_is(&p, "--hidden-dim")) {
+            ok = cli_int(&p, 1, 1000000, &o->hidden_dim), o->has_hidden_dim = true;
+        } else if (cli_is(&p, "--hidden-dims")) {
+            ok = parse_hidden_dims(&p, o), o->has_hidden_dims = true;
+        } else if (cli_is(&p, "--weight-scale")) {
+            ok = cli_double(&p, 0, true, 1e6, &o->weight_scale), o->has_weight_scale = true;
+        } else if (cli_is(&p, "--reg")) {
+            ok = cli_double(&p, 0, false, 1e6, &o->reg);
+        } else if (cli_is(&p, "--normalization")) {
+            NAMED(dsv_norm_from_name, &o->norm);
+        } else if (cli_is(&p, "--dropout")) {
+            ok = cli_double(&p, 0, true, 1, &o->dropout);
+        } else if (cli_is(&p, "--dtype")) {
+            const char *v = cli_value(&p);
+            if (!v)
+                return 2;
+            if (!strcmp(v, "float32"))
+                o->dtype = DSV_F32;
+            else if (!strcmp(v, "float64"))
+                o->dtype = DSV_F64;
+            else
+                return cli_usage_error(&p, "--dtype must be float32 or float64");
+        } else if (cli_is(&p, "--update-rule")) {
+            NAMED(dsv_update_rule_from_name, &o->rule);
+        } else if (cli_is(&p, "--learning-rate")) {
+            ok = cli_double(&p, 0, true, 1e6, &o->learning_rate), o->has_lr = true;
+        } else if (cli_is(&p, "--lr-decay")) {
+            ok = cli_double(&p, 0, true, 10, &o->lr_decay);
+        } else if (cli_is(&p, "--batch-size")) {
+            ok = cli_int(&p, 1, 1 << 20, &o->batch_size);
+        } else if (cli_is(&p, "--num-epochs")) {
+            ok = cli_int(&p, 1, 1000000, &o->num_epochs);
+        } else if (cli_is(&p, "--num-train-samples")) {
+            ok = cli_int64(&p, 0, INT64_MAX, &o->num_train_samples);
+        } else if (cli_is(&p, "--num-val-samples")) {
+            ok = cli_int64(&p, 0, INT64_MAX, &o->num_val_samples);
+        } else if (cli_is(&p, "--print-every")) {
+            ok = cli_int(&p, 1, 1 << 30, &o->print_every);
+        } else if (cli_is(&p, "--seed")) {
+            ok = cli_u64(&p, &o->seed);
+        } else if (cli_is(&p, "--backend")) {
+            NAMED(dsv_backend_from_name, &o->backend);
+        } else if (cli_is(&p, "--threads")) {
+            ok = cli_int(&p, 1, 4096, &o->threads);
+        } else if (cli_is(&p, "--schedule")) {
+            NAMED(dsv_schedule_from_name, &o->schedule);
+        } else {
+            return cli_unknown(&p);
+        }
+        if (!ok)
+            return 2;
+    }
+    if (o->resume && o->checkpoint == NULL)
+        o->checkpoint = o->resume; /* keep saving where we resumed from */
+    if (!dsv_backend_available(o->backend)) {
+        fprintf(stderr, "dasecv train: backend '%s' is not built in\n",
+                dsv_backend_name(o->backend));
+        return 2;
+    }
+    return -1;
+}
+
+static dsv_model_config model_config(const train_opts *o, const dsv_dataset *ds)
+{
+    dsv_model_config c = dsv_model_config_default(o->kind);
+    c.dtype = o->dtype;
+    c.input_dim[0] = ds->train.c;
+    c.input_dim[1] = ds->train.h;
+    c.input_dim[2] = ds->train.w;
+    c.num_classes = ds->num_classes;
+    c.reg = o->reg;
+    c.seed = o->seed;
+    c.normalization = o->norm;
+    c.dropout_keep = o->dropout;
+    if (o->has_weight_scale)
+        c.weight_scale = o->weight_scale;
+    if (o->has_num_filters)
+        c.num_filters = o->num_filters;
+    if (o->has_filter_size)
+        c.filter_size = o->filter_size;
+    if (o->has_hidden_dim)
+        c.hidden_dim = o->hidden_dim;
+    if (o->has_hidden_dims) {
+        c.num_hidden = o->num_hidden;
+        memcpy(c.hidden_dims, o->hidden_dims, sizeof(c.hidden_dims));
+    }
+    return c;
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+static dsv_solver *volatile g_solver; /* for the SIGINT handler */
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    dsv_solver *s = g_solver;
+    if (s)
+        dsv_solver_request_stop(s);
+}
+
+typedef struct run_ctx {
+    dsv_solver *solver;
+    const char *checkpoint;
+    cli_progress progress;
+    bool save_failed;
+    int saved_epoch; /* epoch of the last checkpoint written, -1 none */
+} run_ctx;
+
+static bool on_progress(const dsv_progress *pr, void *user)
+{
+    run_ctx *r = user;
+    cli_progress_update(&r->progress, pr);
+    if (pr->epoch_end && r->checkpoint && r->solver) {
+        if (dsv_checkpoint_save(r->solver, r->checkpoint) != DSV_OK) {
+            cli_progress_note(&r->progress, "dasecv train: saving %s failed: %s",
+                              r->checkpoint, dsv_errmsg());
+            r->save_failed = true;
+            return false;
+        }
+        r->saved_epoch = pr->epoch;
+    }
+    return true;
+}
+
+static double last_of(const double *v, int64_t n)
+{
+    return n > 0 ? v[n - 1] : NAN;
+}
+
+static void print_result(const train_opts *o, dsv_solver *s, dsv_model *m,
+                         double seconds, int64_t iters, bool stopped)
+{
+    const double *loss, *tacc, *vacc;
+    int64_t nl = dsv_solver_loss_history(s, &loss);
+    int na = dsv_solver_acc_history(s, &tacc, &vacc);
+    double ips = seconds > 0 ? (double)iters * o->batch_size / seconds : 0;
+    int threads = o->threads ? o->threads : dsv_get_num_threads();
+    const char *sched = dsv_schedule_name(dsv_model_schedule_used(m));
+    const char *backend = dsv_backend_name(dsv_model_exec(m)->backend);
+    if (!o->json) {
+        printf("train_acc %.4f val_acc %.4f final_loss %.6f seconds %.2f images_per_s %.1f "
+               "epochs %d backend %s schedule %s threads %d%s\n",
+               last_of(tacc, na), last_of(vacc, na), last_of(loss, nl), seconds, ips,
+               dsv_solver_epoch(s), backend, sched, threads, stopped ? " (interrupted)" : "");
+        return;
+    }
+    printf("{\"train_acc\": ");
+    cli_json_number(stdout, last_of(tacc, na));
+    printf(", \"val_acc\": ");
+    cli_json_number(stdout, last_of(vacc, na));
+    printf(", \"best_val_acc\": ");
+    cli_json_number(stdout, dsv_solver_best_val_acc(s));
+    printf(", \"final_loss\": ");
+    cli_json_number(stdout, last_of(loss, nl));
+    printf(", \"seconds\": %.3f, \"images_per_s\": %.1f, \"epochs\": %d, \"iterations\": %lld",
+           seconds, ips, dsv_solver_epoch(s), (long long)dsv_solver_iteration(s));
+    printf(", \"backend\": ");
+    cli_json_string(stdout, backend);
+    printf(", \"schedule\": ");
+    cli_json_string(stdout, sched);
+    printf(", \"threads\": %d, \"interrupted\": %s}\n", threads, stopped ? "true" : "false");
+}
+
+static int run(const train_opts *o)
+{
+    if (o->threads && dsv_set_num_threads(o->threads) != DSV_OK) {
+        fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+        return 2;
+    }
+    dsv_data_options dopt = dsv_data_options_default();
+    dopt.num_train = o->train_size;
+    dsv_dataset ds;
+    if (!cli_load_dataset("train", o->data, &dopt, &ds))
+        return 1;
+
+    int rc = 1;
+    dsv_model *m = NULL;
+    dsv_solver *s = NULL;
+    run_ctx r = {.checkpoint = o->checkpoint, .saved_epoch = -1};
+    if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->log, o->resume != NULL))
+        goto out;
+
+    dsv_solver_config sc = dsv_solver_config_default();
+    sc.optim = dsv_optim_config_default(o->rule);
+    if (o->has_lr)
+        sc.optim.learning_rate = o->learning_rate;
+    sc.lr_decay = o->lr_decay;
+    sc.batch_size = o->batch_size;
+    sc.num_epochs = o->num_epochs;
+    sc.num_train_samples = o->num_train_samples;
+    sc.num_val_samples = o->num_val_samples;
+    sc.print_every = o->print_every;
+    sc.verbose = false;
+    sc.seed = o->seed;
+    sc.on_progress = on_progress;
+    sc.user = &r;
+
+    dsv_status st;
+    if (o->resume) {
+        st = dsv_checkpoint_load(o->resume, &m, &s, &ds.train, &ds.val, &sc);
+        if (st) {
+            fprintf(stderr, "dasecv train: cannot resume from %s: %s\n", o->resume,
+                    dsv_errmsg());
+            goto out;
+        }
+        if (!cli_model_fits("train", m, &ds))
+            goto out;
+    } else {
+        dsv_model_config mc = model_config(o, &ds);
+        if ((st = dsv_model_config_check(&mc))) {
+            fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+            rc = 2;
+            goto out;
+        }
+        if ((st = dsv_model_create(&m, &mc)) ||
+            (st = dsv_solver_create(&s, m, &ds.train, &ds.val, &sc))) {
+            fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+            goto out;
+        }
+    }
+    dsv_exec_options eo = dsv_exec_options_default();
+    eo.backend = o->backend;
+    eo.schedule = o->schedule;
+    eo.threads = o->threads;
+    if ((st = dsv_model_set_exec(m, &eo))) {
+        fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+        goto out;
+    }
+
+    r.solver = s;
+    g_solver = s;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+
+    int64_t it0 = dsv_solver_iteration(s);
+    double t0 = cli_now();
+    st = dsv_solver_train(s);
+    double seconds = cli_now() - t0;
+
+    sigaction(SIGINT, &old, NULL);
+    g_solver = NULL;
+    bool stopped = dsv_solver_stopped(s);
+
+    if (st != DSV_OK) {
+        cli_progress_note(&r.progress, "dasecv train: training stopped: %s", dsv_errmsg());
+        if (r.checkpoint && r.saved_epoch >= 0)
+            cli_progress_note(&r.progress,
+                              "dasecv train: %s kept as saved at the end of epoch %d",
+                              r.checkpoint, r.saved_epoch);
+        else if (r.checkpoint)
+            cli_progress_note(&r.progress,
+                              "dasecv train: %s not written by this run (no epoch completed)",
+                              r.checkpoint);
+        goto out;
+    }
+    if (r.save_failed)
+        goto out;
+    if (r.checkpoint && dsv_checkpoint_save(s, r.checkpoint) != DSV_OK) {
+        cli_progress_note(&r.progress, "dasecv train: saving %s failed: %s", r.checkpoint,
+                          dsv_errmsg());
+        goto out;
+    }
+    cli_progress_finish(&r.progress);
+    if (stopped && !o->quiet)
+        fprintf(stderr, "dasecv train: interrupted%s%s\n",
+                r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
+    print_result(o, s, m, seconds, dsv_solver_iteration(s) - it0, stopped);
+    fflush(stdout);
+    rc = stopped ? 130 : 0;
+out:
+    cli_progress_finish(&r.progress);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+    dsv_dataset_free(&ds);
+    return rc;
+}
 
 int dsv_cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dasecv train: not built yet\n");
-    return 1;
+    train_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    return run(&o);
 }
