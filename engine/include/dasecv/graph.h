@@ -1,5 +1,205 @@
-/* placeholder: filled in by its owner */
+/*
+ * Graphs of layer nodes: build once, then run forward/backward many times.
+ *
+ * A graph has one input value (images, batch dimension symbolic), one labels
+ * value and nodes, each an op of ops.h with its inputs (values), parameters
+ * and running-statistics buffers. Shapes are checked with dsv_op_check when a
+ * node is added, so a bad network fails at build time with the node's name.
+ * The last node must be the loss; its input is the scores value.
+ *
+ * Parameters, their gradients (same layout) and buffers each live in one
+ * contiguous block owned by the graph, allocated by dsv_graph_finalize.
+ * Activation and activation-gradient memory is planned once per batch shape
+ * (and mode, schedule, thread count) and reused; buffers whose lifetimes do
+ * not overlap share memory. Plans are cached, so alternating batch sizes
+ * allocate nothing once each has been seen.
+ *
+ * Where a value feeds several nodes its gradient is the SUM of what each
+ * consumer gives (kernels overwrite, so extra consumers write a temporary
+ * that is added in).
+ */
 #ifndef DASECV_GRAPH_H
 #define DASECV_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "ops.h"
 #include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dsv_graph dsv_graph;
+
+/* A value handle (index); DSV_NO_VALUE for "none". */
+typedef int dsv_value;
+#define DSV_NO_VALUE (-1)
+
+typedef enum dsv_param_kind {
+    DSV_PARAM_WEIGHT = 0, /* Gaussian * weight_scale; counts in reg */
+    DSV_PARAM_BIAS,       /* zero */
+    DSV_PARAM_GAMMA,      /* one */
+    DSV_PARAM_BETA,       /* zero */
+    DSV_PARAM_KIND_COUNT
+} dsv_param_kind;
+
+/* dtype: DSV_F32 or DSV_F64 (parameters, activations and gradients). */
+dsv_status dsv_graph_create(dsv_graph **g, dsv_dtype dtype);
+/* Frees the blocks, the plans and every per-node backend state. */
+void dsv_graph_destroy(dsv_graph *g);
+dsv_dtype dsv_graph_dtype(const dsv_graph *g);
+
+/* The input: (N, sample_shape...), ndim = 1..3 sample dimensions. Once. */
+dsv_status dsv_graph_input(dsv_graph *g, int ndim, const int64_t *sample_shape,
+                           dsv_value *v);
+/* The labels: int32 (N). Once. */
+dsv_status dsv_graph_labels(dsv_graph *g, dsv_value *v);
+
+/* Declares a parameter (index into the parameter list in *id). Names must be
+ * unique. Storage appears at dsv_graph_finalize. */
+dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
+                               const int64_t *shape, dsv_param_kind kind,
+                               int *id);
+/* Declares a buffer of n values (running statistics), filled with `fill`. */
+dsv_status dsv_graph_add_buffer(dsv_graph *g, const char *name, int64_t n,
+                                double fill, int *id);
+
+typedef struct dsv_node_desc {
+    const char *name;        /* unique; copied */
+    dsv_op op;
+    dsv_params p;            /* p.train and p.row0 are set when run */
+    dsv_value x, x2, y;      /* x2: add; y: losses (the labels value) */
+    int w, b;                /* parameter ids or -1 */
+    int running_mean, running_var; /* buffer ids or -1 (batchnorms) */
+} dsv_node_desc;
+
+/* op with default params, x set, everything else none. */
+dsv_node_desc dsv_node_desc_make(dsv_op op, const char *name, dsv_value x);
+
+/* Adds a node after checking it (dsv_op_check on a one-row batch). *out is
+ * its output value (DSV_NO_VALUE for the loss, which must come last). Errors
+ * name the node: "node 'conv1': conv: x has 3 channels but w expects 4". */
+dsv_status dsv_graph_add_node(dsv_graph *g, const dsv_node_desc *d,
+                              dsv_value *out);
+
+/* Shape of a value for batch size n (n = 1 for the per-sample shape). */
+dsv_status dsv_graph_value_shape(const dsv_graph *g, dsv_value v, int64_t n,
+                                 int *ndim, int64_t shape[DSV_MAX_DIMS]);
+
+/* Ends building: checks that a loss exists and every output is used, then
+ * allocates the parameter, gradient and buffer blocks (zeroed; gammas 1,
+ * buffers their fill). */
+dsv_status dsv_graph_finalize(dsv_graph *g);
+
+/* Weights N(0, 1) * weight_scale from a splitmix64/Box-Muller stream seeded
+ * with seed (in parameter order), biases and betas 0, gammas 1; buffers reset. */
+void dsv_graph_init_params(dsv_graph *g, uint64_t seed, double weight_scale);
+
+/* ---- builders (the course's layers and layer_utils sandwiches) -------------
+ * `id` names the layer: dsv_graph_conv(g, "1", ...) makes node "conv1" with
+ * parameters W1 and b1; a norm with id "1" makes gamma1/beta1 (and
+ * running_mean1/running_var1). */
+dsv_status dsv_graph_affine(dsv_graph *g, const char *id, dsv_value x,
+                            int64_t M, dsv_value *out);
+dsv_status dsv_graph_conv(dsv_graph *g, const char *id, dsv_value x, int64_t F,
+                          int HH, int WW, int stride, int pad, dsv_value *out);
+dsv_status dsv_graph_relu(dsv_graph *g, const char *name, dsv_value x,
+                          dsv_value *out);
+dsv_status dsv_graph_max_pool(dsv_graph *g, const char *name, dsv_value x,
+                              int ph, int pw, int stride, dsv_value *out);
+/* Batch norm; spatial batch norm when x is (N, C, H, W). */
+dsv_status dsv_graph_batchnorm(dsv_graph *g, const char *id, dsv_value x,
+                               dsv_value *out);
+dsv_status dsv_graph_layernorm(dsv_graph *g, const char *id, dsv_value x,
+                               dsv_value *out);
+/* keep: probability of keeping a unit; masks come from seed and the step. */
+dsv_status dsv_graph_dropout(dsv_graph *g, const char *name, dsv_value x,
+                             double keep, uint64_t seed, dsv_value *out);
+dsv_status dsv_graph_add(dsv_graph *g, const char *name, dsv_value a,
+                         dsv_value b, dsv_value *out);
+dsv_status dsv_graph_softmax_loss(dsv_graph *g, const char *name,
+                                  dsv_value scores, dsv_value labels);
+dsv_status dsv_graph_affine_relu(dsv_graph *g, const char *id, dsv_value x,
+                                 int64_t M, dsv_value *out);
+/* k x k filters. */
+dsv_status dsv_graph_conv_relu(dsv_graph *g, const char *id, dsv_value x,
+                               int64_t F, int k, int stride, int pad,
+                               dsv_value *out);
+/* conv - relu - max pool (pool x pool, stride pool). */
+dsv_status dsv_graph_conv_relu_pool(dsv_graph *g, const char *id, dsv_value x,
+                                    int64_t F, int k, int stride, int pad,
+                                    int pool, dsv_value *out);
+dsv_status dsv_graph_conv_bn_relu(dsv_graph *g, const char *id, dsv_value x,
+                                  int64_t F, int k, int stride, int pad,
+                                  dsv_value *out);
+
+/* ---- parameters ------------------------------------------------------------ */
+
+int64_t dsv_graph_num_param_values(const dsv_graph *g); /* block length */
+void *dsv_graph_params(dsv_graph *g);
+void *dsv_graph_grads(dsv_graph *g);
+int64_t dsv_graph_num_buffer_values(const dsv_graph *g);
+void *dsv_graph_buffers(dsv_graph *g);
+int dsv_graph_num_params(const dsv_graph *g); /* named tensors */
+const char *dsv_graph_param_name(const dsv_graph *g, int i);
+dsv_param_kind dsv_graph_param_kind(const dsv_graph *g, int i);
+/* Views into the blocks (valid after finalize, until destroy). */
+dsv_tensor dsv_graph_param(dsv_graph *g, int i);
+dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
+
+/* ---- running ----------------------------------------------------------------
+ * o->backend is requested per node (dsv_pick_backend; naive fallback);
+ * o->schedule picks layer/batch parallelism (auto calibrates once per batch
+ * size); o->threads 0 = dsv_get_num_threads(). */
+
+/* Train-mode forward and backward: *loss = data loss + 0.5 * reg * sum of
+ * squared weights; the gradient block is overwritten (plus reg * W). Advances
+ * the dropout step. x: (N, input shape) in the graph dtype, y: int32 (N). */
+dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
+                                const dsv_tensor *x, const dsv_tensor *y,
+                                double reg, double *loss);
+/* Test-mode forward up to the scores; copies them into scores (N, classes),
+ * graph dtype. */
+dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o,
+                           const dsv_tensor *x, dsv_tensor *scores);
+
+/* The schedule the last run used (layer or batch; auto's choice), or
+ * DSV_SCHEDULE_AUTO before any auto calibration. */
+dsv_schedule dsv_graph_last_auto_choice(const dsv_graph *g);
+
+/* One line per node: "name op fwd/bwd" with the backends that last ran (for
+ * a node not run yet: what dsv_pick_backend would choose for want). */
+dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
+                              size_t n);
+int dsv_graph_num_nodes(const dsv_graph *g);
+const char *dsv_graph_node_name(const dsv_graph *g, int i);
+/* Index of the node named name, or -1. */
+int dsv_graph_find_node(const dsv_graph *g, const char *name);
+
+/* Memory accounting of the plan the last run used. */
+typedef struct dsv_graph_stats {
+    int64_t plan_allocs;   /* activation arenas allocated so far (all plans) */
+    int num_plans;         /* plans cached now */
+    size_t planned_bytes;  /* arena of the last plan (with sharing) */
+    size_t unshared_bytes; /* sum of that plan's buffers (no sharing) */
+} dsv_graph_stats;
+void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
+
+/* Test hook: runs fn instead of dsv_backward for node i (fn may call
+ * dsv_backward itself and then alter the gradients). NULL removes it. */
+typedef dsv_status (*dsv_backward_hook)(dsv_call *c, dsv_backend want,
+                                        void *user);
+dsv_status dsv_graph_set_backward_hook(dsv_graph *g, int node,
+                                       dsv_backward_hook fn, void *user);
+
+/* The graph of a model (owned by the model). */
+dsv_graph *dsv_model_graph(dsv_model *m);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

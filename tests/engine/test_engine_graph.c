@@ -1,0 +1,2 @@
+#include "engine_util.h"
+int main(void){return 0;}
