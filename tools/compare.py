@@ -61,6 +61,18 @@ def run_torch(a):
     return json.loads(p.stdout)
 
 
+def run_numpy(a):
+    cmd = [a.torch_python, os.path.join(HERE, "bench_numpy.py"),
+           f"--repetitions={a.repetitions}"]
+    if a.filter:
+        cmd.append(f"--filter={a.filter}")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads),
+               OMP_NUM_THREADS=str(a.threads))
+    print("running:", " ".join(cmd), file=sys.stderr)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, env=env)
+    return json.loads(p.stdout)
+
+
 def to_ms(t, unit):
     return t * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
@@ -95,13 +107,14 @@ def fmt(ms):
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
 
-def table(dsv, torch):
+def table(dsv, torch, numpy):
     tres = torch["results"]
+    nres = numpy["results"] if numpy else {}
     cells = list(dict.fromkeys([c for c, _ in dsv] + list(tres)))
     cells.sort(key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
-    lines = ["| op | course numpy fast | PyTorch | naive | fast | onednn "
-             "| best dasecv / PyTorch | speedup vs course |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| op | course numpy fast | numpy here | PyTorch | naive | fast "
+             "| onednn | best dasecv / PyTorch | speedup vs course |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cell in cells:
         variants = sorted({v for c, v in dsv if c == cell})
         groups = [""] if not variants or all(v in BACKENDS for v in variants) \
@@ -119,7 +132,8 @@ def table(dsv, torch):
             speedup = f"{course / best:.2g}x" if best and course else "—"
             best_be = min(times, key=times.get) if times else ""
             name = f"{cell} ({g})" if g else cell
-            row = [name, fmt(course), fmt(pt)] + \
+            here = nres.get(cell, {}).get("median_ms") if not g else None
+            row = [name, fmt(course), fmt(here), fmt(pt)] + \
                   [fmt(times.get(be)) for be in BACKENDS] + \
                   [f"{ratio} ({best_be})" if best_be and pt else ratio, speedup]
             lines.append("| " + " | ".join(row) + " |")
@@ -138,21 +152,29 @@ def main():
     ap.add_argument("--min-time", default="",
                     help="dasecv-bench --benchmark_min_time (seconds)")
     ap.add_argument("--save", default="", help="directory for the raw JSON")
-    ap.add_argument("--from-json", nargs=2, metavar=("DASECV", "TORCH"),
-                    help="tabulate saved results instead of running")
+    ap.add_argument("--no-numpy", action="store_true",
+                    help="skip tools/bench_numpy.py (the numpy-here column)")
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="tabulate saved dasecv.json torch.json [numpy.json]")
     a = ap.parse_args()
 
     if a.from_json:
-        with open(a.from_json[0]) as f:
-            dsv_doc = json.load(f)
-        with open(a.from_json[1]) as f:
-            torch_doc = json.load(f)
+        docs = []
+        for path in a.from_json:
+            with open(path) as f:
+                docs.append(json.load(f))
+        dsv_doc, torch_doc = docs[0], docs[1]
+        numpy_doc = docs[2] if len(docs) > 2 else None
     else:
         dsv_doc = run_dasecv(a)
         torch_doc = run_torch(a)
+        numpy_doc = None if a.no_numpy else run_numpy(a)
     if a.save:
         os.makedirs(a.save, exist_ok=True)
-        for name, doc in (("dasecv.json", dsv_doc), ("torch.json", torch_doc)):
+        for name, doc in (("dasecv.json", dsv_doc), ("torch.json", torch_doc),
+                          ("numpy.json", numpy_doc)):
+            if doc is None:
+                continue
             with open(os.path.join(a.save, name), "w") as f:
                 json.dump(doc, f, indent=1)
     dsv, errors = dasecv_medians(dsv_doc)
@@ -161,11 +183,16 @@ def main():
           f"backends={ctx.get('dasecv_backends', '?')}; "
           f"PyTorch {torch_doc['context']['torch_version']} "
           f"threads={torch_doc['context']['threads']}; "
-          f"median of {a.repetitions} repetitions, milliseconds; "
+          f"median of {torch_doc['context']['repetitions']} repetitions, ms; "
           f"load average at start "
           f"{' '.join(f'{x:.1f}' for x in ctx.get('load_avg', []))}")
     print()
-    print(table(dsv, torch_doc))
+    if numpy_doc:
+        print(f"numpy here: tools/bench_numpy.py, numpy "
+              f"{numpy_doc['context']['numpy_version']}, "
+              f"{numpy_doc['context']['dtype']}, BLAS threads={a.threads}")
+    print()
+    print(table(dsv, torch_doc, numpy_doc))
     for (cell, variant), msg in sorted(errors.items()):
         print(f"\n{cell}/{variant}: {msg}")
 
