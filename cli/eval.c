@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "cmdline.h"
+#include "pending.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -134,6 +135,8 @@ int dsv_cmd_eval(int argc, char **argv)
         return 2;
     }
 
+    if (cli_solver_missing("eval"))
+        return 1;
     int rc = 1;
     dsv_model *m = NULL;
     dsv_dataset ds;
