@@ -7,7 +7,8 @@
  *  - backend vs naive (float32): max |got - ref| / max |ref| over each output
  *    and gradient; pass below 1e-4 (float32 sums taken in another order);
  *  - numerical gradient (float64, h = 1e-5): the course's rel_error,
- *    max |a - b| / max(1e-8, |a| + |b|); pass below 1e-7, 1e-6 for the norms.
+ *    max |a - b| / max(1e-8, |a| + |b|); pass below 1e-6 (rounding in the
+ *    differences of sums of ~100 terms reaches 1e-7 on small gradients).
  * Inputs avoid kinks (relu inputs away from 0, distinct pooling values).
  * DASECV_CHECK_BREAK=OP perturbs that op's compared results, to show that
  * the check fails on a wrong kernel.
@@ -21,7 +22,7 @@
 #include "dasecv/dasecv.h"
 
 #define TOL_BACKEND 1e-4
-#define TOL_GRAD 1e-7
+#define TOL_GRAD 1e-6
 #define TOL_GRAD_NORM 1e-6
 #define H_STEP 1e-5
 
@@ -35,8 +36,7 @@ static const char usage[] =
     "    error = max |got - naive| / max |naive|, pass < 1e-4 (a configuration\n"
     "    a backend does not support is listed as 'n/a');\n"
     "  - numerical gradient checks of the naive kernels, float64, central\n"
-    "    differences with h = 1e-5; error = the course's rel_error, pass < 1e-7\n"
-    "    (1e-6 for the norms).\n"
+    "    differences with h = 1e-5; error = the course's rel_error, pass < 1e-6.\n"
     "Prints a table: op, configuration, backend, check, worst error, result.\n"
     "  --op NAME      only this op\n"
     "  --backend B    only this backend (and the gradient checks of naive)\n"
@@ -203,6 +203,8 @@ static dsv_status inst_make(inst *t, const op_case *k, dsv_dtype dt, uint64_t se
     c->p.seed = 1234;
     c->p.train = !k->test_mode;
     c->nthreads = 0;
+    if (dsv_op_is_loss(k->op))
+        c->loss = &t->loss;
     int nd;
     int64_t os[4];
     if ((s = dsv_op_check(c, false, &nd, os)))
@@ -211,7 +213,6 @@ static dsv_status inst_make(inst *t, const op_case *k, dsv_dtype dt, uint64_t se
         if ((s = dsv_tensor_init_like(&t->dx, &t->x)))
             return s;
         c->dx = &t->dx;
-        c->loss = &t->loss;
         return DSV_OK;
     }
     if ((s = dsv_tensor_init(&t->out, dt, nd, os)) || (s = fill(&t->dout, dt, nd, os, &r, 0)) ||
