@@ -1,2 +1,499 @@
-/* placeholder: filled in by its owner */
-#include "dasecv/dasecv.h"
+/*
+ * The Solver (the course's solver.py): minibatch training with an update rule,
+ * lr decay after each epoch, accuracy checks at each epoch end, histories,
+ * and the best-validation parameters swapped in when training ends.
+ *
+ * What must stay true: the trajectory depends only on the state in
+ * struct dsv_solver (solver_priv.h), which checkpoints store whole, so that
+ * training N epochs straight and k epochs, save, load, N - k epochs give the
+ * same bits (same thread count). Minibatches are consecutive slices of a
+ * per-epoch permutation drawn from the solver's own splitmix64 state; a last
+ * partial batch is dropped. A step that yields a NaN or Inf loss, gradient or
+ * parameter is undone before train returns the error.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "solver_priv.h"
+
+uint64_t dsv_solver_rng_next_(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Fisher-Yates over 0..n-1; the modulo bias is below n / 2^64. */
+static void draw_permutation(int64_t *perm, int64_t n, uint64_t *rng)
+{
+    for (int64_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(dsv_solver_rng_next_(rng) % (uint64_t)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+dsv_solver_config dsv_solver_config_default(void)
+{
+    dsv_solver_config c = {
+        .optim = dsv_optim_config_default(DSV_UPDATE_SGD),
+        .lr_decay = 1.0,
+        .batch_size = 100,
+        .num_epochs = 10,
+        .num_train_samples = 1000,
+        .num_val_samples = 0,
+        .print_every = 10,
+        .verbose = false,
+        .seed = 0,
+    };
+    return c;
+}
+
+void dsv_solver_layout_(dsv_solver *s)
+{
+    int64_t n = s->train->n, bs = s->cfg.batch_size;
+    s->batch = bs < n ? bs : n;
+    s->iters_per_epoch = n / bs > 1 ? n / bs : 1;
+    s->num_iterations = (int64_t)s->cfg.num_epochs * s->iters_per_epoch;
+}
+
+static dsv_status grow(double **v, int64_t need, int64_t *cap)
+{
+    if (need <= *cap)
+        return DSV_OK;
+    int64_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    double *p = realloc(*v, (size_t)c * sizeof(double));
+    if (!p)
+        return dsv_error(DSV_NOMEM, "solver: cannot grow the histories to %lld entries",
+                         (long long)c);
+    *v = p;
+    *cap = c;
+    return DSV_OK;
+}
+
+dsv_status dsv_solver_hist_reserve_(dsv_solver *s, int64_t nloss, int nacc)
+{
+    dsv_status st = grow(&s->loss_hist, nloss, &s->loss_cap);
+    if (st)
+        return st;
+    int64_t cap = s->acc_cap, cap2 = s->acc_cap;
+    if ((st = grow(&s->train_acc, nacc, &cap)) || (st = grow(&s->val_acc, nacc, &cap2)))
+        return st;
+    s->acc_cap = (int)(cap < cap2 ? cap : cap2);
+    return DSV_OK;
+}
+
+static dsv_status check_split(const dsv_model_config *mc, const dsv_split *sp,
+                              const char *what)
+{
+    if (sp->n < 1 || !sp->images || !sp->labels)
+        return dsv_error(DSV_INVALID, "solver: the %s split is empty", what);
+    if (sp->c != mc->input_dim[0] || sp->h != mc->input_dim[1] || sp->w != mc->input_dim[2])
+        return dsv_error(DSV_INVALID,
+                         "solver: %s images are %dx%dx%d but the model expects %dx%dx%d",
+                         what, sp->c, sp->h, sp->w, mc->input_dim[0], mc->input_dim[1],
+                         mc->input_dim[2]);
+    return DSV_OK;
+}
+
+static void *alloc_block(int64_t n, size_t esz)
+{
+    return dsv_alloc(n > 0 ? (size_t)n * esz : 1);
+}
+
+dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
+                             const dsv_split *train, const dsv_split *val,
+                             const dsv_solver_config *cfg)
+{
+    *out = NULL;
+    if (!m || !train || !cfg)
+        return dsv_error(DSV_INVALID, "solver: model, training split and config are required");
+    const dsv_model_config *mc = dsv_model_config_of(m);
+    dsv_status st = check_split(mc, train, "training");
+    if (!st && val)
+        st = check_split(mc, val, "validation");
+    if (st)
+        return st;
+    if (cfg->batch_size < 1)
+        return dsv_error(DSV_INVALID, "solver: batch_size must be >= 1, got %d", cfg->batch_size);
+    if (cfg->num_epochs < 0)
+        return dsv_error(DSV_INVALID, "solver: num_epochs must be >= 0, got %d", cfg->num_epochs);
+    if (!(cfg->lr_decay > 0) || !isfinite(cfg->lr_decay))
+        return dsv_error(DSV_INVALID, "solver: lr_decay must be > 0, got %g", cfg->lr_decay);
+    if (cfg->num_train_samples < 0 || cfg->num_val_samples < 0)
+        return dsv_error(DSV_INVALID, "solver: sample counts must be >= 0");
+
+    dsv_solver *s = calloc(1, sizeof(*s));
+    if (!s)
+        return dsv_error(DSV_NOMEM, "solver: out of memory");
+    s->m = m;
+    s->train = train;
+    s->val = val;
+    s->cfg = *cfg;
+    s->dtype = mc->dtype;
+    s->nparams = dsv_model_num_params(m);
+    s->nbuffers = dsv_model_num_buffers(m);
+    s->rng = s->rng_epoch = cfg->seed;
+    s->best_val_acc = 0;
+    dsv_solver_layout_(s);
+    if ((st = dsv_optimizer_create(&s->opt, &cfg->optim, s->nparams, s->dtype)))
+        goto fail;
+    size_t esz = dsv_dtype_size(s->dtype);
+    s->perm = malloc((size_t)train->n * sizeof(int64_t));
+    s->best_params = alloc_block(s->nparams, esz);
+    s->best_buffers = alloc_block(s->nbuffers, esz);
+    s->last_params = alloc_block(s->nparams, esz);
+    s->last_buffers = alloc_block(s->nbuffers, esz);
+    s->bak_params = alloc_block(s->nparams, esz);
+    s->bak_buffers = alloc_block(s->nbuffers, esz);
+    int ok = s->perm && s->best_params && s->best_buffers && s->last_params &&
+             s->last_buffers && s->bak_params && s->bak_buffers;
+    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
+        ok = ok && (s->bak_state[k] = alloc_block(s->nparams, esz));
+    if (!ok) {
+        st = dsv_error(DSV_NOMEM, "solver: cannot allocate copies of %lld parameters",
+                       (long long)s->nparams);
+        goto fail;
+    }
+    if ((st = dsv_solver_hist_reserve_(s, 64, 16)))
+        goto fail;
+    *out = s;
+    return DSV_OK;
+fail:
+    dsv_solver_destroy(s);
+    return st;
+}
+
+void dsv_solver_destroy(dsv_solver *s)
+{
+    if (!s)
+        return;
+    dsv_optimizer_destroy(s->opt);
+    free(s->perm);
+    free(s->loss_hist);
+    free(s->train_acc);
+    free(s->val_acc);
+    dsv_free(s->best_params);
+    dsv_free(s->best_buffers);
+    dsv_free(s->last_params);
+    dsv_free(s->last_buffers);
+    dsv_free(s->bak_params);
+    dsv_free(s->bak_buffers);
+    dsv_free(s->bak_state[0]);
+    dsv_free(s->bak_state[1]);
+    dsv_tensor_free(&s->xb);
+    dsv_tensor_free(&s->yb);
+    free(s);
+}
+
+void dsv_solver_request_stop(dsv_solver *s) { s->stop_request = 1; }
+bool dsv_solver_stopped(const dsv_solver *s) { return s->stopped; }
+bool dsv_solver_done(const dsv_solver *s) { return s->iteration >= s->num_iterations; }
+int64_t dsv_solver_iteration(const dsv_solver *s) { return s->iteration; }
+int dsv_solver_epoch(const dsv_solver *s) { return s->epoch; }
+double dsv_solver_best_val_acc(const dsv_solver *s) { return s->best_val_acc; }
+
+int64_t dsv_solver_loss_history(const dsv_solver *s, const double **v)
+{
+    *v = s->loss_hist;
+    return s->loss_n;
+}
+
+int dsv_solver_acc_history(const dsv_solver *s, const double **train,
+                           const double **val)
+{
+    if (train)
+        *train = s->train_acc;
+    if (val)
+        *val = s->val_acc;
+    return s->acc_n;
+}
+
+/* ---- accuracy ------------------------------------------------------------ */
+
+static int64_t argmax_row(const dsv_tensor *scores, int64_t i, int64_t k)
+{
+    int64_t best = 0;
+    if (scores->dtype == DSV_F32) {
+        const float *r = (const float *)scores->data + i * k;
+        for (int64_t j = 1; j < k; j++)
+            if (r[j] > r[best])
+                best = j;
+    } else {
+        const double *r = (const double *)scores->data + i * k;
+        for (int64_t j = 1; j < k; j++)
+            if (r[j] > r[best])
+                best = j;
+    }
+    return best;
+}
+
+dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
+                              int64_t num_samples, int batch_size,
+                              uint64_t seed, double *acc)
+{
+    *acc = NAN;
+    if (!m || !split)
+        return dsv_error(DSV_INVALID, "check_accuracy: model and split are required");
+    const dsv_model_config *mc = dsv_model_config_of(m);
+    dsv_status st = check_split(mc, split, "evaluated");
+    if (st)
+        return st;
+    if (batch_size < 1 || num_samples < 0)
+        return dsv_error(DSV_INVALID, "check_accuracy: batch_size %d / num_samples %lld",
+                         batch_size, (long long)num_samples);
+    /* Rows to score: all, or a seeded subset without repetition (a partial
+       Fisher-Yates), in batches of batch_size. */
+    int64_t n = split->n, count = num_samples > 0 && num_samples < n ? num_samples : n;
+    int64_t *idx = malloc((size_t)n * sizeof(*idx));
+    if (!idx)
+        return dsv_error(DSV_NOMEM, "check_accuracy: out of memory");
+    for (int64_t i = 0; i < n; i++)
+        idx[i] = i;
+    uint64_t rng = seed;
+    for (int64_t i = 0; count < n && i < count; i++) {
+        int64_t j = i + (int64_t)(dsv_solver_rng_next_(&rng) % (uint64_t)(n - i));
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    int64_t bs = batch_size < count ? batch_size : count;
+    int64_t k = mc->num_classes;
+    dsv_tensor x = {0}, y = {0}, scores = {0};
+    int64_t correct = 0;
+    if ((st = dsv_tensor_init(&scores, mc->dtype, 2, (int64_t[]){bs, k})) ||
+        (st = dsv_tensor_init(&x, mc->dtype, 4,
+                              (int64_t[]){bs, split->c, split->h, split->w})) ||
+        (st = dsv_tensor_init(&y, DSV_I32, 1, (int64_t[]){bs})))
+        goto done;
+    for (int64_t i0 = 0; i0 < count; i0 += bs) {
+        int64_t nb = count - i0 < bs ? count - i0 : bs;
+        dsv_tensor xs = dsv_tensor_slice(&x, 0, nb), ys = dsv_tensor_slice(&y, 0, nb);
+        dsv_tensor ss = dsv_tensor_slice(&scores, 0, nb);
+        if ((st = dsv_split_batch(split, idx + i0, nb, &xs, &ys, mc->dtype)) ||
+            (st = dsv_model_scores(m, &xs, &ss)))
+            goto done;
+        const int32_t *yl = ys.data;
+        for (int64_t j = 0; j < nb; j++)
+            correct += argmax_row(&ss, j, k) == yl[j];
+    }
+    *acc = (double)correct / (double)count;
+done:
+    free(idx);
+    dsv_tensor_free(&x);
+    dsv_tensor_free(&y);
+    dsv_tensor_free(&scores);
+    return st;
+}
+
+/* ---- training ------------------------------------------------------------ */
+
+static size_t esize(const dsv_solver *s) { return dsv_dtype_size(s->dtype); }
+
+static bool all_finite(const void *p, int64_t n, dsv_dtype dt)
+{
+    /* A sum is NaN or Inf if any term is (or if it overflows, which for values
+       this size means the step is unusable anyway). */
+    double acc = 0;
+    if (dt == DSV_F32) {
+        const float *v = p;
+        float a = 0;
+        for (int64_t i = 0; i < n; i++)
+            a += v[i] * 0.0f;
+        acc = a;
+    } else {
+        const double *v = p;
+        for (int64_t i = 0; i < n; i++)
+            acc += v[i] * 0.0;
+    }
+    return acc == 0;
+}
+
+static void backup(dsv_solver *s)
+{
+    size_t es = esize(s);
+    memcpy(s->bak_params, dsv_model_params(s->m), (size_t)s->nparams * es);
+    if (s->nbuffers)
+        memcpy(s->bak_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es);
+    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
+        memcpy(s->bak_state[k], dsv_optimizer_state(s->opt, k), (size_t)s->nparams * es);
+    s->bak_t = *dsv_optimizer_step_count(s->opt);
+}
+
+static void restore(dsv_solver *s)
+{
+    size_t es = esize(s);
+    memcpy(dsv_model_params(s->m), s->bak_params, (size_t)s->nparams * es);
+    if (s->nbuffers)
+        memcpy(dsv_model_buffers(s->m), s->bak_buffers, (size_t)s->nbuffers * es);
+    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
+        memcpy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es);
+    *dsv_optimizer_step_count(s->opt) = s->bak_t;
+}
+
+static uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b)
+{
+    uint64_t st = seed ^ (a * 0xd1b54a32d192ed03ull) ^ (b * 0x8cb92ba72f3d8dd7ull);
+    return dsv_solver_rng_next_(&st);
+}
+
+static dsv_status epoch_end_checks(dsv_solver *s, double *tr, double *va)
+{
+    int bs = s->cfg.batch_size;
+    dsv_status st = dsv_check_accuracy(s->m, s->train, s->cfg.num_train_samples, bs,
+                                       mix_seed(s->cfg.seed, 1, (uint64_t)s->epoch), tr);
+    if (st)
+        return st;
+    *va = NAN;
+    if (s->val && (st = dsv_check_accuracy(s->m, s->val, s->cfg.num_val_samples, bs,
+                                           mix_seed(s->cfg.seed, 2, (uint64_t)s->epoch), va)))
+        return st;
+    if ((st = dsv_solver_hist_reserve_(s, s->loss_n, s->acc_n + 1)))
+        return st;
+    s->train_acc[s->acc_n] = *tr;
+    s->val_acc[s->acc_n] = *va;
+    s->acc_n++;
+    if (s->val && *va > s->best_val_acc) {
+        size_t es = esize(s);
+        s->best_val_acc = *va;
+        s->has_best = 1;
+        memcpy(s->best_params, dsv_model_params(s->m), (size_t)s->nparams * es);
+        if (s->nbuffers)
+            memcpy(s->best_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es);
+    }
+    return DSV_OK;
+}
+
+/* At the end of training the model gets the best-validation parameters; the
+ * trajectory's own are kept for checkpoints. */
+static void swap_in_best(dsv_solver *s)
+{
+    if (s->swapped || !s->has_best)
+        return;
+    size_t es = esize(s);
+    memcpy(s->last_params, dsv_model_params(s->m), (size_t)s->nparams * es);
+    memcpy(dsv_model_params(s->m), s->best_params, (size_t)s->nparams * es);
+    if (s->nbuffers) {
+        memcpy(s->last_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es);
+        memcpy(dsv_model_buffers(s->m), s->best_buffers, (size_t)s->nbuffers * es);
+    }
+    s->swapped = 1;
+}
+
+static dsv_status next_batch(dsv_solver *s)
+{
+    int64_t in_epoch = s->iteration % s->iters_per_epoch;
+    if (in_epoch == 0) {
+        s->rng_epoch = s->rng;
+        draw_permutation(s->perm, s->train->n, &s->rng);
+        s->perm_valid = 1;
+    } else if (!s->perm_valid) {
+        uint64_t r = s->rng_epoch;
+        draw_permutation(s->perm, s->train->n, &r);
+        s->perm_valid = 1;
+    }
+    return dsv_split_batch(s->train, s->perm + in_epoch * s->batch, s->batch,
+                           &s->xb, &s->yb, s->dtype);
+}
+
+static dsv_status bad_step(dsv_solver *s, const char *what, double loss)
+{
+    restore(s);
+    return dsv_error(DSV_INVALID,
+                     "training diverged: %s at iteration %lld (epoch %d, loss %g, "
+                     "learning rate %g); stopped with the parameters from before this "
+                     "step; try a lower learning rate",
+                     what, (long long)s->iteration + 1, s->epoch + 1, loss,
+                     dsv_optimizer_config(s->opt)->learning_rate);
+}
+
+dsv_status dsv_solver_train(dsv_solver *s)
+{
+    s->stopped = 0;
+    double t0 = now_s(), epoch_t0 = t0;
+    int64_t epoch_images = 0;
+    dsv_status st = DSV_OK;
+    while (s->iteration < s->num_iterations) {
+        if (s->stop_request) {
+            s->stop_request = 0;
+            s->stopped = 1;
+            break;
+        }
+        if ((st = next_batch(s)))
+            return st;
+        if ((st = dsv_solver_hist_reserve_(s, s->loss_n + 1, s->acc_n + 1)))
+            return st;
+        backup(s);
+        double loss;
+        if ((st = dsv_model_loss(s->m, &s->xb, &s->yb, &loss))) {
+            restore(s);
+            return st;
+        }
+        if (!isfinite(loss))
+            return bad_step(s, isnan(loss) ? "the loss is NaN" : "the loss is infinite", loss);
+        if (!all_finite(dsv_model_grads(s->m), s->nparams, s->dtype))
+            return bad_step(s, "a gradient is NaN or infinite", loss);
+        if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype))
+            return bad_step(s, "a running statistic is NaN or infinite", loss);
+        double lr = dsv_optimizer_config(s->opt)->learning_rate;
+        dsv_optimizer_step(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
+        if (!all_finite(dsv_model_params(s->m), s->nparams, s->dtype))
+            return bad_step(s, "the update made a parameter NaN or infinite", loss);
+
+        s->iteration++;
+        s->loss_hist[s->loss_n++] = loss;
+        epoch_images += s->batch;
+        double t = now_s();
+        dsv_progress p = {
+            .iteration = s->iteration,
+            .num_iterations = s->num_iterations,
+            .epoch = s->epoch + 1,
+            .num_epochs = s->cfg.num_epochs,
+            .loss = loss,
+            .learning_rate = lr,
+            .train_acc = NAN,
+            .val_acc = NAN,
+            .epoch_end = s->iteration % s->iters_per_epoch == 0,
+            .images_per_s = t > epoch_t0 ? (double)epoch_images / (t - epoch_t0) : 0,
+            .seconds = t - t0,
+        };
+        if (s->cfg.verbose && s->cfg.print_every > 0 &&
+            (s->iteration - 1) % s->cfg.print_every == 0)
+            printf("(Iteration %lld / %lld) loss: %f\n", (long long)s->iteration,
+                   (long long)s->num_iterations, loss);
+        if (p.epoch_end) {
+            s->epoch++;
+            s->perm_valid = 0;
+            dsv_optimizer_config(s->opt)->learning_rate *= s->cfg.lr_decay;
+            if ((st = epoch_end_checks(s, &p.train_acc, &p.val_acc)))
+                return st;
+            if (s->cfg.verbose)
+                printf("(Epoch %d / %d) train acc: %f; val_acc: %f\n", s->epoch,
+                       s->cfg.num_epochs, p.train_acc, p.val_acc);
+            epoch_t0 = now_s();
+            epoch_images = 0;
+        }
+        if (s->cfg.on_progress && !s->cfg.on_progress(&p, s->cfg.user))
+            s->stop_request = 1;
+    }
+    if (s->iteration >= s->num_iterations) {
+        s->stop_request = 0;
+        swap_in_best(s);
+    }
+    return DSV_OK;
+}

@@ -1,0 +1,390 @@
+/*
+ * Checkpoint files: round trip, atomic replacement under SIGKILL, clear errors
+ * for corrupt, truncated, foreign, future-version and mismatched files, and
+ * write failures that leave the previous checkpoint intact.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "solver_data.h"
+
+enum { C = 3, H = 8, W = 8, K = 4 };
+/* Byte offsets in a version 1 file (docs/checkpoint.md). */
+enum { OFF_NUM_CLASSES = 44, OFF_NUM_FILTERS = 72, OFF_NPARAMS = 172 };
+
+typedef struct fixture {
+    gen_data tr, va;
+    dsv_model *m;
+    dsv_solver *s;
+} fixture;
+
+/* Data and a small ThreeLayerConvNet; the solver is made by the caller. */
+static void fixture_make(fixture *f, int64_t ntrain)
+{
+    f->tr = gen_make(ntrain, C, H, W, K, 1, 30);
+    f->va = gen_make(10, C, H, W, K, 2, 30);
+    dsv_model_config mc = dsv_model_config_default(DSV_MODEL_THREELAYER);
+    mc.input_dim[0] = C, mc.input_dim[1] = H, mc.input_dim[2] = W;
+    mc.num_classes = K, mc.num_filters = 4, mc.filter_size = 3, mc.hidden_dim = 8;
+    mc.weight_scale = 1e-2, mc.seed = 3;
+    TU_OK(dsv_model_create(&f->m, &mc));
+    f->s = NULL;
+}
+
+static void fixture_free(fixture *f)
+{
+    dsv_solver_destroy(f->s);
+    dsv_model_destroy(f->m);
+    gen_free(&f->tr);
+    gen_free(&f->va);
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *p = malloc(len ? (size_t)len : 1);
+    assert_int_equal(fread(p, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    *n = (size_t)len;
+    return p;
+}
+
+static void spit(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(p, 1, n, fp), n);
+    fclose(fp);
+}
+
+static bool stop_after_7(const dsv_progress *p, void *user)
+{
+    (void)user;
+    return p->iteration < 7;
+}
+
+/* A solver 7 steps in (mid-epoch 2 of 4), through the public API. */
+static void fixture_trained(fixture *f)
+{
+    fixture_make(f, 30);
+    dsv_solver_config c = dsv_solver_config_default();
+    c.optim = dsv_optim_config_default(DSV_UPDATE_ADAM);
+    c.batch_size = 4;
+    c.num_epochs = 4;
+    c.num_train_samples = 10;
+    c.on_progress = stop_after_7;
+    TU_OK(dsv_solver_create(&f->s, f->m, &f->tr.s, &f->va.s, &c));
+    TU_OK(dsv_solver_train(f->s));
+    assert_int_equal(dsv_solver_iteration(f->s), 7);
+}
+
+static void test_round_trip(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", tu_scratch("roundtrip.ckpt"));
+    TU_OK(dsv_checkpoint_save(f.s, path));
+
+    dsv_model *m;
+    dsv_solver *s;
+    TU_OK(dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL));
+    assert_int_equal(dsv_solver_iteration(s), 7);
+    assert_int_equal(dsv_solver_epoch(s), 1);
+    size_t nb = (size_t)dsv_model_num_params(m) * sizeof(float);
+    assert_int_equal(dsv_model_num_params(m), dsv_model_num_params(f.m));
+    assert_memory_equal(dsv_model_params(m), dsv_model_params(f.m), nb);
+    const double *l1, *l2, *t1, *t2, *v1, *v2;
+    assert_int_equal(dsv_solver_loss_history(s, &l1), 7);
+    dsv_solver_loss_history(f.s, &l2);
+    assert_memory_equal(l1, l2, 7 * sizeof(double));
+    assert_int_equal(dsv_solver_acc_history(s, &t1, &v1), 1);
+    dsv_solver_acc_history(f.s, &t2, &v2);
+    assert_true(t1[0] == t2[0] && v1[0] == v2[0]);
+    assert_true(dsv_solver_best_val_acc(s) == dsv_solver_best_val_acc(f.s));
+    /* saving the loaded state gives the same bytes */
+    char path2[512];
+    snprintf(path2, sizeof(path2), "%s", tu_scratch("roundtrip2.ckpt"));
+    TU_OK(dsv_checkpoint_save(s, path2));
+    size_t n1, n2;
+    uint8_t *a = slurp(path, &n1), *b = slurp(path2, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, n1);
+    free(a), free(b);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+
+    /* the model alone, for inference */
+    TU_OK(dsv_checkpoint_load_model(path, &m));
+    assert_int_equal(dsv_model_config_of(m)->num_filters, 4);
+    assert_int_equal(dsv_model_num_params(m), dsv_model_num_params(f.m));
+    dsv_model_destroy(m);
+    fixture_free(&f);
+}
+
+/* Error of loading bytes p[0..n) as a checkpoint; the message must name the
+ * file and contain want. */
+static void expect_load_error(const char *path, const uint8_t *p, size_t n,
+                              dsv_status status, const char *want, const fixture *f)
+{
+    spit(path, p, n);
+    dsv_model *m = (dsv_model *)1;
+    dsv_solver *s = (dsv_solver *)1;
+    dsv_status got = dsv_checkpoint_load(path, &m, &s, &f->tr.s, &f->va.s, NULL);
+    if (got != status || !strstr(dsv_errmsg(), want) || !strstr(dsv_errmsg(), path))
+        fail_msg("expected %s with '%s', got %s: %s", dsv_status_name(status), want,
+                 dsv_status_name(got), dsv_errmsg());
+    assert_null(m);
+    assert_null(s);
+    m = (dsv_model *)1;
+    got = dsv_checkpoint_load_model(path, &m);
+    if (status == DSV_CORRUPT)
+        assert_int_equal(got, DSV_CORRUPT);
+    if (got != DSV_OK)
+        assert_null(m);
+    else
+        dsv_model_destroy(m);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Recomputes the trailing CRC-32, as a forger would. */
+static void reseal(uint8_t *p, size_t n)
+{
+    put_le32(p + n - 4, (uint32_t)crc32(0, p, (uInt)(n - 4)));
+}
+
+static void test_corrupt_files(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    char good[512], path[512];
+    snprintf(good, sizeof(good), "%s", tu_scratch("good.ckpt"));
+    snprintf(path, sizeof(path), "%s", tu_scratch("bad.ckpt"));
+    TU_OK(dsv_checkpoint_save(f.s, good));
+    size_t n;
+    uint8_t *orig = slurp(good, &n), *p = malloc(n);
+
+    /* the unmodified bytes load: the checker below can pass */
+    memcpy(p, orig, n);
+    spit(path, p, n);
+    dsv_model *m;
+    dsv_solver *s;
+    TU_OK(dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL));
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+
+    /* one flipped bit anywhere after the header: the checksum */
+    size_t spots[] = {40, n / 3, n / 2, n - 40, n - 1};
+    for (size_t i = 0; i < sizeof(spots) / sizeof(spots[0]); i++) {
+        memcpy(p, orig, n);
+        p[spots[i]] ^= 0x10;
+        expect_load_error(path, p, n, DSV_CORRUPT, "checksum", &f);
+    }
+    /* truncation, at several lengths */
+    memcpy(p, orig, n);
+    expect_load_error(path, p, n - 1, DSV_CORRUPT, "truncated", &f);
+    expect_load_error(path, p, n / 2, DSV_CORRUPT, "truncated", &f);
+    expect_load_error(path, p, 30, DSV_CORRUPT, "truncated", &f);
+    expect_load_error(path, p, 3, DSV_CORRUPT, "not a dasecv checkpoint", &f);
+    expect_load_error(path, p, 0, DSV_CORRUPT, "not a dasecv checkpoint", &f);
+    /* appended bytes */
+    uint8_t *longer = calloc(n + 16, 1);
+    memcpy(longer, orig, n);
+    expect_load_error(path, longer, n + 16, DSV_CORRUPT, "too long", &f);
+    free(longer);
+    /* another format */
+    memcpy(p, orig, n);
+    memcpy(p, "\x93NUMPY", 6);
+    expect_load_error(path, p, n, DSV_CORRUPT, "not a dasecv checkpoint", &f);
+    /* a future version, and version 0 */
+    memcpy(p, orig, n);
+    put_le32(p + 8, 2);
+    expect_load_error(path, p, n, DSV_CORRUPT, "version 2", &f);
+    put_le32(p + 8, 0);
+    expect_load_error(path, p, n, DSV_CORRUPT, "version 0", &f);
+
+    /* A well-sealed file whose parameter count is absurd: refused before
+       anything of that size is allocated (offsets in docs/checkpoint.md). */
+    size_t at = OFF_NPARAMS;
+    memcpy(p, orig, n);
+    put_le64(p + at, (uint64_t)1 << 60);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "more than the file holds", &f);
+    put_le64(p + at, (uint64_t)-1);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "more than the file holds", &f);
+    /* a sealed file whose model has another size than its parameters */
+    memcpy(p, orig, n);
+    put_le32(p + OFF_NUM_FILTERS, 5); /* 4 -> 5 */
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "does not match", &f);
+    /* a sealed file with a nonsense model configuration */
+    memcpy(p, orig, n);
+    put_le32(p + OFF_NUM_CLASSES, (uint32_t)-3);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "invalid model configuration", &f);
+
+    /* mismatched use: another training set than the one trained on */
+    gen_data other = gen_make(31, C, H, W, K, 1, 30);
+    m = NULL, s = NULL;
+    assert_int_equal(dsv_checkpoint_load(good, &m, &s, &other.s, NULL, NULL), DSV_INVALID);
+    assert_non_null(strstr(dsv_errmsg(), "31"));
+    gen_free(&other);
+    other = gen_make(30, C, H, W + 2, K, 1, 30);
+    assert_int_equal(dsv_checkpoint_load(good, &m, &s, &other.s, NULL, NULL), DSV_INVALID);
+    assert_null(m);
+    gen_free(&other);
+
+    /* missing file */
+    assert_int_equal(dsv_checkpoint_load_model(tu_scratch("no-such.ckpt"), &m), DSV_IO);
+    assert_non_null(strstr(dsv_errmsg(), "no-such.ckpt"));
+    free(p), free(orig);
+    fixture_free(&f);
+}
+
+static int count_temp_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        count += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return count;
+}
+
+static void remove_temp_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char buf[1024];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            snprintf(buf, sizeof(buf), "%s/%s", dir, e->d_name);
+            unlink(buf);
+        }
+    }
+    closedir(d);
+}
+
+/* A child saves checkpoints of alternating content in a loop; the parent kills
+ * it with SIGKILL at random moments. Whatever the moment, the file at the
+ * path is a complete checkpoint (old or new) that loads. */
+static void test_atomic_under_kill(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    char path[512], dir[512];
+    snprintf(dir, sizeof(dir), "%s", tu_scratch(""));
+    snprintf(path, sizeof(path), "%s", tu_scratch("killed.ckpt"));
+    remove_temp_files(dir, "killed.ckpt.tmp.");
+    TU_OK(dsv_checkpoint_save(f.s, path));
+    tu_rng r = {77};
+    for (int round = 0; round < 6; round++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            float *w = dsv_model_params(f.m);
+            for (int i = 0;; i++) {
+                w[0] = (float)i; /* every save has other bytes */
+                if (dsv_checkpoint_save(f.s, path) != DSV_OK)
+                    _exit(3);
+            }
+        }
+        struct timespec ts = {0, (long)(2e6 + tu_uniform(&r) * 30e6)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        dsv_model *m;
+        dsv_solver *s;
+        TU_OK(dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL));
+        assert_int_equal(dsv_solver_iteration(s), 7);
+        dsv_solver_destroy(s);
+        dsv_model_destroy(m);
+    }
+    /* A killed writer may leave its own temporary file behind, under a name
+       no reader uses; it never replaces the checkpoint. */
+    remove_temp_files(dir, "killed.ckpt.tmp.");
+    fixture_free(&f);
+}
+
+/* A write that fails (no directory; a file size limit in a child) reports
+ * DSV_IO, removes its temporary file and leaves the previous file intact. */
+static void test_write_errors(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    assert_int_equal(dsv_checkpoint_save(f.s, tu_scratch("no/such/dir/x.ckpt")), DSV_IO);
+    assert_non_null(strstr(dsv_errmsg(), "x.ckpt"));
+
+    char path[512], dir[512];
+    snprintf(dir, sizeof(dir), "%s", tu_scratch(""));
+    snprintf(path, sizeof(path), "%s", tu_scratch("limited.ckpt"));
+    remove_temp_files(dir, "limited.ckpt.tmp.");
+    TU_OK(dsv_checkpoint_save(f.s, path));
+    size_t n0;
+    uint8_t *before = slurp(path, &n0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {1000, 1000};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        float *w = dsv_model_params(f.m);
+        w[0] += 1;
+        dsv_status s = dsv_checkpoint_save(f.s, path);
+        _exit(s == DSV_IO && strstr(dsv_errmsg(), "limited.ckpt") ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    size_t n1;
+    uint8_t *after = slurp(path, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    assert_int_equal(count_temp_files(dir, "limited.ckpt.tmp."), 0);
+    free(before), free(after);
+    fixture_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_atomic_under_kill),
+        cmocka_unit_test(test_write_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
