@@ -20,7 +20,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dasecv COMMAND [options]   (dasecv COMMAND --help)\n\ncommands:\n");
+    fprintf(f, "usage: dasecv COMMAND [options]   (dasecv COMMAND --help, dasecv help COMMAND)\n\n"
+               "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 }
@@ -34,6 +35,21 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
         return 0;
+    }
+    /* "dasecv help op" is "dasecv op --help" */
+    if (!strcmp(argv[1], "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char help[] = "--help"; /* writable, like any argv string */
+                char *args[] = {argv[2], help, NULL};
+                return commands[i].run(2, args);
+            }
+        fprintf(stderr, "dasecv: unknown command '%s' (try dasecv --help)\n", argv[2]);
+        return 2;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (!strcmp(argv[1], commands[i].name))

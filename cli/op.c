@@ -359,15 +359,11 @@ static int set_global(request *r, const char *name, const char *val)
     return parse_int(name, val, 1, &r->threads); /* "threads" */
 }
 
-/* -1: go on; otherwise the exit code (0 for --help). */
+/* -1: go on; otherwise the exit code. */
 static int parse_args(request *r, int argc, char **argv)
 {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            op_help(stdout, r->op);
-            return 0;
-        }
         if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
             r->verbose = true;
             continue;
@@ -620,6 +616,11 @@ int dsv_cmd_op(int argc, char **argv)
                  .backend = DSV_BACKEND_AUTO, .dtype = -1, .threads = 0};
     if (!r.op)
         return fail(EXIT_USAGE, "unknown op '%s' (dasecv op --list)", name);
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            op_help(stdout, r.op);
+            return 0;
+        }
     int rc = parse_args(&r, argc, argv);
     if (rc >= 0)
         return rc;

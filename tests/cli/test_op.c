@@ -325,6 +325,10 @@ static void test_list_and_help(void **st)
     assert_non_null(strstr(out_text, "usage: dasecv op"));
     assert_int_equal(run_cli("op", "max_pool_forward", "--help", NULL), 0);
     assert_non_null(strstr(out_text, "--pool-height"));
+    assert_int_equal(run_cli("op", "conv_forward", "--bogus", "--help", NULL), 0);
+    assert_non_null(strstr(out_text, "usage: dasecv op conv_forward --x --w --b"));
+    assert_int_equal(run_cli("help", "op", NULL), 0);
+    assert_non_null(strstr(out_text, "usage: dasecv op NAME"));
     assert_int_equal(run_cli("op", NULL), 2);
     assert_non_null(strstr(err_text, "usage"));
 }
