@@ -5,74 +5,25 @@
  * (course rel error <= 1e-9) and float32 (error scaled by the tensor's largest
  * value <= 1e-5).
  *
- * The fixtures are read by a small .npy reader kept in this file (float64
- * and int64, C order, format 1.0), so this test does not depend on the npy
- * module it could otherwise be used to check.
+ * Fixtures are float64 (labels int64, read as int32) and loaded with
+ * dsv_npy_load.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
 #define F64_TOL 1e-9
 #define F32_TOL 1e-5
 
-/* ---- a minimal .npy reader ------------------------------------------------ */
-
-/* Loads a float64 or int64 (-> int32) C-order array; false if the file does
- * not exist; fails the test on anything malformed. */
+/* Loads an optional fixture; false if the file does not exist. */
 static bool npy_read(const char *path, dsv_tensor *t)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    if (access(path, R_OK) != 0)
         return false;
-    unsigned char pre[10];
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] != 1)
-        fail_msg("%s: not a version 1.0 .npy file", path);
-    size_t hlen = pre[8] | (size_t)pre[9] << 8;
-    char hdr[1024];
-    if (hlen >= sizeof(hdr) || fread(hdr, 1, hlen, f) != hlen)
-        fail_msg("%s: bad header", path);
-    hdr[hlen] = 0;
-    bool f8 = strstr(hdr, "'descr': '<f8'") != NULL;
-    bool i8 = strstr(hdr, "'descr': '<i8'") != NULL;
-    if ((!f8 && !i8) || !strstr(hdr, "'fortran_order': False"))
-        fail_msg("%s: want float64 or int64 in C order: %s", path, hdr);
-    const char *sp = strstr(hdr, "'shape': (");
-    if (!sp)
-        fail_msg("%s: no shape", path);
-    sp += strlen("'shape': (");
-    int64_t shape[DSV_MAX_DIMS];
-    int nd = 0;
-    while (*sp && *sp != ')') {
-        char *end;
-        long long v = strtoll(sp, &end, 10);
-        if (end == sp)
-            break;
-        if (nd == DSV_MAX_DIMS)
-            fail_msg("%s: too many dimensions", path);
-        shape[nd++] = v;
-        sp = end;
-        while (*sp == ',' || *sp == ' ')
-            sp++;
-    }
-    if (nd == 0) /* a scalar */
-        shape[nd++] = 1;
-    TU_OK(dsv_tensor_init(t, f8 ? DSV_F64 : DSV_I32, nd, shape));
-    int64_t n = dsv_tensor_numel(t);
-    if (f8) {
-        if (fread(t->data, sizeof(double), (size_t)n, f) != (size_t)n)
-            fail_msg("%s: truncated", path);
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            int64_t v;
-            if (fread(&v, sizeof(v), 1, f) != 1 || v < INT32_MIN || v > INT32_MAX)
-                fail_msg("%s: truncated or out of range", path);
-            ((int32_t *)t->data)[i] = (int32_t)v;
-        }
-    }
-    fclose(f);
+    TU_OK(dsv_npy_load(path, t));
     return true;
 }
 
