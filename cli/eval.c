@@ -11,7 +11,6 @@
 
 #include "cli.h"
 #include "cmdline.h"
-#include "pending.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -135,8 +134,6 @@ int dsv_cmd_eval(int argc, char **argv)
         return 2;
     }
 
-    if (cli_solver_missing("eval"))
-        return 1;
     int rc = 1;
     dsv_model *m = NULL;
     dsv_dataset ds;

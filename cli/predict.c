@@ -15,7 +15,6 @@
 
 #include "cli.h"
 #include "cmdline.h"
-#include "pending.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -136,8 +135,6 @@ int dsv_cmd_predict(int argc, char **argv)
     }
 
     rc = 1;
-    if (cli_solver_missing("predict"))
-        goto free_images;
     dsv_model *m = NULL;
     dsv_dataset ds;
     memset(&ds, 0, sizeof(ds));

@@ -17,7 +17,6 @@
 
 #include "cli.h"
 #include "cmdline.h"
-#include "pending.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -461,7 +460,5 @@ int dsv_cmd_train(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    if (cli_solver_missing("train"))
-        return 1;
     return run(&o);
 }
