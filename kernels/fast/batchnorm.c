@@ -1,0 +1,194 @@
+/*
+ * Batch normalization for the fast backend: batchnorm on x (N, D) and
+ * spatial_batchnorm on x (N, C, H, W), both on x viewed as (N, C, S).
+ *
+ * Same semantics as the naive kernels: train mode normalises with the batch
+ * mean and biased variance (two-pass, accumulated in double) and updates the
+ * running statistics; test mode uses the running ones; backward recomputes
+ * the statistics from x. Channel ranges are split among threads, and every
+ * channel's sum runs over n in order, so results do not depend on the split.
+ * The elementwise passes work in float and vectorise.
+ */
+#include <math.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "fast.h"
+
+typedef struct bn_view {
+    int64_t N, C, S;
+    int nt;
+} bn_view;
+
+static bn_view view_of(const dsv_call *c)
+{
+    bn_view v = {c->x->shape[0], c->x->shape[1],
+                 c->x->ndim == 4 ? c->x->shape[2] * c->x->shape[3] : 1,
+                 dsv_fast_nthreads(c)};
+    /* small tensors: a parallel region costs more than the work */
+    if (v.N * v.C * v.S < (1 << 15) || v.C < 2)
+        v.nt = 1;
+    return v;
+}
+
+/* sa[ch] = sum of a over (n, s); with mean, sb[ch] = sum of b * (x - mean)
+ * (b = x: the squared deviations). */
+static void channel_sums(const bn_view *v, const float *a, const float *b,
+                         const float *x, const double *mean, double *sa,
+                         double *sb)
+{
+#pragma omp parallel num_threads(v->nt) if (v->nt > 1)
+    {
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        int64_t c0 = v->C * t / nth, c1 = v->C * (t + 1) / nth;
+        for (int64_t ch = c0; ch < c1; ch++) {
+            if (sa)
+                sa[ch] = 0;
+            if (sb)
+                sb[ch] = 0;
+        }
+        for (int64_t n = 0; n < v->N; n++)
+            for (int64_t ch = c0; ch < c1; ch++) {
+                int64_t o = (n * v->C + ch) * v->S;
+                if (sa) {
+                    double acc = 0;
+                    for (int64_t i = 0; i < v->S; i++)
+                        acc += a[o + i];
+                    sa[ch] += acc;
+                }
+                if (sb) {
+                    double acc = 0, m = mean[ch];
+                    for (int64_t i = 0; i < v->S; i++)
+                        acc += (double)b[o + i] * ((double)x[o + i] - m);
+                    sb[ch] += acc;
+                }
+            }
+    }
+}
+
+/* mean, var and inv = 1 / sqrt(var + eps) per channel. */
+static void stats(const dsv_call *c, const bn_view *v, double *mean, double *var,
+                  double *inv)
+{
+    if (!c->p.train) {
+        const float *rm = c->running_mean->data, *rv = c->running_var->data;
+        for (int64_t ch = 0; ch < v->C; ch++)
+            mean[ch] = rm[ch], var[ch] = rv[ch];
+    } else {
+        const float *x = c->x->data;
+        double m = (double)(v->N * v->S);
+        channel_sums(v, x, NULL, NULL, NULL, mean, NULL);
+        for (int64_t ch = 0; ch < v->C; ch++)
+            mean[ch] /= m;
+        channel_sums(v, NULL, x, x, mean, NULL, var);
+        for (int64_t ch = 0; ch < v->C; ch++)
+            var[ch] /= m;
+    }
+    for (int64_t ch = 0; ch < v->C; ch++)
+        inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
+}
+
+/* y = k[ch] * a + z[ch] * (u - mu[ch]) + sh[ch] over (n, ch) blocks; a may
+ * be NULL. Centring u before scaling avoids float cancellation when a
+ * channel's mean is large against its spread. */
+static void affine_pass(const bn_view *v, const float *a, const float *u,
+                        const float *k, const float *z, const float *mu,
+                        const float *sh, float *y)
+{
+    int64_t blocks = v->N * v->C;
+#pragma omp parallel for schedule(static) num_threads(v->nt) if (v->nt > 1)
+    for (int64_t nb = 0; nb < blocks; nb++) {
+        int64_t ch = nb % v->C, o = nb * v->S;
+        float kk = k[ch], zz = z[ch], mm = mu[ch], ss = sh[ch];
+        if (a)
+            for (int64_t i = 0; i < v->S; i++)
+                y[o + i] = kk * a[o + i] + zz * (u[o + i] - mm) + ss;
+        else
+            for (int64_t i = 0; i < v->S; i++)
+                y[o + i] = zz * (u[o + i] - mm) + ss;
+    }
+}
+
+dsv_status dsv_fast_batchnorm_forward(dsv_call *c)
+{
+    bn_view v = view_of(c);
+    size_t C = (size_t)v.C;
+    double *st = dsv_alloc(sizeof(double) * 3 * C + sizeof(float) * 3 * C);
+    if (!st)
+        return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
+    double *mean = st, *var = st + C, *inv = st + 2 * C;
+    float *z = (float *)(st + 3 * C), *mu = z + C, *sh = mu + C;
+    stats(c, &v, mean, var, inv);
+    const float *gamma = c->w->data, *beta = c->b->data;
+    for (size_t ch = 0; ch < C; ch++) {
+        z[ch] = (float)(gamma[ch] * inv[ch]);
+        mu[ch] = (float)mean[ch];
+        sh[ch] = beta[ch];
+    }
+    /* out = gamma * inv * (x - mean) + beta */
+    affine_pass(&v, NULL, c->x->data, z, z, mu, sh, c->out->data);
+    if (c->p.train) {
+        double mo = c->p.momentum;
+        if (c->running_mean) {
+            float *rm = c->running_mean->data;
+            for (size_t ch = 0; ch < C; ch++)
+                rm[ch] = (float)(mo * rm[ch] + (1 - mo) * mean[ch]);
+        }
+        if (c->running_var) {
+            float *rv = c->running_var->data;
+            for (size_t ch = 0; ch < C; ch++)
+                rv[ch] = (float)(mo * rv[ch] + (1 - mo) * var[ch]);
+        }
+    }
+    dsv_free(st);
+    return DSV_OK;
+}
+
+dsv_status dsv_fast_batchnorm_backward(dsv_call *c)
+{
+    bn_view v = view_of(c);
+    size_t C = (size_t)v.C;
+    double *st = dsv_alloc(sizeof(double) * 5 * C + sizeof(float) * 4 * C);
+    if (!st)
+        return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
+    double *mean = st, *var = st + C, *inv = st + 2 * C;
+    double *dbeta = st + 3 * C, *dgamma = st + 4 * C;
+    stats(c, &v, mean, var, inv);
+    const float *x = c->x->data, *dout = c->dout->data, *gamma = c->w->data;
+    channel_sums(&v, dout, dout, x, mean, dbeta, dgamma);
+    for (size_t ch = 0; ch < C; ch++)
+        dgamma[ch] *= inv[ch];
+    if (c->dx) {
+        /* train: dx = gamma*inv * (dout - dbeta/m - xhat * dgamma/m), i.e.
+           k * dout + z * (x - mean) + sh with the per-channel constants
+           below; test: dx = gamma*inv * dout */
+        float *k = (float *)(st + 5 * C), *z = k + C, *mu = z + C, *sh = mu + C;
+        double m = (double)(v.N * v.S);
+        for (size_t ch = 0; ch < C; ch++) {
+            double kk = gamma[ch] * inv[ch];
+            mu[ch] = (float)mean[ch];
+            if (!c->p.train) {
+                k[ch] = (float)kk, z[ch] = 0, sh[ch] = 0;
+                continue;
+            }
+            double mb = dbeta[ch] / m, mg = dgamma[ch] / m;
+            k[ch] = (float)kk;
+            z[ch] = (float)(-kk * mg * inv[ch]);
+            sh[ch] = (float)(-kk * mb);
+        }
+        affine_pass(&v, dout, x, k, z, mu, sh, c->dx->data);
+    }
+    if (c->dw) {
+        float *dw = c->dw->data;
+        for (size_t ch = 0; ch < C; ch++)
+            dw[ch] = (float)dgamma[ch];
+    }
+    if (c->db) {
+        float *db = c->db->data;
+        for (size_t ch = 0; ch < C; ch++)
+            db[ch] = (float)dbeta[ch];
+    }
+    dsv_free(st);
+    return DSV_OK;
+}

@@ -1,0 +1,267 @@
+/*
+ * Convolution for the fast backend: im2col / col2im around the blocked sgemm.
+ *
+ * Per image n, with K = C*HH*WW and P = H'*W':
+ *   forward   out_n (F, P)  = w (F, K) * col_n (K, P) + b
+ *   backward  dw    (F, K) += dout_n (F, P) * col_n^T
+ *             dcol  (K, P)  = w^T * dout_n, then col2im adds it into dx_n
+ * One image's column matrix at a time per thread keeps the scratch small
+ * (K*P floats per thread, kept in the node state). With at least as many
+ * images as threads the images are split statically among threads (each
+ * running a one-thread sgemm); otherwise images run one after another with a
+ * threaded sgemm. dw/db partial sums are per thread and added in thread
+ * order, so results are deterministic for a given thread count. A 1x1,
+ * stride 1, unpadded convolution uses x_n itself as the column matrix.
+ */
+#include <string.h>
+
+#include <omp.h>
+
+#include "fast.h"
+
+typedef struct conv_geom {
+    int64_t N, C, H, W, F, HH, WW, Ho, Wo, K, P;
+    int stride, pad;
+    bool direct; /* col_n is x_n */
+} conv_geom;
+
+static conv_geom geom_of(const dsv_call *c)
+{
+    conv_geom g;
+    g.N = c->x->shape[0], g.C = c->x->shape[1];
+    g.H = c->x->shape[2], g.W = c->x->shape[3];
+    g.F = c->w->shape[0], g.HH = c->w->shape[2], g.WW = c->w->shape[3];
+    g.stride = c->p.stride, g.pad = c->p.pad;
+    g.Ho = 1 + (g.H + 2 * g.pad - g.HH) / g.stride;
+    g.Wo = 1 + (g.W + 2 * g.pad - g.WW) / g.stride;
+    g.K = g.C * g.HH * g.WW, g.P = g.Ho * g.Wo;
+    g.direct = g.HH == 1 && g.WW == 1 && g.stride == 1 && g.pad == 0;
+    return g;
+}
+
+/* Output columns ow whose input column ow*stride - pad + kw lies in [0, W). */
+static void valid_cols(const conv_geom *g, int64_t kw, int64_t *lo, int64_t *hi)
+{
+    int64_t a = g->pad - kw; /* need ow*stride >= a */
+    *lo = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
+    int64_t b = g->W - 1 + g->pad - kw; /* need ow*stride <= b */
+    *hi = b < 0 ? 0 : b / g->stride + 1;
+    if (*hi > g->Wo)
+        *hi = g->Wo;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* col (K, P) from one image x (C, H, W). */
+static void im2col(const conv_geom *g, const float *x, float *col)
+{
+    for (int64_t ch = 0; ch < g->C; ch++)
+        for (int64_t kh = 0; kh < g->HH; kh++)
+            for (int64_t kw = 0; kw < g->WW; kw++) {
+                float *row = col + ((ch * g->HH + kh) * g->WW + kw) * g->P;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
+                for (int64_t oh = 0; oh < g->Ho; oh++) {
+                    float *d = row + oh * g->Wo;
+                    int64_t ih = oh * g->stride - g->pad + kh;
+                    if (ih < 0 || ih >= g->H) {
+                        memset(d, 0, sizeof(float) * (size_t)g->Wo);
+                        continue;
+                    }
+                    const float *s = x + (ch * g->H + ih) * g->W - g->pad + kw;
+                    for (int64_t ow = 0; ow < lo; ow++)
+                        d[ow] = 0;
+                    if (g->stride == 1)
+                        memcpy(d + lo, s + lo, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            d[ow] = s[ow * g->stride];
+                    for (int64_t ow = hi; ow < g->Wo; ow++)
+                        d[ow] = 0;
+                }
+            }
+}
+
+/* dx (C, H, W) = the sum of col (K, P) scattered back; dx is overwritten. */
+static void col2im(const conv_geom *g, const float *col, float *dx)
+{
+    memset(dx, 0, sizeof(float) * (size_t)(g->C * g->H * g->W));
+    for (int64_t ch = 0; ch < g->C; ch++)
+        for (int64_t kh = 0; kh < g->HH; kh++)
+            for (int64_t kw = 0; kw < g->WW; kw++) {
+                const float *row = col + ((ch * g->HH + kh) * g->WW + kw) * g->P;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
+                for (int64_t oh = 0; oh < g->Ho; oh++) {
+                    int64_t ih = oh * g->stride - g->pad + kh;
+                    if (ih < 0 || ih >= g->H)
+                        continue;
+                    const float *s = row + oh * g->Wo;
+                    float *d = dx + (ch * g->H + ih) * g->W - g->pad + kw;
+                    if (g->stride == 1)
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            d[ow] += s[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            d[ow * g->stride] += s[ow];
+                }
+            }
+}
+
+/* Images [n0, n1) forward with one column buffer; gemm_nt threads inside. */
+static void forward_images(const conv_geom *g, const float *x, const float *w,
+                           const float *b, float *out, float *col, int64_t n0,
+                           int64_t n1, int gemm_nt)
+{
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = x + n * g->C * g->H * g->W;
+        float *on = out + n * g->F * g->P;
+        const float *cn = xn;
+        if (!g->direct) {
+            im2col(g, xn, col);
+            cn = col;
+        }
+        for (int64_t f = 0; f < g->F; f++)
+            for (int64_t i = 0; i < g->P; i++)
+                on[f * g->P + i] = b[f];
+        dsv_fast_sgemm(false, false, g->F, g->P, g->K, w, g->K, cn, g->P, 1.0f,
+                       on, g->P, gemm_nt);
+    }
+}
+
+dsv_status dsv_fast_conv_forward(dsv_call *c)
+{
+    conv_geom g = geom_of(c);
+    int nt = dsv_fast_nthreads(c);
+    bool by_image = nt > 1 && g.N >= nt;
+    int nbuf = by_image ? nt : 1;
+    size_t per = g.direct ? 0 : (size_t)(g.K * g.P);
+    float *scratch = NULL;
+    if (per) {
+        scratch = dsv_fast_scratch(c, sizeof(float) * per * (size_t)nbuf);
+        if (!scratch)
+            return dsv_error(DSV_NOMEM, "conv: out of memory for %zu column floats",
+                             per * (size_t)nbuf);
+    }
+    const float *x = c->x->data, *w = c->w->data, *b = c->b->data;
+    float *out = c->out->data;
+    if (!by_image) {
+        forward_images(&g, x, w, b, out, scratch, 0, g.N, nt);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            forward_images(&g, x, w, b, out, scratch ? scratch + per * (size_t)t : NULL,
+                           g.N * t / n, g.N * (t + 1) / n, 1);
+        }
+    }
+    if (scratch)
+        dsv_fast_scratch_release(c, scratch);
+    return DSV_OK;
+}
+
+/* Per-thread buffers of the backward pass. */
+typedef struct conv_bufs {
+    float *col, *dcol, *dw, *db;
+} conv_bufs;
+
+/* Images [n0, n1) backward. With first, dw/db are overwritten by the first
+ * image; otherwise accumulated. */
+static void backward_images(const conv_geom *g, const dsv_call *c,
+                            const conv_bufs *bf, int64_t n0, int64_t n1,
+                            int gemm_nt)
+{
+    const float *x = c->x->data, *w = c->w->data, *dout = c->dout->data;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xn = x + n * g->C * g->H * g->W;
+        const float *dn = dout + n * g->F * g->P;
+        float beta = n > n0 ? 1.0f : 0.0f;
+        if (bf->dw) {
+            const float *cn = xn;
+            if (!g->direct) {
+                im2col(g, xn, bf->col);
+                cn = bf->col;
+            }
+            dsv_fast_sgemm(false, true, g->F, g->K, g->P, dn, g->P, cn, g->P,
+                           beta, bf->dw, g->K, gemm_nt);
+        }
+        if (bf->db)
+            for (int64_t f = 0; f < g->F; f++) {
+                float s = 0;
+                for (int64_t i = 0; i < g->P; i++)
+                    s += dn[f * g->P + i];
+                bf->db[f] = beta != 0 ? bf->db[f] + s : s;
+            }
+        if (c->dx) {
+            float *dxn = (float *)c->dx->data + n * g->C * g->H * g->W;
+            if (g->direct) {
+                dsv_fast_sgemm(true, false, g->K, g->P, g->F, w, g->K, dn, g->P,
+                               0.0f, dxn, g->P, gemm_nt);
+            } else {
+                dsv_fast_sgemm(true, false, g->K, g->P, g->F, w, g->K, dn, g->P,
+                               0.0f, bf->dcol, g->P, gemm_nt);
+                col2im(g, bf->dcol, dxn);
+            }
+        }
+    }
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+dsv_status dsv_fast_conv_backward(dsv_call *c)
+{
+    conv_geom g = geom_of(c);
+    int nt = dsv_fast_nthreads(c);
+    bool by_image = nt > 1 && g.N >= nt;
+    int nbuf = by_image ? nt : 1;
+    bool want_w = c->dw != NULL, want_b = c->db != NULL;
+    /* Per-thread layout: col, dcol, partial dw, partial db; each piece
+       rounded to 16 floats so every buffer stays 64-byte aligned. Partials
+       exist only when threads split the images. */
+    size_t ncol = g.direct || !want_w ? 0 : (size_t)(g.K * g.P);
+    size_t ndcol = g.direct || !c->dx ? 0 : (size_t)(g.K * g.P);
+    size_t ndw = by_image && want_w ? (size_t)(g.F * g.K) : 0;
+    size_t ndb = by_image && want_b ? (size_t)g.F : 0;
+    size_t o_dcol = round16(ncol), o_dw = o_dcol + round16(ndcol);
+    size_t o_db = o_dw + round16(ndw), per = o_db + round16(ndb);
+    float *scratch = NULL;
+    if (per) {
+        scratch = dsv_fast_scratch(c, sizeof(float) * per * (size_t)nbuf);
+        if (!scratch)
+            return dsv_error(DSV_NOMEM, "conv: out of memory for %zu scratch floats",
+                             per * (size_t)nbuf);
+    }
+    if (!by_image) {
+        conv_bufs bf = {scratch, scratch ? scratch + o_dcol : NULL,
+                        want_w ? c->dw->data : NULL, want_b ? c->db->data : NULL};
+        backward_images(&g, c, &bf, 0, g.N, nt);
+    } else {
+        int used = nt;
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            if (t == 0)
+                used = n;
+            float *base = scratch + per * (size_t)t;
+            conv_bufs bf = {base, base + o_dcol, want_w ? base + o_dw : NULL,
+                            want_b ? base + o_db : NULL};
+            backward_images(&g, c, &bf, g.N * t / n, g.N * (t + 1) / n, 1);
+        }
+        /* partial sums added in thread order: deterministic */
+        for (int pass = 0; pass < 2; pass++) {
+            size_t cnt = pass ? ndb : ndw, off = pass ? o_db : o_dw;
+            if (!cnt)
+                continue;
+            float *dst = pass ? c->db->data : c->dw->data;
+            memcpy(dst, scratch + off, sizeof(float) * cnt);
+            for (int t = 1; t < used; t++) {
+                const float *src = scratch + per * (size_t)t + off;
+                for (size_t i = 0; i < cnt; i++)
+                    dst[i] += src[i];
+            }
+        }
+    }
+    if (scratch)
+        dsv_fast_scratch_release(c, scratch);
+    return DSV_OK;
+}

@@ -1,0 +1,103 @@
+/*
+ * Internal interface of the fast backend: the blocked sgemm every
+ * GEMM-shaped op goes through, the per-node state and small helpers.
+ *
+ * Everything here is float32. The sgemm is deterministic: for a given shape
+ * and thread count each output element is summed in a fixed order, whatever
+ * the timing. Not part of the public API (the test for the backends includes
+ * it to check every micro-kernel variant against a plain loop).
+ */
+#ifndef DSV_FAST_H
+#define DSV_FAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dasecv/ops.h"
+
+/*
+ * C (M, N) = op(A) (M, K) * op(B) (K, N) + beta * C, beta 0 or 1.
+ * op(A) is A (M, K) row-major with row stride lda, or A^T when transa (A is
+ * then (K, M) with row stride lda); likewise op(B). With beta 0, C is
+ * written without being read. nthreads: threads it may use (1: no parallel
+ * region is opened, so it may be called from inside one).
+ */
+void dsv_fast_sgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
+                    const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float beta, float *C, int64_t ldc, int nthreads);
+
+/* Micro-kernel variants, best first. */
+typedef enum dsv_fast_isa {
+    DSV_FAST_ISA_AVX512 = 0,
+    DSV_FAST_ISA_AVX2,
+    DSV_FAST_ISA_GENERIC,
+    DSV_FAST_ISA_COUNT
+} dsv_fast_isa;
+
+/* True if this CPU (and build) can run isa. */
+bool dsv_fast_isa_supported(dsv_fast_isa isa);
+/* Forces a variant (for tests); false and no change if unsupported. Not
+ * thread safe: call it before sgemm runs elsewhere. */
+bool dsv_fast_set_isa(dsv_fast_isa isa);
+/* The variant in use (chosen from CPUID on first use). */
+dsv_fast_isa dsv_fast_get_isa(void);
+const char *dsv_fast_isa_name(dsv_fast_isa isa);
+
+/*
+ * Per-node state (c->state), shared by every fast op: a scratch buffer that
+ * grows to the largest size asked for and the max-pool argmax saved by the
+ * forward pass. Owned by the node; freed by dsv_fast_state_free.
+ */
+typedef struct dsv_fast_state {
+    void *scratch;
+    size_t scratch_bytes;
+    /* max_pool: argmax inside each window, one byte per output element,
+       valid for the input at argmax_x with the recorded geometry */
+    uint8_t *argmax;
+    size_t argmax_n;
+    const void *argmax_x;
+    int64_t argmax_shape[4];
+    int argmax_geom[3]; /* pool_height, pool_width, stride */
+} dsv_fast_state;
+
+void dsv_fast_state_free(void *state);
+/* The call's state, created on first use; NULL if the call has no state slot
+ * (the caller then allocates per call) or on allocation failure (*s set). */
+dsv_fast_state *dsv_fast_state_get(dsv_call *c, dsv_status *s);
+/* A scratch buffer of at least bytes, 64-byte aligned: the state's if there
+ * is one (kept for the next call), else a fresh one the caller frees with
+ * dsv_fast_scratch_release. NULL on allocation failure. */
+void *dsv_fast_scratch(dsv_call *c, size_t bytes);
+void dsv_fast_scratch_release(dsv_call *c, void *p);
+
+/* Threads a kernel may use: c->nthreads, 0 meaning the global setting. */
+int dsv_fast_nthreads(const dsv_call *c);
+
+/* Kernels, one op per file. */
+dsv_status dsv_fast_affine_forward(dsv_call *c);
+dsv_status dsv_fast_affine_backward(dsv_call *c);
+dsv_status dsv_fast_relu_forward(dsv_call *c);
+dsv_status dsv_fast_relu_backward(dsv_call *c);
+dsv_status dsv_fast_conv_forward(dsv_call *c);
+dsv_status dsv_fast_conv_backward(dsv_call *c);
+dsv_status dsv_fast_max_pool_forward(dsv_call *c);
+dsv_status dsv_fast_max_pool_backward(dsv_call *c);
+dsv_status dsv_fast_batchnorm_forward(dsv_call *c);
+dsv_status dsv_fast_batchnorm_backward(dsv_call *c);
+dsv_status dsv_fast_layernorm_forward(dsv_call *c);
+dsv_status dsv_fast_layernorm_backward(dsv_call *c);
+dsv_status dsv_fast_groupnorm_forward(dsv_call *c);
+/* Group normalization of x viewed as (N, G, Cg, S), gamma/beta G*Cg
+ * elements; shared by spatial_groupnorm and layernorm (G 1, Cg D, S 1). */
+dsv_status dsv_fast_groupnorm_run(dsv_call *c, bool backward, int64_t N,
+                                  int64_t G, int64_t Cg, int64_t S);
+dsv_status dsv_fast_groupnorm_backward(dsv_call *c);
+dsv_status dsv_fast_dropout_forward(dsv_call *c);
+dsv_status dsv_fast_dropout_backward(dsv_call *c);
+dsv_status dsv_fast_add_forward(dsv_call *c);
+dsv_status dsv_fast_add_backward(dsv_call *c);
+dsv_status dsv_fast_softmax_loss(dsv_call *c);
+dsv_status dsv_fast_svm_loss(dsv_call *c);
+
+#endif

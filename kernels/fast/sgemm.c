@@ -1,0 +1,373 @@
+/*
+ * Cache-blocked single-precision GEMM for the fast backend.
+ *
+ * The classic layout: op(B) is packed in KC x NC blocks cut into NR-column
+ * panels, op(A) in MC x KC blocks cut into MR-row panels, and a register-
+ * blocked micro-kernel multiplies one A panel by one B panel. Transposes are
+ * absorbed by the packing, so the micro-kernels see one format. Three
+ * micro-kernels exist (AVX-512F 8x32, AVX2+FMA 6x16, portable C 4x16); the
+ * best one this CPU supports is chosen once from CPUID, and the SIMD ones are
+ * compiled with per-function target attributes so the library itself needs
+ * nothing beyond baseline x86-64 (and builds on other architectures).
+ *
+ * Threads split C into disjoint column (or row) ranges and each runs the
+ * sequential algorithm on its range with its own packing buffers: no
+ * reductions cross threads, so results do not depend on timing.
+ */
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <omp.h>
+
+#include "fast.h"
+
+enum { KC = 256, MC = 96, NC = 1024 };
+
+typedef void (*ukernel_fn)(int64_t kc, const float *a, const float *b,
+                           float *c, int64_t ldc, bool acc);
+
+typedef struct ukernel {
+    ukernel_fn fn;
+    int mr, nr;
+} ukernel;
+
+/* ---- micro-kernels: C[mr x nr] (=|+=) Apanel (kc x mr) * Bpanel (kc x nr) */
+
+static void ukr_generic(int64_t kc, const float *a, const float *b, float *c,
+                        int64_t ldc, bool acc)
+{
+    enum { MR = 4, NR = 16 };
+    float t[MR][NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += MR, b += NR)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                t[i][j] += a[i] * b[j];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+            c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void
+ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+         bool acc)
+{
+    /* 6 x 16: 12 accumulators, 2 B vectors, 1 broadcast of 16 registers */
+    __m256 r00 = _mm256_setzero_ps(), r01 = _mm256_setzero_ps();
+    __m256 r10 = _mm256_setzero_ps(), r11 = _mm256_setzero_ps();
+    __m256 r20 = _mm256_setzero_ps(), r21 = _mm256_setzero_ps();
+    __m256 r30 = _mm256_setzero_ps(), r31 = _mm256_setzero_ps();
+    __m256 r40 = _mm256_setzero_ps(), r41 = _mm256_setzero_ps();
+    __m256 r50 = _mm256_setzero_ps(), r51 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), t;
+        t = _mm256_broadcast_ss(a + 0);
+        r00 = _mm256_fmadd_ps(t, b0, r00), r01 = _mm256_fmadd_ps(t, b1, r01);
+        t = _mm256_broadcast_ss(a + 1);
+        r10 = _mm256_fmadd_ps(t, b0, r10), r11 = _mm256_fmadd_ps(t, b1, r11);
+        t = _mm256_broadcast_ss(a + 2);
+        r20 = _mm256_fmadd_ps(t, b0, r20), r21 = _mm256_fmadd_ps(t, b1, r21);
+        t = _mm256_broadcast_ss(a + 3);
+        r30 = _mm256_fmadd_ps(t, b0, r30), r31 = _mm256_fmadd_ps(t, b1, r31);
+        t = _mm256_broadcast_ss(a + 4);
+        r40 = _mm256_fmadd_ps(t, b0, r40), r41 = _mm256_fmadd_ps(t, b1, r41);
+        t = _mm256_broadcast_ss(a + 5);
+        r50 = _mm256_fmadd_ps(t, b0, r50), r51 = _mm256_fmadd_ps(t, b1, r51);
+    }
+    __m256 rows[6][2] = {{r00, r01}, {r10, r11}, {r20, r21},
+                         {r30, r31}, {r40, r41}, {r50, r51}};
+    for (int i = 0; i < 6; i++)
+        for (int h = 0; h < 2; h++) {
+            float *p = c + i * ldc + 8 * h;
+            __m256 v = rows[i][h];
+            if (acc)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(p));
+            _mm256_storeu_ps(p, v);
+        }
+}
+
+__attribute__((target("avx512f"))) static void
+ukr_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+           bool acc)
+{
+    /* 8 x 32: 16 accumulators, 2 B vectors, 1 broadcast of 32 registers */
+    __m512 r[8][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        r[i][0] = r[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += 8, b += 32) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            __m512 t = _mm512_set1_ps(a[i]);
+            r[i][0] = _mm512_fmadd_ps(t, b0, r[i][0]);
+            r[i][1] = _mm512_fmadd_ps(t, b1, r[i][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        for (int h = 0; h < 2; h++) {
+            float *p = c + i * ldc + 16 * h;
+            __m512 v = r[i][h];
+            if (acc)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(p));
+            _mm512_storeu_ps(p, v);
+        }
+}
+#endif
+
+static const ukernel ukernels[DSV_FAST_ISA_COUNT] = {
+#if defined(__x86_64__)
+    [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32},
+    [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16},
+#endif
+    [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16},
+};
+
+static const char *const isa_names[DSV_FAST_ISA_COUNT] = {"avx512", "avx2",
+                                                          "generic"};
+
+const char *dsv_fast_isa_name(dsv_fast_isa isa)
+{
+    return (unsigned)isa < DSV_FAST_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+bool dsv_fast_isa_supported(dsv_fast_isa isa)
+{
+    switch (isa) {
+#if defined(__x86_64__)
+    case DSV_FAST_ISA_AVX512: return __builtin_cpu_supports("avx512f");
+    case DSV_FAST_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    case DSV_FAST_ISA_GENERIC: return true;
+    default: return false;
+    }
+}
+
+static int chosen_isa = -1;
+
+dsv_fast_isa dsv_fast_get_isa(void)
+{
+    /* a benign race: every thread computes the same answer */
+    if (chosen_isa < 0) {
+        int i = 0;
+        while (!dsv_fast_isa_supported((dsv_fast_isa)i))
+            i++;
+        chosen_isa = i;
+    }
+    return (dsv_fast_isa)chosen_isa;
+}
+
+bool dsv_fast_set_isa(dsv_fast_isa isa)
+{
+    if (!dsv_fast_isa_supported(isa))
+        return false;
+    chosen_isa = (int)isa;
+    return true;
+}
+
+/* ---- packing ------------------------------------------------------------- */
+
+/* op(A)[i0 .. i0+mc) x [k0 .. k0+kc) into MR-row panels, zero-padded rows. */
+static void pack_a(bool ta, const float *A, int64_t lda, int64_t i0,
+                   int64_t k0, int64_t mc, int64_t kc, int mr, float *dst)
+{
+    for (int64_t ip = 0; ip < mc; ip += mr, dst += mr * kc) {
+        int m = (int)(mc - ip < mr ? mc - ip : mr);
+        if (ta) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = A + (k0 + k) * lda + i0 + ip;
+                float *d = dst + k * mr;
+                int r = 0;
+                for (; r < m; r++)
+                    d[r] = src[r];
+                for (; r < mr; r++)
+                    d[r] = 0;
+            }
+        } else {
+            for (int r = 0; r < mr; r++) {
+                if (r >= m) {
+                    for (int64_t k = 0; k < kc; k++)
+                        dst[k * mr + r] = 0;
+                    continue;
+                }
+                const float *src = A + (i0 + ip + r) * lda + k0;
+                for (int64_t k = 0; k < kc; k++)
+                    dst[k * mr + r] = src[k];
+            }
+        }
+    }
+}
+
+/* op(B)[k0 .. k0+kc) x [j0 .. j0+nc) into NR-column panels, zero-padded. */
+static void pack_b(bool tb, const float *B, int64_t ldb, int64_t k0,
+                   int64_t j0, int64_t kc, int64_t nc, int nr, float *dst)
+{
+    for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+        int n = (int)(nc - jp < nr ? nc - jp : nr);
+        if (!tb) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = B + (k0 + k) * ldb + j0 + jp;
+                float *d = dst + k * nr;
+                int j = 0;
+                for (; j < n; j++)
+                    d[j] = src[j];
+                for (; j < nr; j++)
+                    d[j] = 0;
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                if (j >= n) {
+                    for (int64_t k = 0; k < kc; k++)
+                        dst[k * nr + j] = 0;
+                    continue;
+                }
+                const float *src = B + (j0 + jp + j) * ldb + k0;
+                for (int64_t k = 0; k < kc; k++)
+                    dst[k * nr + j] = src[k];
+            }
+        }
+    }
+}
+
+/* ---- the sequential algorithm on one block of C -------------------------- */
+
+typedef struct gemm_args {
+    bool ta, tb;
+    int64_t M, N, K;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float beta;
+    float *C;
+} gemm_args;
+
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+static size_t pack_floats(const ukernel *u, int64_t M, int64_t N, int64_t K)
+{
+    int64_t kc = K < KC ? K : KC;
+    int64_t mc = round_up(M < MC ? M : MC, u->mr);
+    int64_t nc = round_up(N < NC ? N : NC, u->nr);
+    return (size_t)(kc * (mc + nc));
+}
+
+/* Rows [m0, m1) and columns [n0, n1) of C; pack holds pack_floats(). */
+static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
+                       int64_t m1, int64_t n0, int64_t n1, float *pack)
+{
+    const int mr = u->mr, nr = u->nr;
+    int64_t M = m1 - m0, N = n1 - n0;
+    float *apack = pack;
+    float *bpack = pack + (g->K < KC ? g->K : KC) * round_up(M < MC ? M : MC, mr);
+    float edge[8 * 32];
+
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        int64_t nc = N - jc < NC ? N - jc : NC;
+        for (int64_t pc = 0; pc < g->K; pc += KC) {
+            int64_t kc = g->K - pc < KC ? g->K - pc : KC;
+            bool acc = pc > 0 || g->beta != 0;
+            pack_b(g->tb, g->B, g->ldb, pc, n0 + jc, kc, nc, nr, bpack);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                int64_t mc = M - ic < MC ? M - ic : MC;
+                pack_a(g->ta, g->A, g->lda, m0 + ic, pc, mc, kc, mr, apack);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    int64_t n = nc - jr < nr ? nc - jr : nr;
+                    const float *bp = bpack + jr * kc;
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        int64_t m = mc - ir < mr ? mc - ir : mr;
+                        const float *ap = apack + ir * kc;
+                        float *cp = g->C + (m0 + ic + ir) * g->ldc + n0 + jc + jr;
+                        if (m == mr && n == nr) {
+                            u->fn(kc, ap, bp, cp, g->ldc, acc);
+                            continue;
+                        }
+                        u->fn(kc, ap, bp, edge, nr, false);
+                        for (int64_t i = 0; i < m; i++)
+                            for (int64_t j = 0; j < n; j++)
+                                cp[i * g->ldc + j] = acc ? cp[i * g->ldc + j] +
+                                                               edge[i * nr + j]
+                                                         : edge[i * nr + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void zero_or_keep(const gemm_args *g)
+{
+    if (g->beta != 0)
+        return;
+    for (int64_t i = 0; i < g->M; i++)
+        memset(g->C + i * g->ldc, 0, sizeof(float) * (size_t)g->N);
+}
+
+/* The plain triple loop for block rows [m0, m1), columns [n0, n1): only used
+ * when a packing buffer cannot be allocated, so the call still completes. */
+static void gemm_plain(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1)
+{
+    for (int64_t i = m0; i < m1; i++)
+        for (int64_t j = n0; j < n1; j++) {
+            float s = 0;
+            for (int64_t k = 0; k < g->K; k++)
+                s += (g->ta ? g->A[k * g->lda + i] : g->A[i * g->lda + k]) *
+                     (g->tb ? g->B[j * g->ldb + k] : g->B[k * g->ldb + j]);
+            float *cp = g->C + i * g->ldc + j;
+            *cp = g->beta != 0 ? *cp + s : s;
+        }
+}
+
+/* Runs block t of nt: C is cut along its longer panel count. */
+static void run_part(const ukernel *u, const gemm_args *g, int t, int nt)
+{
+    int64_t pm = (g->M + u->mr - 1) / u->mr, pn = (g->N + u->nr - 1) / u->nr;
+    int64_t m0 = 0, m1 = g->M, n0 = 0, n1 = g->N;
+    if (pn >= pm) {
+        n0 = pn * t / nt * u->nr, n1 = pn * (t + 1) / nt * u->nr;
+        n1 = n1 < g->N ? n1 : g->N;
+    } else {
+        m0 = pm * t / nt * u->mr, m1 = pm * (t + 1) / nt * u->mr;
+        m1 = m1 < g->M ? m1 : g->M;
+    }
+    if (m0 >= m1 || n0 >= n1)
+        return;
+    float *pack = dsv_alloc(sizeof(float) * pack_floats(u, m1 - m0, n1 - n0, g->K));
+    if (!pack) {
+        gemm_plain(g, m0, m1, n0, n1);
+        return;
+    }
+    gemm_block(u, g, m0, m1, n0, n1, pack);
+    dsv_free(pack);
+}
+
+void dsv_fast_sgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
+                    const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float beta, float *C, int64_t ldc, int nthreads)
+{
+    gemm_args g = {transa, transb, M, N, K, A, B, lda, ldb, ldc, beta, C};
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        zero_or_keep(&g);
+        return;
+    }
+    const ukernel *u = &ukernels[dsv_fast_get_isa()];
+    int64_t pm = (M + u->mr - 1) / u->mr, pn = (N + u->nr - 1) / u->nr;
+    int64_t panels = pm > pn ? pm : pn;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    /* a parallel region costs microseconds: not worth it for tiny products */
+    if ((double)M * (double)N * (double)K < 32768.0)
+        nt = 1;
+    if (nt > panels)
+        nt = (int)panels;
+    if (nt == 1) {
+        run_part(u, &g, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    run_part(u, &g, omp_get_thread_num(), omp_get_num_threads());
+}
