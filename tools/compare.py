@@ -186,7 +186,6 @@ def main():
           f"median of {torch_doc['context']['repetitions']} repetitions, ms; "
           f"load average at start "
           f"{' '.join(f'{x:.1f}' for x in ctx.get('load_avg', []))}")
-    print()
     if numpy_doc:
         print(f"numpy here: tools/bench_numpy.py, numpy "
               f"{numpy_doc['context']['numpy_version']}, "
