@@ -57,13 +57,8 @@ static dsv_status TN(affine_backward)(dsv_call *c)
     if (c->dx) {
         T *dx = c->dx->data; /* (N, D) */
         for (int64_t n = 0; n < N; n++)
-            for (int64_t d = 0; d < D; d++) {
-                const T *wr = w + d * M, *g = dout + n * M;
-                T acc = 0;
-                for (int64_t m = 0; m < M; m++)
-                    acc += g[m] * wr[m];
-                dx[n * D + d] = acc;
-            }
+            for (int64_t d = 0; d < D; d++)
+                dx[n * D + d] = TN(dsv_naive_dot)(dout + n * M, w + d * M, M, 1);
     }
     if (c->dw) {
         T *dw = c->dw->data; /* (D, M) */

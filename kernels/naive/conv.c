@@ -133,15 +133,16 @@ static dsv_status TN(conv_backward)(dsv_call *c)
                         conv_valid_range(W, Wo, kw, s, pad, &j0, &j1);
                         const T wv = wp[kh * WW + kw];
                         T acc = 0;
-                        for (int64_t i = i0; i < i1; i++) {
+                        for (int64_t i = i0; i < i1 && j0 < j1; i++) {
+                            /* off + j*s is in range for j in [j0, j1) */
                             const int64_t off = (i * s + kh - pad) * W + kw - pad;
                             const T *grow = g + i * Wo;
                             if (dxp)
                                 for (int64_t j = j0; j < j1; j++)
                                     dxp[off + j * s] += wv * grow[j];
                             if (dwp)
-                                for (int64_t j = j0; j < j1; j++)
-                                    acc += grow[j] * xp[off + j * s];
+                                acc += TN(dsv_naive_dot)(grow + j0, xp + (off + j0 * s),
+                                                         j1 - j0, s);
                         }
                         if (dwp)
                             dwp[kh * WW + kw] += acc;

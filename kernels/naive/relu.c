@@ -38,8 +38,10 @@ static dsv_status TN(relu_backward)(dsv_call *c)
     const int64_t n = dsv_tensor_numel(c->x);
     const T *x = c->x->data, *dout = c->dout->data;
     T *dx = c->dx->data;
-    for (int64_t i = 0; i < n; i++)
-        dx[i] = x[i] > 0 ? dout[i] : 0;
+    for (int64_t i = 0; i < n; i++) {
+        const T g = dout[i]; /* read unconditionally: a select, not a branch */
+        dx[i] = x[i] > 0 ? g : 0;
+    }
     return DSV_OK;
 }
 
