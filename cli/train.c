@@ -198,7 +198,7 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (cli_is(&p, "--update-rule")) {
             NAMED(dsv_update_rule_from_name, &o->rule);
         } else if (cli_is(&p, "--learning-rate")) {
-            ok = cli_double(&p, 0, true, 1e6, &o->learning_rate), o->has_lr = true;
+            ok = cli_double(&p, 0, true, HUGE_VAL, &o->learning_rate), o->has_lr = true;
         } else if (cli_is(&p, "--lr-decay")) {
             ok = cli_double(&p, 0, true, 10, &o->lr_decay);
         } else if (cli_is(&p, "--batch-size")) {

@@ -1,0 +1,402 @@
+/*
+ * The train / eval / predict / check commands end to end, through the dasecv
+ * binary ($DASECV), on a generated mini dataset (IDX files of 8x8 images)
+ * under $DSV_SCRATCH: training with checkpoints, logs and --json, eval,
+ * predict on a generated PNG, resume, SIGKILL and SIGINT during training,
+ * NaN losses, corrupt inputs and bad options.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#pragma GCC diagnostic ignored "-Wunused-function"
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+
+#include "gen.h"
+#include "testutil.h"
+
+static char g_dir[4096];   /* scratch dir of this program */
+static char g_data[4200];  /* "mnist:DIR" of the mini dataset */
+static char g_out[4200], g_err[4200];
+static char g_stdout[1 << 16], g_stderr[1 << 16];
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][4200];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    size_t r = fread(buf, 1, n - 1, f);
+    buf[r] = '\0';
+    fclose(f);
+}
+
+/* Starts $DASECV argv... with stdout/stderr to files; env "K=V" or NULL. */
+static pid_t spawn(const char *env, const char *const *args)
+{
+    const char *exe = getenv("DASECV");
+    if (!exe)
+        fail_msg("DASECV is not set");
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = exe;
+    for (; args[n - 1]; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (env) {
+            char kv[4200];
+            snprintf(kv, sizeof(kv), "%s", env);
+            char *eq = strchr(kv, '=');
+            *eq = '\0';
+            setenv(kv, eq + 1, 1);
+        }
+        int o = open(g_out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        int e = open(g_err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_rc(pid_t pid)
+{
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        fail_msg("waitpid failed");
+    slurp(g_out, g_stdout, sizeof(g_stdout));
+    slurp(g_err, g_stderr, sizeof(g_stderr));
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+#define RUN(env, ...) wait_rc(spawn(env, (const char *const[]){__VA_ARGS__, NULL}))
+
+static void expect_rc(int got, int want)
+{
+    if (got != want)
+        fail_msg("exit %d, expected %d\nstdout: %s\nstderr: %s", got, want, g_stdout,
+                 g_stderr);
+}
+
+static void expect_in(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("'%s' not in:\n%s", needle, hay);
+}
+
+static bool exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    snprintf(g_dir, sizeof(g_dir), "%s", tu_scratch("commands"));
+    gen_dir(g_dir);
+    const char *d = path_in("mini");
+    gen_dir(d);
+    if (gen_idx(d, "train", 0, 240, 8, 8, 1) || gen_idx(d, "t10k", 1, 30, 8, 8, 1))
+        return -1;
+    snprintf(g_data, sizeof(g_data), "mnist:%s", d);
+    snprintf(g_out, sizeof(g_out), "%s", path_in("stdout.txt"));
+    snprintf(g_err, sizeof(g_err), "%s", path_in("stderr.txt"));
+    gen_dir(path_in("empty"));
+    return 0;
+}
+
+/* A small, fast model on the 8x8 images. */
+#define SMALL_MODEL                                                                   \
+    "--model", "threelayer", "--num-filters", "4", "--filter-size", "3", "--hidden-dim", \
+        "16", "--batch-size", "20", "--update-rule", "adam", "--learning-rate", "1e-2", \
+        "--num-train-samples", "100", "--seed", "3"
+
+static void train_small(const char *ckpt, const char *epochs)
+{
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", epochs,
+                  "--checkpoint", ckpt, "--quiet"),
+              0);
+}
+
+static void test_help_and_bad_options(void **st)
+{
+    (void)st;
+    const char *cmds[] = {"train", "eval", "predict", "check"};
+    for (int i = 0; i < 4; i++) {
+        expect_rc(RUN(NULL, cmds[i], "--help"), 0);
+        expect_in(g_stdout, "usage: dasecv");
+    }
+    expect_in((RUN(NULL, "predict", "--help"), g_stdout), "mean image");
+    const char *bad[][4] = {
+        {"train", "--batch-size", "0", "out of range"},
+        {"train", "--learning-rate", "-1", "out of range"},
+        {"train", "--dropout", "1.5", "out of range"},
+        {"train", "--batch-size", "abc", "not an integer"},
+        {"train", "--reg", "1e", "not a finite number"},
+        {"train", "--model", "vgg", "--model"},
+        {"train", "--bogus", NULL, "unknown option"},
+        {"train", "--seed", NULL, "needs a value"},
+        {"train", "--json=1", NULL, "takes no value"},
+        {"eval", "--split", "dev", "--split"},
+        {"eval", "--data", g_data, "--checkpoint FILE is required"},
+        {"predict", "--top-k", "0", "out of range"},
+        {"check", "--op", "nope", "unknown op"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = bad[i][2] ? RUN(NULL, bad[i][0], bad[i][1], bad[i][2])
+                           : RUN(NULL, bad[i][0], bad[i][1]);
+        expect_rc(rc, 2);
+        expect_in(g_stderr, bad[i][3]);
+        if (count_lines(g_stderr) != 1)
+            fail_msg("%s %s: not one line:\n%s", bad[i][0], bad[i][1], g_stderr);
+    }
+}
+
+static void test_no_data(void **st)
+{
+    (void)st;
+    char env[4300];
+    snprintf(env, sizeof(env), "DASECV_FASHION_MNIST_DIR=%s", path_in("empty"));
+    expect_rc(RUN(env, "train", "--num-epochs", "1"), 1);
+    expect_in(g_stderr, "apt-get install dataset-fashion-mnist");
+    expect_in(g_stderr, "cifar-10-binary.tar.gz");
+}
+
+static void test_truncated_dataset(void **st)
+{
+    (void)st;
+    const char *d = path_in("trunc");
+    gen_dir(d);
+    assert_int_equal(gen_idx(d, "train", 0, 50, 8, 8, 0), 0);
+    assert_int_equal(gen_idx(d, "t10k", 1, 10, 8, 8, 0), 0);
+    char f[4300], spec[4300];
+    snprintf(f, sizeof(f), "%s/train-images-idx3-ubyte", d);
+    assert_int_equal(truncate(f, 16 + 64 * 20), 0);
+    snprintf(spec, sizeof(spec), "mnist:%s", d);
+    expect_rc(RUN(NULL, "train", "--data", spec, "--num-epochs", "1"), 1);
+    expect_in(g_stderr, f);
+    expect_in(g_stderr, "truncated");
+}
+
+static void test_check_command(void **st)
+{
+    (void)st;
+    expect_rc(RUN(NULL, "check", "--quiet"), 0);
+    expect_in(g_stdout, "0 failed");
+    /* the checker catches a wrong kernel */
+    expect_rc(RUN("DASECV_CHECK_BREAK=relu", "check", "--op", "relu"), 1);
+    expect_in(g_stdout, "FAIL");
+}
+
+static void test_train_eval_predict(void **st)
+{
+    (void)st;
+    const char *ck = path_in("model.ckpt"), *log = path_in("log.csv");
+    unlink(ck);
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "2",
+                  "--checkpoint", ck, "--log", log, "--json", "--print-every", "5"),
+              0);
+    const char *keys[] = {"\"train_acc\"", "\"val_acc\"", "\"final_loss\"", "\"seconds\"",
+                          "\"images_per_s\"", "\"epochs\": 2", "\"backend\"",
+                          "\"schedule\"", "\"threads\""};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        expect_in(g_stdout, keys[i]);
+    assert_int_equal(count_lines(g_stdout), 1);
+    assert_true(exists(ck));
+    expect_in(g_stderr, "(Epoch 2 / 2)"); /* plain lines: stderr is a file */
+    char csv[1 << 16];
+    slurp(log, csv, sizeof(csv));
+    expect_in(csv, "iteration,epoch,loss,lr,train_acc,val_acc,images_per_s\n");
+    /* 216 training images / 20 = 10 iterations an epoch, 2 epochs */
+    assert_int_equal(count_lines(csv), 1 + 20);
+
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", g_data, "--split", "test",
+                  "--json"),
+              0);
+    expect_in(g_stdout, "\"accuracy\"");
+    expect_in(g_stdout, "\"loss\"");
+    expect_in(g_stdout, "\"n\": 30");
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", g_data), 0);
+    expect_in(g_stdout, "n 24"); /* validation: 240 / 10 */
+
+    uint8_t px[12 * 10 * 3];
+    for (size_t i = 0; i < sizeof(px); i++)
+        px[i] = (uint8_t)(i * 13);
+    const char *png = path_in("digit.png");
+    assert_int_not_equal(stbi_write_png(png, 10, 12, 3, px, 30), 0);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--data", g_data, "--top-k", "3", png,
+                  png),
+              0);
+    expect_in(g_stdout, "digit.png");
+    expect_in(g_stdout, "  3. ");
+    assert_int_equal(count_lines(g_stdout), 8);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--data", g_data, "--json", png), 0);
+    expect_in(g_stdout, "\"probability\"");
+
+    const char *bad = path_in("bad.png");
+    assert_int_equal(gen_write(bad, "not an image", 12), 0);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--data", g_data, bad), 1);
+    expect_in(g_stderr, bad);
+    /* a missing dataset directory is an error naming it */
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", "cifar10:/nonexistent"), 1);
+    expect_in(g_stderr, "/nonexistent/data_batch_1.bin");
+
+    /* resume to 3 epochs: one more epoch, the log goes on */
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--resume", ck, "--num-epochs", "3",
+                  "--log", log, "--json", "--quiet"),
+              0);
+    expect_in(g_stdout, "\"epochs\": 3");
+    slurp(log, csv, sizeof(csv));
+    assert_int_equal(count_lines(csv), 1 + 30);
+}
+
+static void test_corrupt_checkpoint(void **st)
+{
+    (void)st;
+    const char *ck = path_in("corrupt.ckpt");
+    train_small(ck, "1");
+    /* flip bytes in the middle and cut the end */
+    FILE *f = fopen(ck, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, n / 2, SEEK_SET);
+    fputs("garbage", f);
+    fclose(f);
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", g_data), 1);
+    expect_in(g_stderr, ck);
+    assert_int_equal(truncate(ck, n / 3), 0);
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", g_data), 1);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--resume", ck, "--num-epochs", "2"), 1);
+    expect_rc(RUN(NULL, "eval", "--checkpoint", path_in("none.ckpt"), "--data", g_data), 1);
+}
+
+/* Waits until path exists (or the child ended); returns false on timeout. */
+static bool wait_for(const char *path, pid_t pid, int ms)
+{
+    for (int t = 0; t < ms; t += 10) {
+        if (exists(path))
+            return true;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static void test_sigkill_keeps_checkpoint(void **st)
+{
+    (void)st;
+    const char *ck = path_in("killed.ckpt");
+    unlink(ck);
+    pid_t pid = spawn(NULL, (const char *const[]){"train", "--data", g_data, SMALL_MODEL,
+                                                   "--num-epochs", "100000", "--checkpoint",
+                                                   ck, "--quiet", NULL});
+    if (!wait_for(ck, pid, 60000))
+        fail_msg("no checkpoint appeared");
+    sleep_ms(150); /* let it be rewritten a few times */
+    kill(pid, SIGKILL);
+    assert_int_equal(wait_rc(pid), 128 + SIGKILL);
+    dsv_model *m = NULL;
+    TU_OK(dsv_checkpoint_load_model(ck, &m));
+    dsv_model_destroy(m);
+    expect_rc(RUN(NULL, "eval", "--checkpoint", ck, "--data", g_data), 0);
+}
+
+static void test_sigint_saves(void **st)
+{
+    (void)st;
+    const char *ck = path_in("interrupted.ckpt"), *log = path_in("int.csv");
+    unlink(ck);
+    unlink(log);
+    pid_t pid = spawn(NULL, (const char *const[]){"train", "--data", g_data, SMALL_MODEL,
+                                                   "--num-epochs", "100000", "--checkpoint",
+                                                   ck, "--log", log, "--json", NULL});
+    if (!wait_for(log, pid, 60000))
+        fail_msg("training did not start");
+    sleep_ms(200);
+    kill(pid, SIGINT);
+    expect_rc(wait_rc(pid), 130);
+    expect_in(g_stdout, "\"interrupted\": true");
+    expect_in(g_stderr, "interrupted");
+    dsv_model *m = NULL;
+    TU_OK(dsv_checkpoint_load_model(ck, &m));
+    dsv_model_destroy(m);
+}
+
+static void test_nan_keeps_last_checkpoint(void **st)
+{
+    (void)st;
+    const char *ck = path_in("nan.ckpt");
+    train_small(ck, "1");
+    char before[1 << 16], after[1 << 16];
+    struct stat s0, s1;
+    assert_int_equal(stat(ck, &s0), 0);
+    slurp(ck, before, sizeof(before));
+    /* a learning rate that blows the loss up within the first epoch */
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--update-rule", "sgd",
+                  "--learning-rate", "1e30", "--num-epochs", "2", "--checkpoint", ck,
+                  "--quiet"),
+              1);
+    expect_in(g_stderr, "training stopped");
+    assert_int_equal(stat(ck, &s1), 0);
+    assert_int_equal(s0.st_size, s1.st_size);
+    slurp(ck, after, sizeof(after));
+    assert_memory_equal(before, after, (size_t)s0.st_size < sizeof(before)
+                                           ? (size_t)s0.st_size
+                                           : sizeof(before));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_bad_options),
+        cmocka_unit_test(test_no_data),
+        cmocka_unit_test(test_truncated_dataset),
+        cmocka_unit_test(test_check_command),
+        cmocka_unit_test(test_train_eval_predict),
+        cmocka_unit_test(test_corrupt_checkpoint),
+        cmocka_unit_test(test_sigkill_keeps_checkpoint),
+        cmocka_unit_test(test_sigint_saves),
+        cmocka_unit_test(test_nan_keeps_last_checkpoint),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
