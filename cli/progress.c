@@ -20,10 +20,12 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
+bool cli_progress_init(cli_progress *p, bool quiet, int print_every, int batch_size,
                        const char *log_path, bool append)
 {
     memset(p, 0, sizeof(*p));
+    p->it0 = -1;
+    p->batch_size = batch_size;
     p->quiet = quiet;
     p->tty = isatty(fileno(stderr));
     p->print_every = print_every > 0 ? print_every : 1;
@@ -72,11 +74,16 @@ static void draw_bar(cli_progress *p, const dsv_progress *pr)
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = '\0';
-    double left = frac > 0 ? pr->seconds * (1 - frac) / frac : NAN;
+    /* rate and ETA over this run (a resumed run starts mid-way) */
+    double done = (double)(pr->iteration - p->it0);
+    double left = pr->seconds > 0 && done > 0
+                      ? pr->seconds / done * (double)(pr->num_iterations - pr->iteration)
+                      : NAN;
+    double ips = pr->seconds > 0 ? done * p->batch_size / pr->seconds : 0;
     fmt_time(eta, sizeof(eta), left);
     fprintf(stderr, "\r\033[K[%s] %3.0f%% it %lld/%lld ep %d/%d loss %.4f %.0f img/s ETA %s",
             bar, 100 * frac, (long long)pr->iteration, (long long)pr->num_iterations,
-            pr->epoch, pr->num_epochs, pr->loss, pr->images_per_s, eta);
+            pr->epoch, pr->num_epochs, pr->loss, ips, eta);
     fflush(stderr);
     p->drawn = true;
 }
@@ -91,6 +98,8 @@ static void csv_num(FILE *f, double v)
 
 void cli_progress_update(cli_progress *p, const dsv_progress *pr)
 {
+    if (p->it0 < 0)
+        p->it0 = pr->iteration - 1;
     if (p->log) {
         fprintf(p->log, "%lld,%d,%.6g", (long long)pr->iteration, pr->epoch, pr->loss);
         csv_num(p->log, pr->learning_rate);

@@ -18,12 +18,14 @@ typedef struct cli_progress {
     bool tty, quiet, drawn;
     int print_every;
     double last_draw; /* seconds (dsv_progress.seconds) of the last redraw */
+    int64_t it0;      /* iteration before the first update of this run, -1 */
+    int batch_size;   /* for the bar's images/s over the whole run */
     FILE *log;        /* CSV, or NULL */
 } cli_progress;
 
 /* log_path may be NULL; returns false (message printed) if it cannot be
  * created. append: continue an existing log (resume) without a new header. */
-bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
+bool cli_progress_init(cli_progress *p, bool quiet, int print_every, int batch_size,
                        const char *log_path, bool append);
 void cli_progress_update(cli_progress *p, const dsv_progress *pr);
 /* Ends the bar's line (if drawn) and closes the log. */

@@ -353,7 +353,7 @@ static int run(const train_opts *o)
     dsv_model *m = NULL;
     dsv_solver *s = NULL;
     run_ctx r = {.checkpoint = o->checkpoint, .saved_epoch = -1};
-    if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->log, o->resume != NULL))
+    if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->batch_size, o->log, o->resume != NULL))
         goto out;
 
     dsv_solver_config sc = dsv_solver_config_default();
