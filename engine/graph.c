@@ -74,6 +74,12 @@ typedef struct node {
     void *hook_user;
 } node;
 
+/* Per-thread failure, reported by the caller's thread after the region. */
+typedef struct thread_err {
+    dsv_status s;
+    char msg[256];
+} thread_err;
+
 typedef struct plan {
     int64_t n;
     bool train, batch;
@@ -84,6 +90,7 @@ typedef struct plan {
     size_t *act_off, *grad_off, *tmp_off; /* per value, value, node*2 */
     char *tgrads;  /* (threads - 1) gradient blocks (batch, train) */
     double *tloss; /* per thread */
+    thread_err *errs; /* per thread (batch) */
 } plan;
 
 struct dsv_graph {
@@ -194,6 +201,7 @@ static void plan_free(plan *p)
     free(p->grad_off);
     free(p->tmp_off);
     free(p->tloss);
+    free(p->errs);
     free(p);
 }
 
@@ -1071,7 +1079,8 @@ static dsv_status plan_make(dsv_graph *g, int64_t n, bool train, bool batch, int
     p->grad_off = calloc((size_t)V, sizeof(size_t));
     p->tmp_off = calloc((size_t)(2 * K), sizeof(size_t));
     p->tloss = calloc((size_t)(threads > 0 ? threads : 1), sizeof(double));
-    if (!p->act_off || !p->grad_off || !p->tmp_off || !p->tloss)
+    p->errs = calloc((size_t)(threads > 0 ? threads : 1), sizeof(thread_err));
+    if (!p->act_off || !p->grad_off || !p->tmp_off || !p->tloss || !p->errs)
         goto nomem;
 
     /* who[k]: 0..V-1 activation of value, V..2V-1 gradient, 2V.. temp */
@@ -1437,12 +1446,6 @@ static dsv_status run_layer(dsv_graph *g, const plan *pl, const dsv_exec_options
     return DSV_OK;
 }
 
-/* Per-thread failure, reported by the caller's thread after the region. */
-typedef struct thread_err {
-    dsv_status s;
-    char msg[256];
-} thread_err;
-
 static void record(thread_err *e, dsv_status s)
 {
     if (s && !e->s) {
@@ -1456,9 +1459,8 @@ static dsv_status run_batch(dsv_graph *g, plan *pl, const dsv_exec_options *o,
 {
     int T = pl->threads, K = g->nnodes;
     int64_t N = pl->n;
-    thread_err *errs = calloc((size_t)T, sizeof(thread_err));
-    if (!errs)
-        return dsv_error(DSV_NOMEM, "graph: out of memory");
+    thread_err *errs = pl->errs;
+    memset(errs, 0, sizeof(thread_err) * (size_t)T);
     int team = T;
     size_t gbytes = (size_t)g->np * g->esz;
     /* (omp single/master would do; the master runs barrier nodes so that they
@@ -1508,7 +1510,6 @@ static dsv_status run_batch(dsv_graph *g, plan *pl, const dsv_exec_options *o,
     for (int t = 0; t < team && !s; t++)
         if (errs[t].s)
             s = dsv_error(errs[t].s, "%s", errs[t].msg);
-    free(errs);
     if (s || !pl->train)
         return s;
     double l = 0;
@@ -1717,3 +1718,6 @@ dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o, const dsv_te
            (size_t)(x->shape[0] * val->row) * g->esz);
     return DSV_OK;
 }
+
+uint64_t dsv_graph_step(const dsv_graph *g) { return g->step; }
+void dsv_graph_set_step(dsv_graph *g, uint64_t step) { g->step = step; }

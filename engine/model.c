@@ -382,6 +382,9 @@ dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x, const dsv_tensor *y
     return dsv_graph_train_step(m->g, &m->exec, x, y, m->cfg.reg, loss);
 }
 
+uint64_t dsv_model_train_steps(const dsv_model *m) { return dsv_graph_step(m->g); }
+void dsv_model_set_train_steps(dsv_model *m, uint64_t n) { dsv_graph_set_step(m->g, n); }
+
 dsv_status dsv_model_scores(dsv_model *m, const dsv_tensor *x, dsv_tensor *scores)
 {
     return dsv_graph_infer(m->g, &m->exec, x, scores);

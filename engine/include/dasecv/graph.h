@@ -162,6 +162,9 @@ dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
 dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
                                 const dsv_tensor *x, const dsv_tensor *y,
                                 double reg, double *loss);
+/* Training steps taken (the dropout step); checkpoints save and restore it. */
+uint64_t dsv_graph_step(const dsv_graph *g);
+void dsv_graph_set_step(dsv_graph *g, uint64_t step);
 /* Test-mode forward up to the scores; copies them into scores (N, classes),
  * graph dtype. */
 dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o,

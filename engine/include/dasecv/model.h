@@ -117,6 +117,10 @@ bool dsv_model_tensor_is_weight(const dsv_model *m, int i); /* counts in reg */
  * model's dtype, y int32 (N). */
 dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x,
                           const dsv_tensor *y, double *loss);
+/* Training steps taken so far (dropout masks depend on it); the Solver keeps
+ * it in checkpoints so that a resumed run draws the same masks. */
+uint64_t dsv_model_train_steps(const dsv_model *m);
+void dsv_model_set_train_steps(dsv_model *m, uint64_t n);
 /* Inference: test-mode forward; scores (N, num_classes) in the model dtype. */
 dsv_status dsv_model_scores(dsv_model *m, const dsv_tensor *x,
                             dsv_tensor *scores);
