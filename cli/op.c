@@ -388,13 +388,13 @@ static int parse_args(request *r, int argc, char **argv)
         if (!f && !global)
             return fail(EXIT_USAGE, "unknown flag '--%s' (dasecv op %s --help)", name,
                         r->op->name);
-        if (eq) {
+        /* "--x --w w.npy" forgot x's file; "--x=--odd-name.npy" still works */
+        if (eq)
             val = eq + 1;
-        } else if (i + 1 < argc) {
+        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
             val = argv[++i];
-        } else {
+        else
             return fail(EXIT_USAGE, "--%s needs a value", name);
-        }
         if (!*val)
             return fail(EXIT_USAGE, "--%s has an empty value", name);
         int rc = global ? set_global(r, name, val) : set_op_flag(r, f, val);

@@ -375,6 +375,7 @@ static void test_errors(void **st)
         {{CONV, "--w", pw, "--out", pout, "--stride", "two", NULL}, 2, "--stride wants an integer"},
         {{CONV, "--w", pw, "--out", pout, "--stride", "0", NULL}, 2, "--stride wants an integer"},
         {{CONV, "--w", pw, "--out", pout, "--pad", NULL}, 2, "--pad needs a value"},
+        {{CONV, "--w", "--out", pout, NULL}, 2, "--w needs a value"},
         {{CONV, "--w", pw, "--dx", pout, NULL}, 2, "does not produce --dx"},
         {{CONV, "--w", pw, "--out", pout, "--p", "0.5", NULL}, 2, "does not use --p"},
         {{CONV, "--w", pw, "--out", pout, "--dout", px, NULL}, 2, "does not take --dout"},
