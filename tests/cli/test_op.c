@@ -310,6 +310,180 @@ static void test_dropout_mask_from_seed(void **st)
     dsv_tensor_free(&ones);
 }
 
+/* ---- every op, through the table ----------------------------------------- */
+
+/* One row per course function: the shapes of its inputs, the extra flags it
+ * gets and the same parameters for the in-process call. */
+typedef struct op_case {
+    const char *name;
+    dsv_op op;
+    bool backward;
+    int xnd, wnd, bnd, dnd;
+    int64_t x[4], x2[4], w[4], b[4], dout[4]; /* x2/w/b/dout: nd 0 = absent */
+    bool x2_present, norm;                    /* norm: w/b are gamma/beta */
+    int classes;                              /* losses: labels in [0, classes) */
+    const char *args[6];
+    dsv_params (*params)(void);
+} op_case;
+
+static dsv_params p_conv(void) { dsv_params p = dsv_params_default(); p.pad = 1; return p; }
+static dsv_params p_pool(void) { dsv_params p = dsv_params_default(); p.stride = 2; return p; }
+static dsv_params p_gn(void) { dsv_params p = dsv_params_default(); p.groups = 2; return p; }
+static dsv_params p_drop(void)
+{
+    dsv_params p = dsv_params_default();
+    p.p = 0.75, p.seed = 3;
+    return p;
+}
+
+#define FB(n, o, xnd, ...) {n "_forward", o, false, xnd, __VA_ARGS__}, \
+                           {n "_backward", o, true, xnd, __VA_ARGS__}
+static const op_case op_cases[] = {
+    FB("affine", DSV_OP_AFFINE, 3, 2, 1, 2, {3, 2, 3}, {0}, {6, 4}, {4}, {3, 4}, false, false,
+       0, {NULL}, dsv_params_default),
+    FB("relu", DSV_OP_RELU, 2, 0, 0, 2, {3, 5}, {0}, {0}, {0}, {3, 5}, false, false, 0, {NULL},
+       dsv_params_default),
+    FB("conv", DSV_OP_CONV, 4, 4, 1, 4, {2, 3, 5, 5}, {0}, {2, 3, 3, 3}, {2}, {2, 2, 5, 5},
+       false, false, 0, {"--pad", "1"}, p_conv),
+    FB("max_pool", DSV_OP_MAX_POOL, 4, 0, 0, 4, {2, 3, 4, 4}, {0}, {0}, {0}, {2, 3, 2, 2},
+       false, false, 0, {"--stride", "2"}, p_pool),
+    FB("batchnorm", DSV_OP_BATCHNORM, 2, 1, 1, 2, {6, 4}, {0}, {4}, {4}, {6, 4}, false, true,
+       0, {NULL}, dsv_params_default),
+    FB("spatial_batchnorm", DSV_OP_SPATIAL_BATCHNORM, 4, 1, 1, 4, {2, 3, 4, 4}, {0}, {3}, {3},
+       {2, 3, 4, 4}, false, true, 0, {NULL}, dsv_params_default),
+    FB("layernorm", DSV_OP_LAYERNORM, 2, 1, 1, 2, {6, 4}, {0}, {4}, {4}, {6, 4}, false, true,
+       0, {NULL}, dsv_params_default),
+    FB("spatial_groupnorm", DSV_OP_SPATIAL_GROUPNORM, 4, 4, 4, 4, {2, 4, 3, 3}, {0},
+       {1, 4, 1, 1}, {1, 4, 1, 1}, {2, 4, 3, 3}, false, true, 0, {"--groups", "2"}, p_gn),
+    FB("dropout", DSV_OP_DROPOUT, 2, 0, 0, 2, {4, 5}, {0}, {0}, {0}, {4, 5}, false, false, 0,
+       {"--p", "0.75", "--seed", "3"}, p_drop),
+    FB("add", DSV_OP_ADD, 2, 0, 0, 2, {3, 4}, {3, 4}, {0}, {0}, {3, 4}, true, false, 0, {NULL},
+       dsv_params_default),
+    {"softmax_loss", DSV_OP_SOFTMAX_LOSS, false, 2, 0, 0, 0, {5, 4}, {0}, {0}, {0}, {0}, false,
+     false, 4, {NULL}, dsv_params_default},
+    {"svm_loss", DSV_OP_SVM_LOSS, false, 2, 0, 0, 0, {5, 4}, {0}, {0}, {0}, {0}, false, false,
+     4, {NULL}, dsv_params_default},
+};
+#undef FB
+
+/* Runs one row through the binary and in process; true when all agree. */
+static bool op_case_agrees(const op_case *k, dsv_dtype dt, const char *backend, double tol)
+{
+    tu_rng r = {(uint64_t)k->op * 31 + k->backward};
+    dsv_tensor x = tu_randn(&r, dt, k->xnd, k->x, 1), x2 = {0}, w = {0}, b = {0}, y = {0},
+               dout = {0};
+    if (k->x2_present)
+        x2 = tu_randn(&r, dt, k->xnd, k->x2, 1);
+    if (k->wnd)
+        w = tu_randn(&r, dt, k->wnd, k->w, 1), b = tu_randn(&r, dt, k->bnd, k->b, 1);
+    if (k->classes)
+        y = tu_labels(&r, k->x[0], k->classes);
+    if (k->backward)
+        dout = tu_randn(&r, dt, k->dnd, k->dout, 1);
+
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = "op", argv[n++] = k->name, argv[n++] = "--backend", argv[n++] = backend;
+    struct {
+        const char *flag, *file;
+        dsv_tensor *t;
+    } ins[] = {{"--x", "k_x.npy", &x}, {"--x2", "k_x2.npy", &x2},
+               {k->norm ? "--gamma" : "--w", "k_w.npy", &w},
+               {k->norm ? "--beta" : "--b", "k_b.npy", &b}, {"--y", "k_y.npy", &y},
+               {"--dout", "k_dout.npy", &dout}};
+    for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++)
+        if (ins[i].t->data) {
+            const char *path = sp(ins[i].file);
+            save(path, ins[i].t);
+            argv[n++] = ins[i].flag, argv[n++] = path;
+        }
+    for (int i = 0; i < 6 && k->args[i]; i++)
+        argv[n++] = k->args[i];
+
+    /* in process: the same call, with every output */
+    dsv_call c = dsv_call_make(k->op);
+    c.p = k->params();
+    c.x = &x, c.x2 = x2.data ? &x2 : NULL, c.w = w.data ? &w : NULL, c.b = b.data ? &b : NULL;
+    c.y = y.data ? &y : NULL, c.dout = dout.data ? &dout : NULL;
+    double loss = 0;
+    c.loss = &loss;
+    int nd;
+    int64_t os[4];
+    TU_OK(dsv_op_check(&c, k->backward, &nd, os));
+    dsv_tensor out = {0}, dx = {0}, dx2 = {0}, dw = {0}, db = {0};
+    struct {
+        const char *flag, *file;
+        dsv_tensor *t;
+    } outs[] = {{"--out", "k_out.npy", &out}, {"--dx", "k_dx.npy", &dx},
+                {"--dx2", "k_dx2.npy", &dx2}, {k->norm ? "--dgamma" : "--dw", "k_dw.npy", &dw},
+                {k->norm ? "--dbeta" : "--db", "k_db.npy", &db}};
+    dsv_backend want;
+    TU_OK(dsv_backend_from_name(backend, &want));
+    if (!k->backward && !dsv_op_is_loss(k->op)) {
+        out = tu_zeros(dt, nd, os);
+        c.out = &out;
+        TU_OK(dsv_forward(&c, want, NULL));
+    } else {
+        dx = tu_zeros(dt, x.ndim, x.shape);
+        c.dx = &dx;
+        if (x2.data)
+            dx2 = tu_zeros(dt, x2.ndim, x2.shape), c.dx2 = &dx2;
+        if (w.data) {
+            dw = tu_zeros(dt, w.ndim, w.shape), db = tu_zeros(dt, b.ndim, b.shape);
+            c.dw = &dw, c.db = &db;
+        }
+        TU_OK(k->backward ? dsv_backward(&c, want, NULL) : dsv_forward(&c, want, NULL));
+    }
+    dsv_call_state_free(&c);
+    for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++)
+        if (outs[i].t->data)
+            argv[n++] = outs[i].flag, argv[n++] = sp(outs[i].file);
+    for (int i = n; i < 40; i++)
+        argv[i] = NULL;
+
+    int code = run_cli(argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6], argv[7],
+                       argv[8], argv[9], argv[10], argv[11], argv[12], argv[13], argv[14],
+                       argv[15], argv[16], argv[17], argv[18], argv[19], argv[20], argv[21],
+                       argv[22], argv[23], argv[24], argv[25], argv[26], argv[27], NULL);
+    bool ok = code == 0;
+    if (!ok)
+        print_message("%s: exit %d: %s", k->name, code, err_text);
+    for (size_t i = 0; ok && i < sizeof(outs) / sizeof(outs[0]); i++)
+        if (outs[i].t->data && !file_matches(sp(outs[i].file), outs[i].t, tol)) {
+            print_message("%s: %s differs\n", k->name, outs[i].flag);
+            ok = false;
+        }
+    if (ok && dsv_op_is_loss(k->op)) {
+        double got = strtod(out_text, NULL);
+        if (!(fabs(got - loss) <= tol * fabs(loss))) {
+            print_message("%s: loss %.17g, wanted %.17g\n", k->name, got, loss);
+            ok = false;
+        }
+    }
+    dsv_tensor *all[] = {&x, &x2, &w, &b, &y, &dout, &out, &dx, &dx2, &dw, &db};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        dsv_tensor_free(all[i]);
+    return ok;
+}
+
+static void test_every_op(void **st)
+{
+    (void)st;
+    int ran = 0;
+    for (size_t i = 0; i < sizeof(op_cases) / sizeof(op_cases[0]); i++) {
+        const op_case *k = &op_cases[i];
+        if (!have_kernel(k->op, k->backward))
+            continue;
+        if (!op_case_agrees(k, DSV_F64, "naive", 1e-13) ||
+            !op_case_agrees(k, DSV_F32, "auto", 1e-6))
+            fail_msg("%s: dasecv op and dsv_forward/dsv_backward disagree", k->name);
+        ran++;
+    }
+    if (!ran)
+        skip();
+    assert_int_equal(sizeof(op_cases) / sizeof(op_cases[0]), 22);
+}
+
 /* ---- usage and errors ----------------------------------------------------- */
 
 static void test_list_and_help(void **st)
@@ -463,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_softmax_loss),
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_dropout_mask_from_seed),
+        cmocka_unit_test(test_every_op),
         cmocka_unit_test(test_list_and_help),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_dtype_conversion),
