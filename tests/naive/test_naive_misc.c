@@ -7,6 +7,7 @@
  *   stds ~ 1 within 0.1; groupnorm: per-(sample, group) means 0, stds 1.
  * - dropout: keeps a fraction ~p scaled by 1/p, the identity at test time,
  *   the same mask in backward and for a batch split by row0.
+ * - max_pool ties: the gradient goes to the first maximum, as numpy's argmax.
  */
 #include <math.h>
 #include <stdio.h>
@@ -235,6 +236,52 @@ static void test_dropout_mask_is_a_function_of_index(void **st)
     dsv_tensor_free(&dx);
 }
 
+/* ---- max_pool ties ------------------------------------------------------- */
+
+/* On ties the gradient goes to the first maximum in row-major window order
+ * (numpy's argmax), never split. x (1, 1, 3, 4), 2x2 windows, stride 1. */
+static void test_max_pool_ties(void **st)
+{
+    (void)st;
+    const dsv_dtype dts[2] = {DSV_F32, DSV_F64};
+    const double xv[12] = {1, 3, 5, 5,
+                           3, 2, 5, 5,
+                           0, 3, 3, 1};
+    /* windows (row-major): [1 3; 3 2] -> (0,1); [3 5; 2 5] -> (0,2);
+       [5 5; 5 5] -> (0,2); [3 2; 0 3] -> (1,0); [2 5; 3 3] -> (1,2);
+       [5 5; 3 1] -> (1,2) */
+    const double dout_v[6] = {1, 10, 100, 1000, 10000, 100000};
+    const double want[12] = {0, 1, 110, 0,
+                             1000, 0, 110000, 0,
+                             0, 0, 0, 0};
+    for (int k = 0; k < 2; k++) {
+        dsv_tensor x = tu_zeros(dts[k], 4, SHAPE(1, 1, 3, 4));
+        dsv_tensor dout = tu_zeros(dts[k], 4, SHAPE(1, 1, 2, 3));
+        dsv_tensor out = tu_zeros(dts[k], 4, SHAPE(1, 1, 2, 3));
+        dsv_tensor dx = tu_zeros(dts[k], 4, x.shape);
+        for (int i = 0; i < 12; i++)
+            dsv_tensor_set(&x, i, xv[i]);
+        for (int i = 0; i < 6; i++)
+            dsv_tensor_set(&dout, i, dout_v[i]);
+        dsv_call c = dsv_call_make(DSV_OP_MAX_POOL);
+        c.x = &x, c.out = &out, c.dout = &dout, c.dx = &dx;
+        c.p.stride = 1;
+        TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
+        const double want_out[6] = {3, 5, 5, 3, 5, 5};
+        for (int i = 0; i < 6; i++)
+            assert_true(dsv_tensor_get(&out, i) == want_out[i]);
+        TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
+        for (int i = 0; i < 12; i++)
+            if (dsv_tensor_get(&dx, i) != want[i])
+                fail_msg("%s: dx[%d] = %g, want %g", dsv_dtype_name(dts[k]), i,
+                         dsv_tensor_get(&dx, i), want[i]);
+        dsv_tensor_free(&x);
+        dsv_tensor_free(&dout);
+        dsv_tensor_free(&out);
+        dsv_tensor_free(&dx);
+    }
+}
+
 /* ---- bad parameters ---------------------------------------------------- */
 
 static void expect_invalid(dsv_call *c, const char *what)
@@ -334,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_groupnorm_stats),
         cmocka_unit_test(test_dropout_statistics),
         cmocka_unit_test(test_dropout_mask_is_a_function_of_index),
+        cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_bad_parameters),
     };
     return cmocka_run_group_tests_name("naive_misc", tests, NULL, NULL);
