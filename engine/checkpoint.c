@@ -209,6 +209,7 @@ typedef struct ckpt {
     uint64_t rng, rng_epoch;
     int64_t iteration;
     int32_t epoch;
+    uint64_t model_steps;
     int64_t loss_n;
     const uint8_t *loss;
     int32_t acc_n;
@@ -330,6 +331,7 @@ static void encode(wbuf *b, const dsv_solver *s)
     put_u64(b, s->rng_epoch);
     put_i64(b, s->iteration);
     put_i32(b, s->epoch);
+    put_u64(b, dsv_model_train_steps(m));
 
     put_i64(b, s->loss_n);
     put_block(b, s->loss_hist, s->loss_n, DSV_F64);
@@ -382,6 +384,7 @@ static dsv_status decode(rbuf *r, ckpt *k)
     k->rng_epoch = get_u64(r, "the RNG state");
     k->iteration = get_i64(r, "the counters");
     k->epoch = get_i32(r, "the counters");
+    k->model_steps = get_u64(r, "the counters");
 
     k->loss_n = get_i64(r, "the loss history");
     k->loss = get_block(r, k->loss_n, DSV_F64, "the loss history");
@@ -706,6 +709,7 @@ dsv_status dsv_checkpoint_load(const char *path, dsv_model **mout,
     s->perm_valid = 0;
     s->iteration = k.iteration;
     s->epoch = k.epoch;
+    dsv_model_set_train_steps(m, k.model_steps);
     if ((st = dsv_solver_hist_reserve_(s, k.loss_n, k.acc_n)))
         goto fail;
     copy_block(s->loss_hist, k.loss, k.loss_n, DSV_F64);

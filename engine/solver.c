@@ -333,6 +333,7 @@ static void backup(dsv_solver *s)
     for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
         memcpy(s->bak_state[k], dsv_optimizer_state(s->opt, k), (size_t)s->nparams * es);
     s->bak_t = *dsv_optimizer_step_count(s->opt);
+    s->bak_model_steps = dsv_model_train_steps(s->m);
 }
 
 static void restore(dsv_solver *s)
@@ -344,6 +345,7 @@ static void restore(dsv_solver *s)
     for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
         memcpy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es);
     *dsv_optimizer_step_count(s->opt) = s->bak_t;
+    dsv_model_set_train_steps(s->m, s->bak_model_steps);
 }
 
 static uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b)

@@ -358,10 +358,11 @@ static uint8_t *slurp(const char *path, size_t *n)
 }
 
 /* Trains a fresh run to the end and saves it at path. */
-static void straight_run(const dsv_split *tr, const dsv_split *va, const dsv_solver_config *c,
-                         const char *path, void *params_out)
+static void straight_run(const dsv_model_config *mc, const dsv_split *tr, const dsv_split *va,
+                         const dsv_solver_config *c, const char *path, void *params_out)
 {
-    dsv_model *m = small_model(DSV_F32);
+    dsv_model *m;
+    TU_OK(dsv_model_create(&m, mc));
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, tr, va, c));
     TU_OK(dsv_solver_train(s));
@@ -373,9 +374,9 @@ static void straight_run(const dsv_split *tr, const dsv_split *va, const dsv_sol
 
 /* Trains with a stop after stop_at iterations (0: a first run of one epoch
  * that ends), saves, loads and trains to the end; saves at path. */
-static void resumed_run(const dsv_split *tr, const dsv_split *va, const dsv_solver_config *c0,
-                        int stop_at, const dsv_split *resume_tr, const char *path,
-                        void *params_out)
+static void resumed_run(const dsv_model_config *mc, const dsv_split *tr, const dsv_split *va,
+                        const dsv_solver_config *c0, int stop_at, const dsv_split *resume_tr,
+                        const char *path, void *params_out)
 {
     record r = {0};
     dsv_solver_config c = *c0;
@@ -384,7 +385,8 @@ static void resumed_run(const dsv_split *tr, const dsv_split *va, const dsv_solv
     r.stop_at = stop_at;
     if (!stop_at)
         c.num_epochs = 1;
-    dsv_model *m = small_model(DSV_F32);
+    dsv_model *m;
+    TU_OK(dsv_model_create(&m, mc));
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, tr, va, &c));
     r.s = s;
@@ -405,9 +407,9 @@ static void resumed_run(const dsv_split *tr, const dsv_split *va, const dsv_solv
     dsv_model_destroy(m);
 }
 
-static void test_resume_identity(void **st)
+/* Straight vs resumed runs of mc must end with the same bytes. */
+static void check_resume(const dsv_model_config *mc, bool negative)
 {
-    (void)st;
     gen_data tr = gen_make(52, C, H, W, K, 6, 40), va = gen_make(20, C, H, W, K, 6, 40);
     dsv_solver_config c = dsv_solver_config_default();
     c.optim = dsv_optim_config_default(DSV_UPDATE_ADAM);
@@ -416,7 +418,8 @@ static void test_resume_identity(void **st)
     c.num_epochs = 2;
     c.num_train_samples = 20;
     c.seed = 3;
-    dsv_model *probe = small_model(DSV_F32);
+    dsv_model *probe;
+    TU_OK(dsv_model_create(&probe, mc));
     size_t nb = param_bytes(probe);
     dsv_model_destroy(probe);
     void *straight = malloc(nb), *resumed = malloc(nb);
@@ -424,7 +427,7 @@ static void test_resume_identity(void **st)
     char straight_path[512], resumed_path[512];
     snprintf(straight_path, sizeof(straight_path), "%s", tu_scratch("resume_straight.ckpt"));
     snprintf(resumed_path, sizeof(resumed_path), "%s", tu_scratch("resume_resumed.ckpt"));
-    straight_run(&tr.s, &va.s, &c, straight_path, straight);
+    straight_run(mc, &tr.s, &va.s, &c, straight_path, straight);
     size_t n1, n2;
     uint8_t *f1 = slurp(straight_path, &n1);
 
@@ -433,7 +436,7 @@ static void test_resume_identity(void **st)
     int stops[] = {0, 3, 8};
     for (int i = 0; i < 3; i++) {
         memset(resumed, 0, nb);
-        resumed_run(&tr.s, &va.s, &c, stops[i], &tr.s, resumed_path, resumed);
+        resumed_run(mc, &tr.s, &va.s, &c, stops[i], &tr.s, resumed_path, resumed);
         assert_memory_equal(straight, resumed, nb);
         uint8_t *f2 = slurp(resumed_path, &n2);
         /* the whole state, histories and optimizer moments included */
@@ -442,20 +445,50 @@ static void test_resume_identity(void **st)
         free(f2);
     }
 
-    /* The comparison notices a different trajectory: resuming on data with
-       one changed pixel in every image ends elsewhere. */
-    gen_data tr2 = gen_make(52, C, H, W, K, 6, 40);
-    for (int i = 0; i < 52; i++)
-        tr2.images[i * C * H * W + 100] ^= 0x40;
-    resumed_run(&tr.s, &va.s, &c, 3, &tr2.s, resumed_path, resumed);
-    uint8_t *f3 = slurp(resumed_path, &n2);
-    assert_int_equal(n1, n2);
-    assert_true(memcmp(f1, f3, n1) != 0);
-    free(f3);
-
+    if (negative) {
+        /* The comparison notices a different trajectory: resuming on data
+           with one changed pixel in every image ends elsewhere. */
+        gen_data tr2 = gen_make(52, C, H, W, K, 6, 40);
+        for (int i = 0; i < 52; i++)
+            tr2.images[i * C * H * W + 100] ^= 0x40;
+        resumed_run(mc, &tr.s, &va.s, &c, 3, &tr2.s, resumed_path, resumed);
+        uint8_t *f3 = slurp(resumed_path, &n2);
+        assert_int_equal(n1, n2);
+        assert_true(memcmp(f1, f3, n1) != 0);
+        free(f3);
+        gen_free(&tr2);
+    }
     free(f1);
     free(straight), free(resumed);
-    gen_free(&tr), gen_free(&tr2), gen_free(&va);
+    gen_free(&tr), gen_free(&va);
+}
+
+static void test_resume_identity(void **st)
+{
+    (void)st;
+    dsv_model_config mc = small_config(DSV_F32);
+    check_resume(&mc, true);
+}
+
+/* Batch norm running statistics (buffers) and dropout masks (drawn from the
+ * model's step count) must resume too; float64 this time. */
+static void test_resume_identity_fc(void **st)
+{
+    (void)st;
+    dsv_model_config mc = dsv_model_config_default(DSV_MODEL_FC);
+    mc.dtype = DSV_F64;
+    mc.input_dim[0] = C, mc.input_dim[1] = H, mc.input_dim[2] = W;
+    mc.num_classes = K;
+    mc.num_hidden = 2;
+    mc.hidden_dims[0] = 20, mc.hidden_dims[1] = 12;
+    mc.normalization = DSV_NORM_BATCHNORM;
+    mc.dropout_keep = 0.7;
+    mc.seed = 9;
+    dsv_model *m;
+    TU_OK(dsv_model_create(&m, &mc));
+    assert_true(dsv_model_num_buffers(m) > 0);
+    dsv_model_destroy(m);
+    check_resume(&mc, false);
 }
 
 int main(void)
@@ -467,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_nan_loss),
         cmocka_unit_test(test_check_accuracy),
         cmocka_unit_test(test_resume_identity),
+        cmocka_unit_test(test_resume_identity_fc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
