@@ -20,6 +20,8 @@ static inline double eu_model_gradcheck(dsv_model *m, const dsv_tensor *x,
                                         const dsv_tensor *y, double h, const char *tag)
 {
     double loss;
+    /* every evaluation at the same step: the same dropout masks */
+    uint64_t step = dsv_model_train_steps(m);
     TU_OK(dsv_model_loss(m, x, y, &loss));
     int64_t np = dsv_model_num_params(m);
     double *grad = malloc(sizeof(double) * (size_t)np);
@@ -35,8 +37,10 @@ static inline double eu_model_gradcheck(dsv_model *m, const dsv_tensor *x,
         for (int64_t i = 0; i < dsv_tensor_numel(&p); i++) {
             double old = pv[i], lp, lm;
             pv[i] = old + h;
+            dsv_model_set_train_steps(m, step);
             TU_OK(dsv_model_loss(m, x, y, &lp));
             pv[i] = old - h;
+            dsv_model_set_train_steps(m, step);
             TU_OK(dsv_model_loss(m, x, y, &lm));
             pv[i] = old;
             double num = (lp - lm) / (2 * h);

@@ -76,7 +76,7 @@ static void test_threelayer_gradcheck(void **st)
     dsv_tensor_free(&y);
 }
 
-static void fc_gradcheck(dsv_norm norm, const char *tag)
+static void fc_gradcheck(dsv_norm norm, double keep, const char *tag)
 {
     dsv_model_config c = dsv_model_config_default(DSV_MODEL_FC);
     c.dtype = DSV_F64;
@@ -86,6 +86,7 @@ static void fc_gradcheck(dsv_norm norm, const char *tag)
     c.hidden_dims[0] = 20;
     c.hidden_dims[1] = 30;
     c.normalization = norm;
+    c.dropout_keep = keep;
     c.weight_scale = 5e-2;
     c.reg = 3.14;
     c.seed = 3;
@@ -102,9 +103,11 @@ static void fc_gradcheck(dsv_norm norm, const char *tag)
 static void test_fc_gradcheck(void **st)
 {
     (void)st;
-    fc_gradcheck(DSV_NORM_NONE, "fc");
-    fc_gradcheck(DSV_NORM_BATCHNORM, "fc+batchnorm");
-    fc_gradcheck(DSV_NORM_LAYERNORM, "fc+layernorm");
+    fc_gradcheck(DSV_NORM_NONE, 1.0, "fc");
+    fc_gradcheck(DSV_NORM_BATCHNORM, 1.0, "fc+batchnorm");
+    fc_gradcheck(DSV_NORM_LAYERNORM, 1.0, "fc+layernorm");
+    fc_gradcheck(DSV_NORM_NONE, 0.75, "fc+dropout0.75");
+    fc_gradcheck(DSV_NORM_BATCHNORM, 0.5, "fc+batchnorm+dropout0.5");
 }
 
 static void test_resnet_gradcheck(void **st)

@@ -178,6 +178,54 @@ static void test_auto_schedule(void **st)
     dsv_tensor_free(&y);
 }
 
+/* A bad label fails cleanly under both schedules (no hang at a barrier), and
+ * the message names the node. */
+static void test_errors_in_threads(void **st)
+{
+    (void)st;
+    dsv_model_config c = dsv_model_config_default(DSV_MODEL_RESNET);
+    c.input_dim[1] = c.input_dim[2] = 4;
+    c.res_channels = 2;
+    c.res_blocks = 1;
+    dsv_tensor x, y;
+    eu_data(12, DSV_F32, 6, 3, 4, 4, 10, &x, &y);
+    ((int32_t *)y.data)[5] = 10;
+    for (int s = 0; s < 2; s++) {
+        dsv_model *m = make(&c, s ? DSV_SCHEDULE_BATCH : DSV_SCHEDULE_LAYER, 2);
+        double loss;
+        assert_int_equal(dsv_model_loss(m, &x, &y, &loss), DSV_INVALID);
+        if (!strstr(dsv_errmsg(), "node 'loss': softmax_loss: label"))
+            fail_msg("unexpected message '%s'", dsv_errmsg());
+        dsv_model_destroy(m);
+    }
+    dsv_tensor_free(&x);
+    dsv_tensor_free(&y);
+}
+
+/* Dropout masks change from step to step and repeat when the step count is
+ * restored (what checkpoints rely on). */
+static void test_dropout_steps(void **st)
+{
+    (void)st;
+    dsv_model_config c = dsv_model_config_default(DSV_MODEL_FC);
+    c.input_dim[1] = c.input_dim[2] = 4;
+    c.dropout_keep = 0.5;
+    dsv_tensor x, y;
+    eu_data(13, DSV_F32, 8, 3, 4, 4, 10, &x, &y);
+    dsv_model *m = make(&c, DSV_SCHEDULE_BATCH, 2);
+    double l0, l1, l0b;
+    TU_OK(dsv_model_loss(m, &x, &y, &l0));
+    TU_OK(dsv_model_loss(m, &x, &y, &l1));
+    assert_int_equal(dsv_model_train_steps(m), 2);
+    assert_true(l0 != l1);
+    dsv_model_set_train_steps(m, 0);
+    TU_OK(dsv_model_loss(m, &x, &y, &l0b));
+    assert_true(l0 == l0b);
+    dsv_model_destroy(m);
+    dsv_tensor_free(&x);
+    dsv_tensor_free(&y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +235,8 @@ int main(void)
         cmocka_unit_test(test_compare_catches_difference),
         cmocka_unit_test(test_bit_identical_runs),
         cmocka_unit_test(test_auto_schedule),
+        cmocka_unit_test(test_errors_in_threads),
+        cmocka_unit_test(test_dropout_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
