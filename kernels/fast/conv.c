@@ -71,11 +71,19 @@ static void im2col(const conv_geom *g, const float *x, float *col)
                     const float *s = x + (ch * g->H + ih) * g->W - g->pad + kw;
                     for (int64_t ow = 0; ow < lo; ow++)
                         d[ow] = 0;
-                    if (g->stride == 1)
+                    /* constant strides let the compiler vectorise the copy */
+                    switch (g->stride) {
+                    case 1:
                         memcpy(d + lo, s + lo, sizeof(float) * (size_t)(hi - lo));
-                    else
+                        break;
+                    case 2:
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            d[ow] = s[2 * ow];
+                        break;
+                    default:
                         for (int64_t ow = lo; ow < hi; ow++)
                             d[ow] = s[ow * g->stride];
+                    }
                     for (int64_t ow = hi; ow < g->Wo; ow++)
                         d[ow] = 0;
                 }

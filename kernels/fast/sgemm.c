@@ -26,21 +26,23 @@
 enum { KC = 256, MC = 96, NC = 1024 };
 
 typedef void (*ukernel_fn)(int64_t kc, const float *a, const float *b,
-                           float *c, int64_t ldc, bool acc);
+                           int64_t ldb, float *c, int64_t ldc, bool acc);
 
 typedef struct ukernel {
     ukernel_fn fn;
     int mr, nr;
+    bool avx_pack; /* packing may use the AVX 8x8 transpose */
 } ukernel;
 
-/* ---- micro-kernels: C[mr x nr] (=|+=) Apanel (kc x mr) * Bpanel (kc x nr) */
+/* ---- micro-kernels: C[mr x nr] (=|+=) Apanel (kc x mr) * Bpanel (kc x nr),
+ * B's rows ldb floats apart (nr when packed) */
 
-static void ukr_generic(int64_t kc, const float *a, const float *b, float *c,
-                        int64_t ldc, bool acc)
+static void ukr_generic(int64_t kc, const float *a, const float *b, int64_t ldb,
+                        float *c, int64_t ldc, bool acc)
 {
     enum { MR = 4, NR = 16 };
     float t[MR][NR] = {{0}};
-    for (int64_t k = 0; k < kc; k++, a += MR, b += NR)
+    for (int64_t k = 0; k < kc; k++, a += MR, b += ldb)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++)
                 t[i][j] += a[i] * b[j];
@@ -51,8 +53,8 @@ static void ukr_generic(int64_t kc, const float *a, const float *b, float *c,
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) static void
-ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-         bool acc)
+ukr_avx2(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
+         int64_t ldc, bool acc)
 {
     /* 6 x 16: 12 accumulators, 2 B vectors, 1 broadcast of 16 registers */
     __m256 r00 = _mm256_setzero_ps(), r01 = _mm256_setzero_ps();
@@ -61,7 +63,7 @@ ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
     __m256 r30 = _mm256_setzero_ps(), r31 = _mm256_setzero_ps();
     __m256 r40 = _mm256_setzero_ps(), r41 = _mm256_setzero_ps();
     __m256 r50 = _mm256_setzero_ps(), r51 = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
+    for (int64_t k = 0; k < kc; k++, a += 6, b += ldb) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), t;
         t = _mm256_broadcast_ss(a + 0);
         r00 = _mm256_fmadd_ps(t, b0, r00), r01 = _mm256_fmadd_ps(t, b1, r01);
@@ -89,15 +91,15 @@ ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
 }
 
 __attribute__((target("avx512f"))) static void
-ukr_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-           bool acc)
+ukr_avx512(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
+           int64_t ldc, bool acc)
 {
     /* 8 x 32: 16 accumulators, 2 B vectors, 1 broadcast of 32 registers */
     __m512 r[8][2];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         r[i][0] = r[i][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += 8, b += 32) {
+    for (int64_t k = 0; k < kc; k++, a += 8, b += ldb) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
@@ -120,10 +122,10 @@ ukr_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
 
 static const ukernel ukernels[DSV_FAST_ISA_COUNT] = {
 #if defined(__x86_64__)
-    [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32},
-    [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16},
+    [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32, true},
+    [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16, true},
 #endif
-    [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16},
+    [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16, false},
 };
 
 static const char *const isa_names[DSV_FAST_ISA_COUNT] = {"avx512", "avx2",
@@ -171,65 +173,107 @@ bool dsv_fast_set_isa(dsv_fast_isa isa)
 
 /* ---- packing ------------------------------------------------------------- */
 
+#if defined(__x86_64__)
+/* dst[j * w + r] = rows[r][k + j] for r, j < 8: an 8x8 transpose. */
+__attribute__((target("avx"))) static void
+transpose8(const float *const *rows, int64_t k, float *dst, int64_t w)
+{
+    __m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
+    __m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
+    __m256 r4 = _mm256_loadu_ps(rows[4] + k), r5 = _mm256_loadu_ps(rows[5] + k);
+    __m256 r6 = _mm256_loadu_ps(rows[6] + k), r7 = _mm256_loadu_ps(rows[7] + k);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst + 0 * w, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * w, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * w, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * w, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * w, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * w, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * w, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * w, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+/* Interleaves n rows of src (row stride ld, kc floats each) into dst, kc
+ * groups of w floats, zero-padding rows n..w. Writes are sequential; the n
+ * row streams are read in step, which the prefetchers follow. With avx and
+ * full groups of 8 rows, 8x8 blocks are transposed in registers. */
+static void interleave_rows(const float *src, int64_t ld, int n, int w,
+                            int64_t kc, float *dst, bool avx)
+{
+    const float *rows[32];
+    for (int r = 0; r < n; r++)
+        rows[r] = src + r * ld;
+    int64_t k0 = 0;
+#if defined(__x86_64__)
+    if (avx && n == w && w % 8 == 0) {
+        for (; k0 + 8 <= kc; k0 += 8)
+            for (int r = 0; r < w; r += 8)
+                transpose8(rows + r, k0, dst + k0 * w + r, w);
+    }
+#else
+    (void)avx;
+#endif
+    dst += k0 * w;
+    for (int64_t k = k0; k < kc; k++, dst += w) {
+        int r = 0;
+        for (; r < n; r++)
+            dst[r] = rows[r][k];
+        for (; r < w; r++)
+            dst[r] = 0;
+    }
+}
+
+/* Copies kc rows of n floats (row stride ld) into rows of w floats,
+ * zero-padded. */
+static void copy_rows(const float *src, int64_t ld, int n, int w, int64_t kc,
+                      float *dst)
+{
+    for (int64_t k = 0; k < kc; k++, src += ld, dst += w) {
+        int j = 0;
+        for (; j < n; j++)
+            dst[j] = src[j];
+        for (; j < w; j++)
+            dst[j] = 0;
+    }
+}
+
 /* op(A)[i0 .. i0+mc) x [k0 .. k0+kc) into MR-row panels, zero-padded rows. */
 static void pack_a(bool ta, const float *A, int64_t lda, int64_t i0,
-                   int64_t k0, int64_t mc, int64_t kc, int mr, float *dst)
+                   int64_t k0, int64_t mc, int64_t kc, int mr, float *dst,
+                   bool avx)
 {
     for (int64_t ip = 0; ip < mc; ip += mr, dst += mr * kc) {
         int m = (int)(mc - ip < mr ? mc - ip : mr);
-        if (ta) {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = A + (k0 + k) * lda + i0 + ip;
-                float *d = dst + k * mr;
-                int r = 0;
-                for (; r < m; r++)
-                    d[r] = src[r];
-                for (; r < mr; r++)
-                    d[r] = 0;
-            }
-        } else {
-            for (int r = 0; r < mr; r++) {
-                if (r >= m) {
-                    for (int64_t k = 0; k < kc; k++)
-                        dst[k * mr + r] = 0;
-                    continue;
-                }
-                const float *src = A + (i0 + ip + r) * lda + k0;
-                for (int64_t k = 0; k < kc; k++)
-                    dst[k * mr + r] = src[k];
-            }
-        }
+        if (ta)
+            copy_rows(A + k0 * lda + i0 + ip, lda, m, mr, kc, dst);
+        else
+            interleave_rows(A + (i0 + ip) * lda + k0, lda, m, mr, kc, dst, avx);
     }
 }
 
 /* op(B)[k0 .. k0+kc) x [j0 .. j0+nc) into NR-column panels, zero-padded. */
 static void pack_b(bool tb, const float *B, int64_t ldb, int64_t k0,
-                   int64_t j0, int64_t kc, int64_t nc, int nr, float *dst)
+                   int64_t j0, int64_t kc, int64_t nc, int nr, float *dst,
+                   bool avx)
 {
     for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
         int n = (int)(nc - jp < nr ? nc - jp : nr);
-        if (!tb) {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = B + (k0 + k) * ldb + j0 + jp;
-                float *d = dst + k * nr;
-                int j = 0;
-                for (; j < n; j++)
-                    d[j] = src[j];
-                for (; j < nr; j++)
-                    d[j] = 0;
-            }
-        } else {
-            for (int j = 0; j < nr; j++) {
-                if (j >= n) {
-                    for (int64_t k = 0; k < kc; k++)
-                        dst[k * nr + j] = 0;
-                    continue;
-                }
-                const float *src = B + (j0 + jp + j) * ldb + k0;
-                for (int64_t k = 0; k < kc; k++)
-                    dst[k * nr + j] = src[k];
-            }
-        }
+        if (tb)
+            interleave_rows(B + (j0 + jp) * ldb + k0, ldb, n, nr, kc, dst, avx);
+        else
+            copy_rows(B + k0 * ldb + j0 + jp, ldb, n, nr, kc, dst);
     }
 }
 
@@ -254,7 +298,11 @@ static size_t pack_floats(const ukernel *u, int64_t M, int64_t N, int64_t K)
     return (size_t)(kc * (mc + nc));
 }
 
-/* Rows [m0, m1) and columns [n0, n1) of C; pack holds pack_floats(). */
+/* Rows [m0, m1) and columns [n0, n1) of C; pack holds pack_floats().
+ * An untransposed B is not packed: its rows already hold NR consecutive
+ * columns, and the micro-kernel streams them with B's own row stride (only
+ * a last, partial panel is packed, to pad it with zeros). That saves a copy
+ * of B per call, which matters for the many small products of a conv. */
 static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
                        int64_t m1, int64_t n0, int64_t n1, float *pack)
 {
@@ -269,22 +317,33 @@ static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
         for (int64_t pc = 0; pc < g->K; pc += KC) {
             int64_t kc = g->K - pc < KC ? g->K - pc : KC;
             bool acc = pc > 0 || g->beta != 0;
-            pack_b(g->tb, g->B, g->ldb, pc, n0 + jc, kc, nc, nr, bpack);
+            if (g->tb)
+                pack_b(true, g->B, g->ldb, pc, n0 + jc, kc, nc, nr, bpack,
+                       u->avx_pack);
+            else if (nc % nr)
+                pack_b(false, g->B, g->ldb, pc, n0 + jc + nc / nr * nr, kc,
+                       nc % nr, nr, bpack + nc / nr * nr * kc, u->avx_pack);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(g->ta, g->A, g->lda, m0 + ic, pc, mc, kc, mr, apack);
+                pack_a(g->ta, g->A, g->lda, m0 + ic, pc, mc, kc, mr, apack,
+                       u->avx_pack);
                 for (int64_t jr = 0; jr < nc; jr += nr) {
                     int64_t n = nc - jr < nr ? nc - jr : nr;
                     const float *bp = bpack + jr * kc;
+                    int64_t ldb = nr;
+                    if (!g->tb && n == nr) {
+                        bp = g->B + pc * g->ldb + n0 + jc + jr;
+                        ldb = g->ldb;
+                    }
                     for (int64_t ir = 0; ir < mc; ir += mr) {
                         int64_t m = mc - ir < mr ? mc - ir : mr;
                         const float *ap = apack + ir * kc;
                         float *cp = g->C + (m0 + ic + ir) * g->ldc + n0 + jc + jr;
                         if (m == mr && n == nr) {
-                            u->fn(kc, ap, bp, cp, g->ldc, acc);
+                            u->fn(kc, ap, bp, ldb, cp, g->ldc, acc);
                             continue;
                         }
-                        u->fn(kc, ap, bp, edge, nr, false);
+                        u->fn(kc, ap, bp, ldb, edge, nr, false);
                         for (int64_t i = 0; i < m; i++)
                             for (int64_t j = 0; j < n; j++)
                                 cp[i * g->ldc + j] = acc ? cp[i * g->ldc + j] +
