@@ -473,6 +473,8 @@ static void test_fuzz_header(void **st)
     unsigned char *b = malloc(n + 64);
     assert_non_null(b);
     static const char alphabet[] = "0123456789(),:{}'\" \n<>|fiubcOTrueFalsLshapedcr\x00\xff";
+    size_t hend = 10 + (good[8] | (size_t)good[9] << 8); /* preamble + header */
+    assert_true(hend < n);
     int fd = open(path, O_RDWR | O_CREAT, 0666);
     assert_true(fd >= 0);
     int loaded = 0, failed = 0;
@@ -481,7 +483,7 @@ static void test_fuzz_header(void **st)
         size_t len = n;
         int edits = 1 + (int)(tu_next(&r) % 4);
         for (int e = 0; e < edits; e++) {
-            size_t pos = (size_t)(tu_next(&r) % 64);
+            size_t pos = (size_t)(tu_next(&r) % hend);
             if (tu_next(&r) % 2)
                 b[pos] = alphabet[tu_next(&r) % (sizeof(alphabet) - 1)];
             else
