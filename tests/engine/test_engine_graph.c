@@ -244,12 +244,15 @@ static void test_describe_backends(void **st)
     assert_non_null(strstr(buf, "loss softmax_loss naive/-\n"));
     o.backend = DSV_BACKEND_AUTO;
     TU_OK(dsv_model_set_exec(m, &o));
+    char before[2048];
+    TU_OK(dsv_model_describe(m, before, sizeof(before))); /* what would run */
     dsv_tensor x, y;
     eu_data(3, DSV_F32, 4, 3, 8, 8, 10, &x, &y);
     double loss;
     TU_OK(dsv_model_loss(m, &x, &y, &loss));
-    TU_OK(dsv_model_describe(m, buf, sizeof(buf)));
+    TU_OK(dsv_model_describe(m, buf, sizeof(buf))); /* what ran */
     printf("%s", buf);
+    assert_string_equal(before, buf);
     assert_non_null(strstr(buf, "affine3 affine "));
     char small[8];
     assert_int_equal(dsv_model_describe(m, small, sizeof(small)), DSV_INVALID);
