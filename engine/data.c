@@ -587,6 +587,15 @@ dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
                              "dataset spec 'cifar10' needs a directory: cifar10:DIR (the "
                              "unpacked cifar-10-batches-bin of cifar-10-binary.tar.gz)");
         snprintf(ds->name, sizeof(ds->name), "cifar10");
+        /* DIR may also be where the tarball was unpacked */
+        char sub[4000], probe[4200]; /* sub + a file name fits a 4096 path */
+        snprintf(sub, sizeof(sub), "%s/cifar-10-batches-bin", dir);
+        snprintf(probe, sizeof(probe), "%s/data_batch_1.bin", dir);
+        if (!file_exists(probe)) {
+            snprintf(probe, sizeof(probe), "%s/data_batch_1.bin", sub);
+            if (file_exists(probe))
+                dir = sub;
+        }
         s = load_cifar(ds, dir, opt);
     } else if (kl == 13 && strncmp(spec, "fashion-mnist", kl) == 0) {
         snprintf(ds->name, sizeof(ds->name), "fashion-mnist");
