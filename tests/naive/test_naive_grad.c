@@ -292,7 +292,7 @@ static dsv_status loss_value(void *ctx, double *v)
     return s;
 }
 
-static double loss_case(dsv_op op, tu_rng *r, dsv_tensor *x, const dsv_tensor *y)
+static double loss_case(dsv_op op, dsv_tensor *x, const dsv_tensor *y)
 {
     double loss;
     dsv_tensor dx = tu_zeros(DSV_F64, 2, x->shape);
@@ -302,7 +302,6 @@ static double loss_case(dsv_op op, tu_rng *r, dsv_tensor *x, const dsv_tensor *y
     TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
     TU_OK(dsv_numerical_gradient(loss_value, &c, x, &num, H_STEP));
     double e = dsv_rel_error(&num, &dx);
-    (void)r;
     dsv_tensor_free(&dx);
     dsv_tensor_free(&num);
     return e;
@@ -314,7 +313,7 @@ static void test_grad_softmax_loss(void **st)
     tu_rng r = {21};
     dsv_tensor x = RANDN(&r, 1.0, 6, 5);
     dsv_tensor y = tu_labels(&r, 6, 5);
-    report("softmax_loss", loss_case(DSV_OP_SOFTMAX_LOSS, &r, &x, &y), TOL);
+    report("softmax_loss", loss_case(DSV_OP_SOFTMAX_LOSS, &x, &y), TOL);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);
 }
@@ -331,7 +330,7 @@ static void test_grad_svm_loss(void **st)
         for (int k = 0; k < 5; k++)
             if (k != yl[n] && fabs(s[n * 5 + k] - s[n * 5 + yl[n]] + 1) < 0.01)
                 s[n * 5 + k] += 0.05;
-    report("svm_loss", loss_case(DSV_OP_SVM_LOSS, &r, &x, &y), TOL);
+    report("svm_loss", loss_case(DSV_OP_SVM_LOSS, &x, &y), TOL);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);
 }
