@@ -127,6 +127,16 @@ static void test_cifar_small(void **st)
     assert_null(b.train.mean);
     dsv_dataset_free(&b);
     dsv_dataset_free(&a);
+
+    /* cifar10:DIR also takes the directory the tarball was unpacked in */
+    char sub[4200];
+    snprintf(sub, sizeof(sub), "%s/cifar-10-batches-bin", case_dir("cifar_parent"));
+    gen_dir(sub);
+    make_cifar(sub);
+    snprintf(spec, sizeof(spec), "cifar10:%s", case_dir("cifar_parent"));
+    TU_OK(dsv_dataset_load(&b, spec, NULL));
+    assert_int_equal(b.train.n, 27);
+    dsv_dataset_free(&b);
 }
 
 static void cifar_bad(const char *name, int file, const void *bytes, size_t n,
