@@ -13,9 +13,14 @@
  * fast path: each dx element belongs to exactly one window, so dx is written
  * in one pass without zeroing first. Otherwise dx is zeroed and each
  * window's gradient added in output order. Planes (n, c) are split among
- * threads.
+ * threads. The common 2x2 stride-2 case has AVX2 versions (8 windows per
+ * step, chosen at run time), with the same first-maximum rule.
  */
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "fast.h"
 
@@ -53,15 +58,135 @@ static inline int window_argmax(const pool_geom *g, const float *xp, int64_t oh,
     return arg;
 }
 
+
+#if defined(__x86_64__)
+static int have_avx2 = -1;
+
+static bool use_avx2(void)
+{
+    if (have_avx2 < 0) /* benign race: every thread finds the same */
+        have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return have_avx2 == 1;
+}
+
+/* Even and odd elements of the 16 floats p0:p1, in order. */
+__attribute__((target("avx2"))) static inline void
+deinterleave(__m256 p0, __m256 p1, __m256 *even, __m256 *odd)
+{
+    __m256 e = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 o = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* The 8 windows of rows r0, r1 at output columns [ow, ow+8): the compare
+ * masks that decide each window's winner (index c ? 2 + c23 : c01). */
+__attribute__((target("avx2"))) static inline __m256
+window8(const float *r0, const float *r1, int64_t ow, __m256 *c01, __m256 *c23,
+        __m256 *c)
+{
+    __m256 v0, v1, v2, v3;
+    deinterleave(_mm256_loadu_ps(r0 + 2 * ow), _mm256_loadu_ps(r0 + 2 * ow + 8), &v0, &v1);
+    deinterleave(_mm256_loadu_ps(r1 + 2 * ow), _mm256_loadu_ps(r1 + 2 * ow + 8), &v2, &v3);
+    *c01 = _mm256_cmp_ps(v1, v0, _CMP_GT_OQ);
+    *c23 = _mm256_cmp_ps(v3, v2, _CMP_GT_OQ);
+    __m256 m01 = _mm256_blendv_ps(v0, v1, *c01), m23 = _mm256_blendv_ps(v2, v3, *c23);
+    *c = _mm256_cmp_ps(m23, m01, _CMP_GT_OQ);
+    return _mm256_blendv_ps(m01, m23, *c);
+}
+
+/* 2x2/2 forward of one output row; returns the columns done (a multiple
+ * of 8), the caller finishes the rest. */
+__attribute__((target("avx2"))) static int64_t
+pool2_forward_avx2(const float *r0, const float *r1, float *o, uint8_t *a,
+                   int64_t Wo)
+{
+    const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+                                          -1, -1, -1, -1, -1, -1, -1, -1);
+    int64_t ow = 0;
+    for (; ow + 8 <= Wo; ow += 8) {
+        __m256 c01, c23, c;
+        _mm256_storeu_ps(o + ow, window8(r0, r1, ow, &c01, &c23, &c));
+        if (!a)
+            continue;
+        __m256i i01 = _mm256_and_si256(_mm256_castps_si256(c01), one);
+        __m256i i23 = _mm256_add_epi32(two, _mm256_and_si256(_mm256_castps_si256(c23), one));
+        __m256i idx = _mm256_blendv_epi8(i01, i23, _mm256_castps_si256(c));
+        __m256i b = _mm256_shuffle_epi8(idx, pick);
+        __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+        _mm_storel_epi64((__m128i *)(a + ow), _mm_unpacklo_epi32(lo, hi));
+    }
+    return ow;
+}
+
+/* Stores the winners' gradients of 8 windows into rows d0, d1. */
+__attribute__((target("avx2"))) static inline void
+scatter8(float *d0, float *d1, int64_t ow, __m256 g, __m256 k0, __m256 k1,
+         __m256 k2, __m256 k3)
+{
+    __m256 v0 = _mm256_and_ps(g, k0), v1 = _mm256_and_ps(g, k1);
+    __m256 v2 = _mm256_and_ps(g, k2), v3 = _mm256_and_ps(g, k3);
+    __m256 lo = _mm256_unpacklo_ps(v0, v1), hi = _mm256_unpackhi_ps(v0, v1);
+    _mm256_storeu_ps(d0 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(d0 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+    lo = _mm256_unpacklo_ps(v2, v3), hi = _mm256_unpackhi_ps(v2, v3);
+    _mm256_storeu_ps(d1 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(d1 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* 2x2/2 backward of one output row, from the saved argmax a or (a NULL)
+ * from x's rows r0, r1; returns the columns done. */
+__attribute__((target("avx2"))) static int64_t
+pool2_backward_avx2(const float *r0, const float *r1, const uint8_t *a,
+                    const float *g, float *d0, float *d1, int64_t Wo)
+{
+    int64_t ow = 0;
+    for (; ow + 8 <= Wo; ow += 8) {
+        __m256 gv = _mm256_loadu_ps(g + ow), k0, k1, k2, k3;
+        if (a) {
+            __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a + ow)));
+            k0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, _mm256_setzero_si256()));
+            k1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, _mm256_set1_epi32(1)));
+            k2 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, _mm256_set1_epi32(2)));
+            k3 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, _mm256_set1_epi32(3)));
+        } else {
+            __m256 c01, c23, c;
+            window8(r0, r1, ow, &c01, &c23, &c);
+            k0 = _mm256_andnot_ps(c, _mm256_andnot_ps(c01, _mm256_castsi256_ps(
+                                                              _mm256_set1_epi32(-1))));
+            k1 = _mm256_andnot_ps(c, c01);
+            k2 = _mm256_andnot_ps(c23, c);
+            k3 = _mm256_and_ps(c, c23);
+        }
+        scatter8(d0, d1, ow, gv, k0, k1, k2, k3);
+    }
+    return ow;
+}
+#else
+static bool use_avx2(void) { return false; }
+#endif
+
 static void forward_plane(const pool_geom *g, const float *xp, float *op,
                           uint8_t *ap)
 {
     if (g->ph == 2 && g->pw == 2 && g->s == 2) {
+        bool avx2 = use_avx2();
         for (int64_t oh = 0; oh < g->Ho; oh++) {
             const float *r0 = xp + 2 * oh * g->W, *r1 = r0 + g->W;
             float *o = op + oh * g->Wo;
             uint8_t *a = ap ? ap + oh * g->Wo : NULL;
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
+            int64_t ow = 0;
+#if defined(__x86_64__)
+            if (avx2)
+                ow = pool2_forward_avx2(r0, r1, o, a, g->Wo);
+#else
+            (void)avx2;
+#endif
+            for (; ow < g->Wo; ow++) {
                 float v0 = r0[2 * ow], v1 = r0[2 * ow + 1];
                 float v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
                 float m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
@@ -143,14 +268,23 @@ static void backward_plane_tiles(const pool_geom *g, const float *xp,
                                  const float *dp, const uint8_t *ap, float *dxp)
 {
     int k = g->s;
-    if (k == 2 && ap) {
+    if (k == 2 && (ap || use_avx2())) {
+        bool avx2 = use_avx2();
         for (int64_t oh = 0; oh < g->Ho; oh++) {
-            const uint8_t *a = ap + oh * g->Wo;
+            const uint8_t *a = ap ? ap + oh * g->Wo : NULL;
             const float *d = dp + oh * g->Wo;
             float *r0 = dxp + 2 * oh * g->W, *r1 = r0 + g->W;
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
-                float v = d[ow];
-                int i = a[ow];
+            const float *x0 = xp + 2 * oh * g->W, *x1 = x0 + g->W;
+            int64_t ow = 0;
+#if defined(__x86_64__)
+            if (avx2)
+                ow = pool2_backward_avx2(x0, x1, a, d, r0, r1, g->Wo);
+#else
+            (void)avx2, (void)x1;
+#endif
+            for (; ow < g->Wo; ow++) {
+                float v = d[ow], m;
+                int i = a ? a[ow] : window_argmax(g, xp, oh, ow, &m);
                 r0[2 * ow] = i == 0 ? v : 0.0f;
                 r0[2 * ow + 1] = i == 1 ? v : 0.0f;
                 r1[2 * ow] = i == 2 ? v : 0.0f;

@@ -66,6 +66,7 @@ typedef struct tcase {
     double p;       /* dropout keep probability */
     bool test_mode; /* norms / dropout in test mode */
     int64_t row0;
+    bool ties;      /* x rounded to integers: many equal values */
 } tcase;
 
 /* Tensors of one run (naive or backend). */
@@ -85,6 +86,11 @@ static void inputs_init(const tcase *tc, uint64_t seed, tinputs *in, int *ond,
     tu_rng r = {seed};
     memset(in, 0, sizeof(*in));
     in->x = tu_randn(&r, DSV_F32, tc->xnd, tc->xs, 1.0);
+    if (tc->ties) {
+        float *v = in->x.data;
+        for (int64_t i = 0; i < dsv_tensor_numel(&in->x); i++)
+            v[i] = roundf(v[i]);
+    }
     if (tc->op == DSV_OP_ADD)
         in->x2 = tu_randn(&r, DSV_F32, tc->xnd, tc->xs, 1.0);
     if (tc->wnd) {
@@ -334,13 +340,18 @@ static const tcase grid[] = {
     POOL(4, 64, 6, 6, 2, 2, 2),
     POOL(1, 2, 20, 20, 17, 17, 3),         /* windows over 256 elements */
     POOL(2, 3, 9, 8, 3, 2, 3),             /* non-square windows */
+    POOL(3, 4, 18, 36, 2, 2, 2),           /* 2x2 rows of 18: SIMD steps and a tail */
+    {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {2, 3, 6, 36}, .ph = 2, .pw = 2,
+     .stride = 2, .ties = true},          /* first maximum wins ties */
+    {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {2, 3, 7, 7}, .ph = 3, .pw = 3,
+     .stride = 2, .ties = true},
     AFFINE(1, 3, 5),
     AFFINE(64, 24, 10),
     AFFINE(3, 65, 33),
     AFFINE(50, 1000, 100),
     AFFINE(7, 300, 1),
     {.op = DSV_OP_AFFINE, .xnd = 4, .xs = {5, 3, 4, 2}, .wnd = 2, .ws = {24, 7}, .bn = 7},
-    {.op = DSV_OP_RELU, .xnd = 4, .xs = {3, 5, 7, 9}},
+    {.op = DSV_OP_RELU, .xnd = 4, .xs = {3, 5, 7, 9}, .ties = true}, /* zeros */
     {.op = DSV_OP_RELU, .xnd = 2, .xs = {64, 2000}},
     {.op = DSV_OP_ADD, .xnd = 4, .xs = {2, 3, 5, 7}},
     {.op = DSV_OP_ADD, .xnd = 2, .xs = {64, 3000}},
@@ -614,7 +625,7 @@ static void test_fast_state(void **st)
 {
     (void)st;
     const tcase cases[] = {CONV(3, 4, 9, 9, 5, 3, 3, 1, 1), CONV(2, 4, 12, 10, 5, 5, 5, 1, 2),
-                           POOL(2, 3, 8, 8, 2, 2, 2), POOL(2, 3, 9, 9, 3, 3, 2)};
+                           POOL(2, 3, 8, 20, 2, 2, 2), POOL(2, 3, 9, 9, 3, 3, 2)};
     void *state = NULL;
     for (int round = 0; round < 2; round++)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
