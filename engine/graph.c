@@ -1375,7 +1375,7 @@ static dsv_status bwd_node(ctx *cx, int i)
     dsv_call c;
     call_tensors t;
     setup_call(cx, i, &c, &t);
-    t.out = val_view(cx, nd->out, false);
+    /* no c.out: the output's memory may already hold a gradient by now */
     t.dout = val_view(cx, nd->out, true);
     c.dout = &t.dout;
     dsv_tensor *dxs[2] = {&t.dx, &t.dx2};
@@ -1540,9 +1540,19 @@ static dsv_status check_inputs(const dsv_graph *g, const dsv_tensor *x,
                          dsv_tensor_shape_str(x, a, sizeof(a)),
                          strchr(dsv_tensor_shape_str(&ref, b, sizeof(b)), ','));
     }
-    if (y && (!y->data || y->dtype != DSV_I32 || dsv_tensor_numel(y) != x->shape[0]))
+    if (!y)
+        return DSV_OK;
+    if (!y->data || y->dtype != DSV_I32 || dsv_tensor_numel(y) != x->shape[0])
         return dsv_error(DSV_INVALID, "labels y must be int32 with %lld entries",
                          (long long)x->shape[0]);
+    /* here rather than in the loss, so that the index is the batch's even when
+       the batch schedule splits it */
+    int64_t classes = g->vals[g->nodes[g->loss_node].in[0]].row;
+    const int32_t *lab = y->data;
+    for (int64_t i = 0; i < x->shape[0]; i++)
+        if (lab[i] < 0 || lab[i] >= classes)
+            return dsv_error(DSV_INVALID, "label y[%lld] = %d is outside [0, %lld)",
+                             (long long)i, lab[i], (long long)classes);
     return DSV_OK;
 }
 

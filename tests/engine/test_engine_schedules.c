@@ -178,8 +178,16 @@ static void test_auto_schedule(void **st)
     dsv_tensor_free(&y);
 }
 
-/* A bad label fails cleanly under both schedules (no hang at a barrier), and
- * the message names the node. */
+static dsv_status failing_backward(dsv_call *c, dsv_backend want, void *user)
+{
+    (void)c;
+    (void)want;
+    return dsv_error(DSV_BACKEND, "injected failure in %s", (const char *)user);
+}
+
+/* A bad label fails cleanly under both schedules, with the batch's index; a
+ * kernel failing inside the threads (at a plain node or at a batch-norm
+ * barrier) comes back as an error naming the node, without a hang. */
 static void test_errors_in_threads(void **st)
 {
     (void)st;
@@ -194,8 +202,24 @@ static void test_errors_in_threads(void **st)
         dsv_model *m = make(&c, s ? DSV_SCHEDULE_BATCH : DSV_SCHEDULE_LAYER, 2);
         double loss;
         assert_int_equal(dsv_model_loss(m, &x, &y, &loss), DSV_INVALID);
-        if (!strstr(dsv_errmsg(), "node 'loss': softmax_loss: label"))
+        if (!strstr(dsv_errmsg(), "label y[5] = 10 is outside [0, 10)"))
             fail_msg("unexpected message '%s'", dsv_errmsg());
+        ((int32_t *)y.data)[5] = 1;
+        const char *nodes[] = {"conv2", "bn3"};
+        dsv_graph *g = dsv_model_graph(m);
+        for (int k = 0; k < 2; k++) {
+            int i = dsv_graph_find_node(g, nodes[k]);
+            TU_OK(dsv_graph_set_backward_hook(g, i, failing_backward, (void *)nodes[k]));
+            assert_int_equal(dsv_model_loss(m, &x, &y, &loss), DSV_BACKEND);
+            char want[64];
+            snprintf(want, sizeof(want), "node '%s': injected failure in %s", nodes[k],
+                     nodes[k]);
+            if (!strstr(dsv_errmsg(), want))
+                fail_msg("message '%s' lacks '%s'", dsv_errmsg(), want);
+            TU_OK(dsv_graph_set_backward_hook(g, i, NULL, NULL));
+        }
+        TU_OK(dsv_model_loss(m, &x, &y, &loss));
+        ((int32_t *)y.data)[5] = 10;
         dsv_model_destroy(m);
     }
     dsv_tensor_free(&x);
