@@ -6,6 +6,7 @@
  * NaN losses, corrupt inputs and bad options.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,53 @@ static void test_train_eval_predict(void **st)
     assert_int_equal(count_lines(csv), 1 + 30);
 }
 
+/* predict on a PNG of test image 0 gives the probabilities the model gives
+ * that image through the dataset's own conversion (mean subtracted alike). */
+static void test_predict_matches_dataset(void **st)
+{
+    (void)st;
+    const char *ck = path_in("match.ckpt");
+    train_small(ck, "1");
+    uint8_t px[64];
+    for (int k = 0; k < 64; k++)
+        px[k] = gen_pixel(1, 0, k);
+    const char *png = path_in("test0.png");
+    assert_int_not_equal(stbi_write_png(png, 8, 8, 1, px, 8), 0);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--data", g_data, "--top-k", "1",
+                  "--json", png),
+              0);
+    const char *c = strstr(g_stdout, "\"class\": "), *pr = strstr(g_stdout, "\"probability\": ");
+    assert_non_null(c);
+    assert_non_null(pr);
+    int cls = atoi(c + 9);
+    double prob = atof(pr + 15);
+
+    dsv_model *m = NULL;
+    dsv_dataset ds;
+    TU_OK(dsv_checkpoint_load_model(ck, &m));
+    TU_OK(dsv_dataset_load(&ds, g_data, NULL));
+    dsv_tensor x = {0}, y = {0}, sc = {0};
+    TU_OK(dsv_split_batch(&ds.test, NULL, 1, &x, &y, DSV_F32));
+    TU_OK(dsv_tensor_init(&sc, DSV_F32, 2, (int64_t[]){1, 10}));
+    TU_OK(dsv_model_scores(m, &x, &sc));
+    int best = 0;
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < 10; j++) {
+        if (dsv_tensor_get(&sc, j) > dsv_tensor_get(&sc, best))
+            best = j;
+        mx = fmax(mx, dsv_tensor_get(&sc, j));
+    }
+    for (int j = 0; j < 10; j++)
+        sum += exp(dsv_tensor_get(&sc, j) - mx);
+    assert_int_equal(cls, best);
+    assert_float_equal(prob, exp(dsv_tensor_get(&sc, best) - mx) / sum, 1e-6);
+    dsv_tensor_free(&x);
+    dsv_tensor_free(&y);
+    dsv_tensor_free(&sc);
+    dsv_dataset_free(&ds);
+    dsv_model_destroy(m);
+}
+
 static void test_corrupt_checkpoint(void **st)
 {
     (void)st;
@@ -393,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_truncated_dataset),
         cmocka_unit_test(test_check_command),
         cmocka_unit_test(test_train_eval_predict),
+        cmocka_unit_test(test_predict_matches_dataset),
         cmocka_unit_test(test_corrupt_checkpoint),
         cmocka_unit_test(test_sigkill_keeps_checkpoint),
         cmocka_unit_test(test_sigint_saves),
