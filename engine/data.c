@@ -451,13 +451,26 @@ static dsv_status idx_read(const char *dir, const char *name, int ndim,
             goto close;
         }
     }
-    *data = malloc((size_t)total);
-    if (!*data) {
-        s = dsv_error(DSV_NOMEM, "%s: no memory for %lld bytes", path, (long long)total);
-        goto close;
+    /* The buffer grows with the data actually read, so a header announcing
+       gigabytes in a small file costs no more than the file. */
+    int64_t cap = 0, have = 0;
+    while (have < total) {
+        if (have == cap) {
+            int64_t ncap = cap ? cap * 2 : (int64_t)1 << 24;
+            if (ncap > total)
+                ncap = total;
+            uint8_t *nd = realloc(*data, (size_t)ncap);
+            if (!nd) {
+                s = dsv_error(DSV_NOMEM, "%s: no memory for %lld bytes", path, (long long)ncap);
+                goto close;
+            }
+            *data = nd;
+            cap = ncap;
+        }
+        if ((s = gz_exact(g, path, *data + have, cap - have, "the data the header announces")))
+            goto close;
+        have = cap;
     }
-    if ((s = gz_exact(g, path, *data, total, "the data the header announces")))
-        goto close;
     uint8_t extra;
     int r = gzread(g, &extra, 1);
     if (r != 0) {

@@ -272,6 +272,11 @@ static void test_idx_malformed(void **st)
     idx_bad("idx_magic", "train-images-idx3-ubyte", 0, 2, 0x09, 0, DSV_CORRUPT, "bad magic");
     idx_bad("idx_dims", "train-images-idx3-ubyte", 0, 3, 2, 0, DSV_CORRUPT, "2 dimensions");
     idx_bad("idx_zero", "t10k-images-idx3-ubyte", 0, 11, 0, 0, DSV_CORRUPT, "dimension 1");
+    /* a header announcing 335 MB in a small file: truncated, without
+       allocating what it announces */
+    idx_bad("idx_huge", "train-images-idx3-ubyte", 0, 4, 0x01, 0, DSV_CORRUPT, "truncated");
+    idx_bad("idx_toobig", "train-images-idx3-ubyte", 0, 4, 0x7f, 0, DSV_CORRUPT,
+            "more than");
     idx_bad("idx_trunc", "train-images-idx3-ubyte", 100, -1, 0, 0, DSV_CORRUPT, "truncated");
     idx_bad("idx_hdr", "train-labels-idx1-ubyte", 6, -1, 0, 0, DSV_CORRUPT, "header");
     idx_bad("idx_extra", "t10k-labels-idx1-ubyte", 0, -1, 0, 5, DSV_CORRUPT, "trailing");
