@@ -42,6 +42,10 @@ static double overfit(const dsv_split *train, const dsv_split *val, int *iterati
     c.seed = 2;
     c.on_progress = last_train_acc;
     c.user = &epoch_acc;
+    /* The bound below is not met before training: chance is 0.1. */
+    double acc0;
+    TU_OK(dsv_check_accuracy(m, train, 0, 50, 0, &acc0));
+    assert_true(acc0 < 0.5);
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, train, val, &c));
     TU_OK(dsv_solver_train(s));
