@@ -1534,11 +1534,15 @@ static dsv_status check_inputs(const dsv_graph *g, const dsv_tensor *x,
     bool ok = x->ndim == in->ndim && x->shape[0] >= 1;
     for (int d = 1; ok && d < in->ndim; d++)
         ok = x->shape[d] == in->shape[d];
+    /* rows already flattened, as the course feeds its fully connected nets */
+    if (x->ndim == 2 && x->shape[0] >= 1 && x->shape[1] == in->row)
+        ok = true;
     if (!ok) {
         dsv_tensor ref = dsv_tensor_wrap(x->data, g->dtype, in->ndim, in->shape);
-        return dsv_error(DSV_INVALID, "input x has shape %s, expected (N%s",
+        return dsv_error(DSV_INVALID, "input x has shape %s, expected (N%s or (N, %lld)",
                          dsv_tensor_shape_str(x, a, sizeof(a)),
-                         strchr(dsv_tensor_shape_str(&ref, b, sizeof(b)), ','));
+                         strchr(dsv_tensor_shape_str(&ref, b, sizeof(b)), ','),
+                         (long long)in->row);
     }
     if (!y)
         return DSV_OK;

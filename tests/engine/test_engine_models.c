@@ -184,6 +184,12 @@ static void test_scores(void **st)
     TU_OK(dsv_model_scores(m, &x4, &s2));
     dsv_tensor s4 = dsv_tensor_slice(&s, 6, 4);
     assert_true(tu_rel_error(&s2, &s4) < 1e-5);
+    /* flattened rows are accepted too */
+    dsv_tensor xf = dsv_tensor_wrap(x.data, DSV_F32, 2, (int64_t[]){10, 3 * 8 * 8});
+    dsv_tensor sf = tu_zeros(DSV_F32, 2, (int64_t[]){10, 10});
+    TU_OK(dsv_model_scores(m, &xf, &sf));
+    assert_memory_equal(sf.data, s.data, 100 * sizeof(float));
+    dsv_tensor_free(&sf);
     /* wrong shapes are refused with a message */
     assert_int_equal(dsv_model_scores(m, &x4, &s), DSV_INVALID);
     dsv_tensor bad = tu_zeros(DSV_F32, 4, (int64_t[]){2, 3, 8, 7});
