@@ -17,6 +17,17 @@
  * Where a value feeds several nodes its gradient is the SUM of what each
  * consumer gives (kernels overwrite, so extra consumers write a temporary
  * that is added in).
+ *
+ * Schedules (dsv_exec_options.schedule): "layer" runs the nodes in order, each
+ * kernel with the whole team; "batch" gives each thread a contiguous slice of
+ * the minibatch (views of the full-batch buffers), 1-thread kernels and its
+ * own per-node backend state, and sums per-thread parameter gradients in
+ * thread order. Batch norm nodes run once on the whole batch between two
+ * barriers, so the statistics are the minibatch's; losses and dscores are
+ * weighted by slice / batch size; dropout masks use the sample's batch index.
+ * Under "batch" buffers share memory only across those barriers. "auto" times
+ * two training passes of each per batch size (parameters, buffers and the
+ * step restored) and keeps the faster. Results do not depend on timing.
  */
 #ifndef DASECV_GRAPH_H
 #define DASECV_GRAPH_H
