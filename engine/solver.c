@@ -351,6 +351,9 @@ static void restore(dsv_solver *s)
         memcpy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es);
     *dsv_optimizer_step_count(s->opt) = s->bak_t;
     dsv_model_set_train_steps(s->m, s->bak_model_steps);
+    /* an epoch's first step that fails leaves its permutation undrawn */
+    s->rng = s->bak_rng;
+    s->rng_epoch = s->bak_rng_epoch;
 }
 
 static uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b)
@@ -441,8 +444,13 @@ dsv_status dsv_solver_train(dsv_solver *s)
             s->stopped = 1;
             break;
         }
-        if ((st = next_batch(s)))
+        s->bak_rng = s->rng;
+        s->bak_rng_epoch = s->rng_epoch;
+        if ((st = next_batch(s))) {
+            s->rng = s->bak_rng;
+            s->rng_epoch = s->bak_rng_epoch;
             return st;
+        }
         if ((st = dsv_solver_hist_reserve_(s, s->loss_n + 1, s->acc_n + 1)))
             return st;
         backup(s);

@@ -50,7 +50,7 @@ struct dsv_solver {
     /* State before the current step, restored when it produces NaN or Inf. */
     void *bak_params, *bak_buffers, *bak_state[2];
     int64_t bak_t;
-    uint64_t bak_model_steps;
+    uint64_t bak_model_steps, bak_rng, bak_rng_epoch;
 
     volatile sig_atomic_t stop_request;
     int stopped;

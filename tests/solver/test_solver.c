@@ -112,6 +112,20 @@ static dsv_solver_config base_config(record *r)
     return c;
 }
 
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc((size_t)len);
+    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return p;
+}
+
 /* ---- tests ----------------------------------------------------------------- */
 
 static void test_histories_and_lr_decay(void **st)
@@ -317,11 +331,22 @@ static void test_nan_loss(void **st)
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, &bad, NULL, &c));
     r.s = s;
+    char p0[512], p1[512];
+    snprintf(p0, sizeof(p0), "%s", tu_scratch("nan_before.ckpt"));
+    snprintf(p1, sizeof(p1), "%s", tu_scratch("nan_after.ckpt"));
+    TU_OK(dsv_checkpoint_save(s, p0));
     assert_int_equal(dsv_solver_train(s), DSV_INVALID);
     assert_non_null(strstr(dsv_errmsg(), "NaN"));
     assert_int_equal(dsv_solver_iteration(s), 0);
     assert_int_equal(r.calls, 0);
     assert_memory_equal(dsv_model_params(m), before, param_bytes(m));
+    /* the whole state is as before the failed step: RNG, counters, buffers */
+    TU_OK(dsv_checkpoint_save(s, p1));
+    size_t n0, n1;
+    uint8_t *b0 = slurp(p0, &n0), *b1 = slurp(p1, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(b0, b1, n0);
+    free(b0), free(b1);
     free(before);
     free(mean);
     dsv_solver_destroy(s);
@@ -351,20 +376,6 @@ static void test_check_accuracy(void **st)
 }
 
 /* ---- resume identity ------------------------------------------------------ */
-
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)len);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
 
 /* Trains a fresh run to the end and saves it at path. */
 static void straight_run(const dsv_model_config *mc, const dsv_split *tr, const dsv_split *va,
