@@ -218,6 +218,17 @@ static void test_memory_plan(void **st)
     printf("  batch-schedule train plan: %zu bytes planned, %zu without sharing\n",
            s.planned_bytes, s.unshared_bytes);
     assert_true(s.planned_bytes < s.unshared_bytes);
+    /* many batch sizes: the cache keeps a bounded number of plans */
+    for (int64_t n = 1; n <= 12; n++) {
+        dsv_tensor xs = dsv_tensor_slice(&x5, 0, n <= 5 ? n : 5);
+        dsv_tensor ys = dsv_tensor_slice(&y5, 0, n <= 5 ? n : 5);
+        dsv_tensor xn = n <= 5 ? xs : dsv_tensor_slice(&x, 0, n <= 8 ? n : 8);
+        dsv_tensor yn = n <= 5 ? ys : dsv_tensor_slice(&y, 0, n <= 8 ? n : 8);
+        TU_OK(dsv_model_loss(m, &xn, &yn, &loss));
+    }
+    dsv_graph_get_stats(g, &s);
+    assert_true(s.num_plans <= 8);
+    TU_OK(dsv_model_loss(m, &x, &y, &loss));
     dsv_tensor_free(&sc);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);
