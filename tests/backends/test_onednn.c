@@ -95,7 +95,8 @@ static void conv_data_free(conv_data *d)
 static dsv_status conv_try(conv_data *d, void **state, int nthreads)
 {
     dsv_call c = conv_call(d, false);
-    c.state = state, c.nthreads = nthreads;
+    /* a node keeps its call, so the slot's owner is remembered */
+    c.state = state, c.nthreads = nthreads, c.state_backend = DSV_BACKEND_ONEDNN;
     tu_rng r = {99};
     dsv_tensor *g[] = {&d->out2, &d->dx2, &d->dw2, &d->db2};
     for (int i = 0; i < 4; i++)
@@ -142,6 +143,8 @@ static void test_conv_state_reuse(void **unused)
         conv_expect_equal(&d);
         conv_run_onednn(&d, &state, 0);
         conv_expect_equal(&d);
+        void *kept = state;
+        assert_non_null(kept);
         for (int64_t j = 0; j < dsv_tensor_numel(&d.x); j++)
             dsv_tensor_set(&d.x, j, -dsv_tensor_get(&d.x, j));
         for (int64_t j = 0; j < dsv_tensor_numel(&d.w); j++)
@@ -151,6 +154,7 @@ static void test_conv_state_reuse(void **unused)
         TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
         conv_run_onednn(&d, &state, 0);
         conv_expect_equal(&d);
+        assert_ptr_equal(state, kept); /* rebuilt in place, not reallocated */
 
         /* the checker catches a wrong value */
         float *o = d.dw2.data;
@@ -174,13 +178,13 @@ static void test_conv_state_reuse(void **unused)
 
     /* backward alone, with dx only, then dw only, then db only */
     dsv_call c = conv_call(&a, false);
-    c.state = &state;
+    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
     memset(a.dx2.data, 0x7f, dsv_tensor_nbytes(&a.dx2));
     c.dw = c.db = NULL;
     TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
     assert_true(max_err(&a.dx2, &a.dx) < TOL);
     c = conv_call(&a, false);
-    c.state = &state;
+    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
     memset(a.dw2.data, 0x7f, dsv_tensor_nbytes(&a.dw2));
     memset(a.db2.data, 0x7f, dsv_tensor_nbytes(&a.db2));
     c.dx = c.db = NULL;
@@ -190,7 +194,6 @@ static void test_conv_state_reuse(void **unused)
     TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
     assert_true(max_err(&a.db2, &a.db) < TOL);
 
-    c.state_backend = DSV_BACKEND_ONEDNN;
     dsv_call_state_free(&c);
     assert_null(state);
     conv_data_free(&a);
@@ -246,7 +249,7 @@ static void pool_data_free(pool_data *d)
 static dsv_status pool_try(pool_data *d, void **state, int nthreads, bool backward)
 {
     dsv_call c = pool_call(d, false);
-    c.state = state, c.nthreads = nthreads;
+    c.state = state, c.nthreads = nthreads, c.state_backend = DSV_BACKEND_ONEDNN;
     if (backward)
         memset(d->dx2.data, 0x7f, dsv_tensor_nbytes(&d->dx2));
     dsv_backend used;
@@ -408,7 +411,7 @@ static void test_batch_parallel(void **unused)
             dsv_call c = dsv_call_make(DSV_OP_CONV);
             c.p = d.p, c.x = &x, c.w = &d.w, c.b = &d.b, c.out = &out;
             c.dout = &dout, c.dx = &dx, c.dw = &dw[t], c.db = &db[t];
-            c.nthreads = 1, c.state = &cs[t];
+            c.nthreads = 1, c.state = &cs[t], c.state_backend = DSV_BACKEND_ONEDNN;
             dsv_status s = dsv_forward(&c, DSV_BACKEND_ONEDNN, NULL);
             if (!s)
                 s = dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL);
@@ -419,7 +422,7 @@ static void test_batch_parallel(void **unused)
             dsv_tensor pdx = dsv_tensor_slice(&pd.dx2, n0, 5);
             dsv_call p = dsv_call_make(DSV_OP_MAX_POOL);
             p.p = pd.p, p.x = &px, p.out = &pout, p.dout = &pdout, p.dx = &pdx;
-            p.nthreads = 1, p.state = &ps[t];
+            p.nthreads = 1, p.state = &ps[t], p.state_backend = DSV_BACKEND_ONEDNN;
             if (!s)
                 s = dsv_forward(&p, DSV_BACKEND_ONEDNN, NULL);
             if (!s)
