@@ -15,6 +15,10 @@
 #include "common.h"
 #include "shim.h"
 
+#ifndef DSV_BENCH_BUILDTYPE
+#define DSV_BENCH_BUILDTYPE "unknown"
+#endif
+
 /* Removes --dsv_threads=N from argv; returns N, or -1 if malformed. */
 static int take_threads(int *argc, char **argv)
 {
@@ -58,6 +62,7 @@ int main(int argc, char **argv)
             strcat(buf, dsv_backend_name((dsv_backend)b));
         }
     dsv_bench_context("dasecv_backends", buf);
+    dsv_bench_context("dasecv_buildtype", DSV_BENCH_BUILDTYPE);
 
     dsv_bench_register_ops();
     dsv_bench_register_models();

@@ -179,7 +179,8 @@ def main():
                 json.dump(doc, f, indent=1)
     dsv, errors = dasecv_medians(dsv_doc)
     ctx = dsv_doc.get("context", {})
-    print(f"dasecv threads={ctx.get('dasecv_threads', '?')} "
+    print(f"dasecv {ctx.get('dasecv_buildtype', '?')} build, "
+          f"threads={ctx.get('dasecv_threads', '?')} "
           f"backends={ctx.get('dasecv_backends', '?')}; "
           f"PyTorch {torch_doc['context']['torch_version']} "
           f"threads={torch_doc['context']['threads']}; "
