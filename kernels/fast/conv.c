@@ -116,23 +116,30 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
             }
 }
 
-/* Images [n0, n1) forward with one column buffer; gemm_nt threads inside. */
+/* Images [n0, n1) forward; gemm_nt threads inside each product.
+ * Through im2col, the bias rides in the product: col has a last row of
+ * ones and wb = [w | b] is (F, K+1), so out_n is written in one pass.
+ * Direct 1x1 convs fill out_n with the bias and accumulate onto it. */
 static void forward_images(const conv_geom *g, const float *x, const float *w,
-                           const float *b, float *out, float *col, int64_t n0,
-                           int64_t n1, int gemm_nt)
+                           const float *wb, const float *b, float *out,
+                           float *col, int64_t n0, int64_t n1, int gemm_nt)
 {
+    if (!g->direct)
+        for (int64_t i = 0; i < g->P; i++)
+            col[g->K * g->P + i] = 1.0f;
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = x + n * g->C * g->H * g->W;
         float *on = out + n * g->F * g->P;
-        const float *cn = xn;
         if (!g->direct) {
             im2col(g, xn, col);
-            cn = col;
+            dsv_fast_sgemm(false, false, g->F, g->P, g->K + 1, wb, g->K + 1, col,
+                           g->P, 0.0f, on, g->P, gemm_nt);
+            continue;
         }
         for (int64_t f = 0; f < g->F; f++)
             for (int64_t i = 0; i < g->P; i++)
                 on[f * g->P + i] = b[f];
-        dsv_fast_sgemm(false, false, g->F, g->P, g->K, w, g->K, cn, g->P, 1.0f,
+        dsv_fast_sgemm(false, false, g->F, g->P, g->K, w, g->K, xn, g->P, 1.0f,
                        on, g->P, gemm_nt);
     }
 }
@@ -143,23 +150,31 @@ dsv_status dsv_fast_conv_forward(dsv_call *c)
     int nt = dsv_fast_nthreads(c);
     bool by_image = nt > 1 && g.N >= nt;
     int nbuf = by_image ? nt : 1;
-    size_t per = g.direct ? 0 : (size_t)(g.K * g.P);
-    float *scratch = NULL;
+    /* per thread: col (K+1, P); shared: wb (F, K+1); 16-float aligned */
+    size_t per = g.direct ? 0 : ((size_t)((g.K + 1) * g.P) + 15) & ~(size_t)15;
+    size_t nwb = g.direct ? 0 : (size_t)(g.F * (g.K + 1));
+    float *scratch = NULL, *wb = NULL;
     if (per) {
-        scratch = dsv_fast_scratch(c, sizeof(float) * per * (size_t)nbuf);
+        scratch = dsv_fast_scratch(c, sizeof(float) * (per * (size_t)nbuf + nwb));
         if (!scratch)
             return dsv_error(DSV_NOMEM, "conv: out of memory for %zu column floats",
-                             per * (size_t)nbuf);
+                             per * (size_t)nbuf + nwb);
+        wb = scratch + per * (size_t)nbuf;
+        const float *w = c->w->data, *b = c->b->data;
+        for (int64_t f = 0; f < g.F; f++) {
+            memcpy(wb + f * (g.K + 1), w + f * g.K, sizeof(float) * (size_t)g.K);
+            wb[f * (g.K + 1) + g.K] = b[f];
+        }
     }
     const float *x = c->x->data, *w = c->w->data, *b = c->b->data;
     float *out = c->out->data;
     if (!by_image) {
-        forward_images(&g, x, w, b, out, scratch, 0, g.N, nt);
+        forward_images(&g, x, w, wb, b, out, scratch, 0, g.N, nt);
     } else {
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
-            forward_images(&g, x, w, b, out, scratch ? scratch + per * (size_t)t : NULL,
+            forward_images(&g, x, w, wb, b, out, scratch ? scratch + per * (size_t)t : NULL,
                            g.N * t / n, g.N * (t + 1) / n, 1);
         }
     }
