@@ -20,12 +20,11 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-bool cli_progress_init(cli_progress *p, bool quiet, int print_every, int batch_size,
+bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
                        const char *log_path, bool append)
 {
     memset(p, 0, sizeof(*p));
     p->it0 = -1;
-    p->batch_size = batch_size;
     p->quiet = quiet;
     p->tty = isatty(fileno(stderr));
     p->print_every = print_every > 0 ? print_every : 1;
@@ -74,12 +73,12 @@ static void draw_bar(cli_progress *p, const dsv_progress *pr)
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = '\0';
-    /* rate and ETA over this run (a resumed run starts mid-way) */
+    /* ETA from this run's pace (a resumed run starts mid-way) */
     double done = (double)(pr->iteration - p->it0);
     double left = pr->seconds > 0 && done > 0
                       ? pr->seconds / done * (double)(pr->num_iterations - pr->iteration)
                       : NAN;
-    double ips = pr->seconds > 0 ? done * p->batch_size / pr->seconds : 0;
+    double ips = pr->images_per_s;
     fmt_time(eta, sizeof(eta), left);
     fprintf(stderr, "\r\033[K[%s] %3.0f%% it %lld/%lld ep %d/%d loss %.4f %.0f img/s ETA %s",
             bar, 100 * frac, (long long)pr->iteration, (long long)pr->num_iterations,
@@ -100,6 +99,13 @@ void cli_progress_update(cli_progress *p, const dsv_progress *pr)
 {
     if (p->it0 < 0)
         p->it0 = pr->iteration - 1;
+    p->seg_iters++;
+    p->seg_rate = pr->images_per_s;
+    if (pr->epoch_end && p->seg_rate > 0) {
+        p->acc_iters += p->seg_iters;
+        p->acc_inv += (double)p->seg_iters / p->seg_rate;
+        p->seg_iters = 0;
+    }
     if (p->log) {
         fprintf(p->log, "%lld,%d,%.6g", (long long)pr->iteration, pr->epoch, pr->loss);
         csv_num(p->log, pr->learning_rate);
@@ -132,6 +138,17 @@ void cli_progress_update(cli_progress *p, const dsv_progress *pr)
     if (pr->epoch_end)
         fprintf(stderr, "(Epoch %d / %d) train acc: %.4f; val_acc: %.4f\n", pr->epoch,
                 pr->num_epochs, pr->train_acc, pr->val_acc);
+}
+
+double cli_progress_images_per_s(const cli_progress *p)
+{
+    /* sum(steps) * B / sum(steps * B / rate): the batch size cancels */
+    double iters = (double)p->acc_iters, inv = p->acc_inv;
+    if (p->seg_iters > 0 && p->seg_rate > 0) {
+        iters += (double)p->seg_iters;
+        inv += (double)p->seg_iters / p->seg_rate;
+    }
+    return inv > 0 ? iters / inv : 0;
 }
 
 void cli_progress_note(cli_progress *p, const char *fmt, ...)

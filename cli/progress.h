@@ -19,15 +19,20 @@ typedef struct cli_progress {
     int print_every;
     double last_draw; /* seconds (dsv_progress.seconds) of the last redraw */
     int64_t it0;      /* iteration before the first update of this run, -1 */
-    int batch_size;   /* for the bar's images/s over the whole run */
+    /* training throughput of the run: each epoch's rate (the solver's, over
+       that epoch's steps, accuracy checks excluded) weighted by its steps */
+    int64_t seg_iters, acc_iters;
+    double seg_rate, acc_inv;
     FILE *log;        /* CSV, or NULL */
 } cli_progress;
 
 /* log_path may be NULL; returns false (message printed) if it cannot be
  * created. append: continue an existing log (resume) without a new header. */
-bool cli_progress_init(cli_progress *p, bool quiet, int print_every, int batch_size,
+bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
                        const char *log_path, bool append);
 void cli_progress_update(cli_progress *p, const dsv_progress *pr);
+/* Training images per second over the run so far (0 before any step). */
+double cli_progress_images_per_s(const cli_progress *p);
 /* Ends the bar's line (if drawn) and closes the log. */
 void cli_progress_finish(cli_progress *p);
 /* Prints a message on its own line (clearing the bar first). */

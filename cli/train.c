@@ -68,7 +68,11 @@ static const char usage[] =
     "  --quiet                  no progress output\n"
     "\n"
     "Progress goes to stderr: a bar on a terminal, else a line every\n"
-    "--print-every iterations. Exit status: 0 done; 1 error, or a NaN/Inf loss\n"
+    "--print-every iterations. images_per_s in the summary counts the training\n"
+    "steps only (the epoch-end accuracy checks are in seconds, not in it).\n"
+    "With --resume, the solver settings (update rule, learning rate, batch size,\n"
+    "decay, seed) come from the checkpoint.\n"
+    "Exit status: 0 done; 1 error, or a NaN/Inf loss\n"
     "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130\n"
     "interrupted by SIGINT (Ctrl-C) after saving the checkpoint.\n";
 
@@ -305,12 +309,11 @@ static double last_of(const double *v, int64_t n)
 }
 
 static void print_result(const train_opts *o, dsv_solver *s, dsv_model *m,
-                         double seconds, int64_t iters, bool stopped)
+                         double seconds, double ips, bool stopped)
 {
     const double *loss, *tacc, *vacc;
     int64_t nl = dsv_solver_loss_history(s, &loss);
     int na = dsv_solver_acc_history(s, &tacc, &vacc);
-    double ips = seconds > 0 ? (double)iters * o->batch_size / seconds : 0;
     int threads = o->threads ? o->threads : dsv_get_num_threads();
     const char *sched = dsv_schedule_name(dsv_model_schedule_used(m));
     const char *backend = dsv_backend_name(dsv_model_exec(m)->backend);
@@ -354,7 +357,7 @@ static int run(const train_opts *o)
     dsv_model *m = NULL;
     dsv_solver *s = NULL;
     run_ctx r = {.checkpoint = o->checkpoint, .saved_epoch = -1};
-    if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->batch_size, o->log, o->resume != NULL))
+    if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->log, o->resume != NULL))
         goto out;
 
     dsv_solver_config sc = dsv_solver_config_default();
@@ -412,7 +415,6 @@ static int run(const train_opts *o)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
 
-    int64_t it0 = dsv_solver_iteration(s);
     double t0 = cli_now();
     st = dsv_solver_train(s);
     double seconds = cli_now() - t0;
@@ -444,7 +446,7 @@ static int run(const train_opts *o)
     if (stopped && !o->quiet)
         fprintf(stderr, "dasecv train: interrupted%s%s\n",
                 r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
-    print_result(o, s, m, seconds, dsv_solver_iteration(s) - it0, stopped);
+    print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
     fflush(stdout);
     rc = stopped ? 130 : 0;
 out:
