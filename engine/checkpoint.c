@@ -606,6 +606,16 @@ static dsv_status load_ckpt(const char *path, uint8_t **data, ckpt *k)
     return st;
 }
 
+/* Errors from the model or Solver constructors name the checkpoint too. */
+static dsv_status name_file(dsv_status st, const char *path)
+{
+    if (strstr(dsv_errmsg(), path))
+        return st;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", dsv_errmsg());
+    return dsv_error(st, "checkpoint %s: %s", path, msg);
+}
+
 dsv_status dsv_checkpoint_load_model(const char *path, dsv_model **m)
 {
     *m = NULL;
@@ -620,7 +630,7 @@ dsv_status dsv_checkpoint_load_model(const char *path, dsv_model **m)
     st = make_model(path, &k, k.has_best ? k.best_params : k.params,
                     k.has_best ? k.best_buffers : k.buffers, m);
     free(data);
-    return st;
+    return st ? name_file(st, path) : st;
 }
 
 /* The counters must describe a position the Solver can reach. */
@@ -726,5 +736,5 @@ fail:
     if (m)
         dsv_model_destroy(m);
     free(data);
-    return st;
+    return name_file(st, path);
 }

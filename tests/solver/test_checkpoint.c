@@ -266,6 +266,60 @@ static void test_corrupt_files(void **st)
     fixture_free(&f);
 }
 
+/* Forged files: random bytes changed in the structured part (configuration,
+ * counts, settings, counters) and the checksum recomputed, so every check
+ * after the checksum is reached. Each load must fail cleanly or succeed; the
+ * sanitizer builds check that nothing is read out of bounds. */
+static void test_forged_fields(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    char good[512], path[512];
+    snprintf(good, sizeof(good), "%s", tu_scratch("forge_good.ckpt"));
+    snprintf(path, sizeof(path), "%s", tu_scratch("forge.ckpt"));
+    TU_OK(dsv_checkpoint_save(f.s, good));
+    size_t n;
+    uint8_t *orig = slurp(good, &n), *p = malloc(n);
+    /* the structured fields: the header's model configuration and counts,
+       and the tail after the parameter blocks (optimizer, solver, counters,
+       histories): the last 400 bytes minus the checksum */
+    tu_rng r = {99};
+    int failures = 0;
+    for (int round = 0; round < 300; round++) {
+        memcpy(p, orig, n);
+        int flips = 1 + (int)(tu_next(&r) % 3);
+        for (int i = 0; i < flips; i++) {
+            size_t at = tu_next(&r) % 2 ? 24 + tu_next(&r) % (OFF_NPARAMS + 16 - 24)
+                                        : n - 4 - 1 - tu_next(&r) % 400;
+            p[at] = (uint8_t)tu_next(&r);
+        }
+        reseal(p, n);
+        spit(path, p, n);
+        dsv_model *m = NULL;
+        dsv_solver *s = NULL;
+        dsv_status got = dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL);
+        if (got == DSV_OK) {
+            dsv_solver_destroy(s);
+            dsv_model_destroy(m);
+        } else {
+            failures++;
+            assert_null(m);
+            assert_null(s);
+            assert_true(got == DSV_CORRUPT || got == DSV_INVALID || got == DSV_NOMEM);
+            if (!strstr(dsv_errmsg(), "forge.ckpt"))
+                fail_msg("%s: %s", dsv_status_name(got), dsv_errmsg());
+        }
+        m = NULL;
+        if (dsv_checkpoint_load_model(path, &m) == DSV_OK)
+            dsv_model_destroy(m);
+    }
+    /* most changes are caught (some hit fields that are free to vary) */
+    assert_true(failures > 100);
+    free(p), free(orig);
+    fixture_free(&f);
+}
+
 static int count_temp_files(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
@@ -383,6 +437,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_forged_fields),
         cmocka_unit_test(test_atomic_under_kill),
         cmocka_unit_test(test_write_errors),
     };
