@@ -226,6 +226,22 @@ static void interleave_rows(const float *src, int64_t ld, int n, int w,
     (void)avx;
 #endif
     dst += k0 * w;
+    /* full panels of the usual widths: constant trip counts unroll */
+#define INTERLEAVE_FIXED(W_)                                                   \
+    case W_:                                                                   \
+        for (int64_t k = k0; k < kc; k++, dst += W_)                           \
+            for (int r = 0; r < W_; r++)                                       \
+                dst[r] = rows[r][k];                                           \
+        return;
+    if (n == w)
+        switch (w) {
+            INTERLEAVE_FIXED(4)
+            INTERLEAVE_FIXED(6)
+            INTERLEAVE_FIXED(8)
+            INTERLEAVE_FIXED(16)
+        default: break;
+        }
+#undef INTERLEAVE_FIXED
     for (int64_t k = k0; k < kc; k++, dst += w) {
         int r = 0;
         for (; r < n; r++)

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "fast.h"
 #include "testutil.h"
 
@@ -686,6 +688,60 @@ static void test_fast_state(void **st)
     assert_null(state);
 }
 
+/* ---- threads: deterministic, and slices inside a parallel region --------- */
+
+/* Forward of tc on the fast backend over rows [n0, n0+n) of x into the same
+ * rows of out, with nthreads threads. */
+static void fast_forward_rows(const tcase *tc, const tinputs *in, dsv_tensor *out,
+                              int64_t n0, int64_t n, int nthreads)
+{
+    dsv_tensor xs = dsv_tensor_slice(&in->x, n0, n), os = dsv_tensor_slice(out, n0, n);
+    trun r;
+    memset(&r, 0, sizeof(r));
+    dsv_call c = make_call(tc, in, &r);
+    c.x = &xs, c.out = &os, c.nthreads = nthreads;
+    TU_OK(dsv_forward(&c, DSV_BACKEND_FAST, NULL));
+}
+
+static void test_fast_threads(void **st)
+{
+    (void)st;
+    const tcase cases[] = {CONV(8, 3, 13, 13, 6, 3, 3, 2, 1), CONV(6, 4, 9, 9, 5, 1, 1, 1, 0),
+                           POOL(6, 3, 16, 16, 2, 2, 2), AFFINE(8, 300, 40)};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const tcase *tc = &cases[i];
+        tinputs in;
+        int ond;
+        int64_t os[4];
+        inputs_init(tc, 11 + i, &in, &ond, os);
+        /* two runs with two threads, forward and backward: bit-identical */
+        trun a, b;
+        run_one(tc, &in, ond, os, DSV_BACKEND_FAST, NULL, &a);
+        run_one(tc, &in, ond, os, DSV_BACKEND_FAST, NULL, &b);
+        assert_memory_equal(a.out.data, b.out.data, dsv_tensor_nbytes(&a.out));
+        assert_memory_equal(a.dx.data, b.dx.data, dsv_tensor_nbytes(&a.dx));
+        if (tc->wnd)
+            assert_memory_equal(a.dw.data, b.dw.data, dsv_tensor_nbytes(&a.dw));
+        /* the batch split between two threads, each kernel told nthreads 1
+           (so it must not open a parallel region of its own) */
+        dsv_tensor split;
+        TU_OK(dsv_tensor_init(&split, DSV_F32, ond, os));
+        int64_t N = tc->xs[0];
+#pragma omp parallel num_threads(2)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            fast_forward_rows(tc, &in, &split, N * t / nt, N * (t + 1) / nt - N * t / nt, 1);
+        }
+        assert_true(cmp_err(&split, &a.out) <= TOL);
+        if (tc->op == DSV_OP_CONV || tc->op == DSV_OP_MAX_POOL) /* per image */
+            assert_memory_equal(split.data, a.out.data, dsv_tensor_nbytes(&a.out));
+        dsv_tensor_free(&split);
+        run_free(&a);
+        run_free(&b);
+        inputs_free(&in);
+    }
+}
+
 /* ---- dispatch: what a backend cannot run falls back to naive ------------- */
 
 static void test_dispatch_fallback(void **st)
@@ -733,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_course_cells),
         cmocka_unit_test(test_fast_state),
+        cmocka_unit_test(test_fast_threads),
         cmocka_unit_test(test_dispatch_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
