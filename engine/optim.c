@@ -25,6 +25,7 @@ struct dsv_optimizer {
     int nstates;
     void *state[2];
     int64_t t; /* adam's step count; incremented before use */
+    int threads; /* 0 = dsv_get_num_threads() */
 };
 
 static const char *const rule_names[] = {"sgd", "sgd_momentum", "rmsprop", "adam"};
@@ -154,28 +155,28 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
  * type T and its sqrt. Scalars arrive already rounded to T.
  */
 #define DEFINE_STEPS(T, SUF, SQRT)                                             \
-    static void sgd_##SUF(int64_t n, T *restrict w, const T *restrict dw,      \
+    static void sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,      \
                           T lr)                                                \
     {                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
         for (int64_t i = 0; i < n; i++)                                        \
             w[i] -= lr * dw[i];                                                \
     }                                                                          \
-    static void momentum_##SUF(int64_t n, T *restrict w, const T *restrict dw, \
+    static void momentum_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
                                T *restrict v, T lr, T mu)                      \
     {                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
         for (int64_t i = 0; i < n; i++) {                                      \
             T vi = mu * v[i] - lr * dw[i];                                     \
             v[i] = vi;                                                         \
             w[i] += vi;                                                        \
         }                                                                      \
     }                                                                          \
-    static void rmsprop_##SUF(int64_t n, T *restrict w, const T *restrict dw,  \
+    static void rmsprop_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,  \
                               T *restrict cache, T lr, T dr, T eps)            \
     {                                                                          \
         const T one_m = (T)1 - dr;                                             \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
         for (int64_t i = 0; i < n; i++) {                                      \
             T g = dw[i];                                                       \
             T c = dr * cache[i] + one_m * (g * g);                             \
@@ -183,12 +184,12 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
             w[i] -= lr * g / (SQRT(c) + eps);                                  \
         }                                                                      \
     }                                                                          \
-    static void adam_##SUF(int64_t n, T *restrict w, const T *restrict dw,     \
+    static void adam_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,     \
                            T *restrict m, T *restrict v, T lr, T b1, T b2,     \
                            T c1, T c2, T eps)                                  \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)") \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
         for (int64_t i = 0; i < n; i++) {                                      \
             T g = dw[i];                                                       \
             T mi = b1 * m[i] + one_m1 * g;                                     \
@@ -202,10 +203,16 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
 DEFINE_STEPS(float, f32, sqrtf)
 DEFINE_STEPS(double, f64, sqrt)
 
+void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
+{
+    o->threads = threads > 0 ? threads : 0;
+}
+
 void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
 {
     const dsv_optim_config *c = &o->cfg;
     int64_t n = o->n;
+    int nt = o->threads ? o->threads : dsv_get_num_threads();
     double c1 = 1, c2 = 1;
     if (c->rule == DSV_UPDATE_ADAM) {
         o->t++;
@@ -218,18 +225,18 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
         const float *g = grads;
         switch (c->rule) {
         case DSV_UPDATE_SGD:
-            sgd_f32(n, w, g, (float)c->learning_rate);
+            sgd_f32(nt, n, w, g, (float)c->learning_rate);
             break;
         case DSV_UPDATE_SGD_MOMENTUM:
-            momentum_f32(n, w, g, o->state[0], (float)c->learning_rate,
+            momentum_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
                          (float)c->momentum);
             break;
         case DSV_UPDATE_RMSPROP:
-            rmsprop_f32(n, w, g, o->state[0], (float)c->learning_rate,
+            rmsprop_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
                         (float)c->decay_rate, (float)c->epsilon);
             break;
         case DSV_UPDATE_ADAM:
-            adam_f32(n, w, g, o->state[0], o->state[1], (float)c->learning_rate,
+            adam_f32(nt, n, w, g, o->state[0], o->state[1], (float)c->learning_rate,
                      (float)c->beta1, (float)c->beta2, (float)c1, (float)c2,
                      (float)c->epsilon);
             break;
@@ -241,17 +248,17 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
         const double *g = grads;
         switch (c->rule) {
         case DSV_UPDATE_SGD:
-            sgd_f64(n, w, g, c->learning_rate);
+            sgd_f64(nt, n, w, g, c->learning_rate);
             break;
         case DSV_UPDATE_SGD_MOMENTUM:
-            momentum_f64(n, w, g, o->state[0], c->learning_rate, c->momentum);
+            momentum_f64(nt, n, w, g, o->state[0], c->learning_rate, c->momentum);
             break;
         case DSV_UPDATE_RMSPROP:
-            rmsprop_f64(n, w, g, o->state[0], c->learning_rate, c->decay_rate,
+            rmsprop_f64(nt, n, w, g, o->state[0], c->learning_rate, c->decay_rate,
                         c->epsilon);
             break;
         case DSV_UPDATE_ADAM:
-            adam_f64(n, w, g, o->state[0], o->state[1], c->learning_rate,
+            adam_f64(nt, n, w, g, o->state[0], o->state[1], c->learning_rate,
                      c->beta1, c->beta2, c1, c2, c->epsilon);
             break;
         default:

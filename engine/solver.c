@@ -435,6 +435,8 @@ static dsv_status bad_step(dsv_solver *s, const char *what, double loss)
 dsv_status dsv_solver_train(dsv_solver *s)
 {
     s->stopped = 0;
+    /* the step uses the threads the model was given (set after create) */
+    dsv_optimizer_set_threads(s->opt, dsv_model_exec(s->m)->threads);
     double t0 = now_s(), epoch_t0 = t0;
     int64_t epoch_images = 0;
     dsv_status st = DSV_OK;

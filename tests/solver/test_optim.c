@@ -336,6 +336,7 @@ static void test_f32_and_parallel(void **st)
         dsv_optimizer *big, *small;
         TU_OK(dsv_optimizer_create(&big, &c, n, DSV_F32));
         TU_OK(dsv_optimizer_create(&small, &c, 7, DSV_F32));
+        dsv_optimizer_set_threads(big, 2); /* parallel even where 1 is the default */
         float *w = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
         tu_rng rng = {42};
         for (int64_t i = 0; i < n; i++)

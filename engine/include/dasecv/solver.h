@@ -49,6 +49,9 @@ dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
 void dsv_optimizer_destroy(dsv_optimizer *o);
 /* params -= update(grads), one flat loop over n values. */
 void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads);
+/* Threads the step may use when n is large (0, the default: all of
+ * dsv_get_num_threads()); the result does not depend on it. */
+void dsv_optimizer_set_threads(dsv_optimizer *o, int threads);
 dsv_optim_config *dsv_optimizer_config(dsv_optimizer *o); /* lr decays here */
 /* State for checkpoints: k flat blocks of n values (0, 1 or 2) and the step. */
 int dsv_optimizer_num_states(const dsv_optimizer *o);
