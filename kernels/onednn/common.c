@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -72,7 +73,7 @@ dnnl_memory_desc_t dsv_odn_md(int ndims, const int64_t *dims,
     return md;
 }
 
-static const char *impl_name(const_dnnl_primitive_desc_t pd)
+const char *dsv_odn_impl_name(const_dnnl_primitive_desc_t pd)
 {
     const char *name = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) !=
@@ -109,18 +110,94 @@ dsv_status dsv_odn_pd_create(dnnl_primitive_desc_t *pd,
         s = dsv_error(DSV_BACKEND, "onednn: %s: no implementation", what);
         goto out;
     }
-    if (prefer && !strstr(impl_name(first), prefer)) {
-        /* Walk the rest; keep the first on no match. */
+    if (prefer && strcmp(dsv_odn_impl_name(first), prefer) != 0) {
+        /* An exact name wins; else the first that contains it; else the
+           first of all. */
+        dnnl_primitive_desc_t partial = strstr(dsv_odn_impl_name(first), prefer) ? first : NULL;
         while (dnnl_primitive_desc_iterator_next(it) == dnnl_success) {
             dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
-            if (cand && strstr(impl_name(cand), prefer)) {
-                dnnl_primitive_desc_destroy(first);
-                first = cand;
+            if (!cand)
+                continue;
+            if (!strcmp(dsv_odn_impl_name(cand), prefer)) {
+                if (partial && partial != first)
+                    dnnl_primitive_desc_destroy(partial);
+                partial = cand;
                 break;
             }
-            if (cand)
+            if (!partial && strstr(dsv_odn_impl_name(cand), prefer))
+                partial = cand;
+            else
                 dnnl_primitive_desc_destroy(cand);
         }
+        if (partial && partial != first) {
+            dnnl_primitive_desc_destroy(first);
+            first = partial;
+        }
+    }
+    *pd = first;
+out:
+    if (it)
+        dnnl_primitive_desc_iterator_destroy(it);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+double dsv_odn_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
+                              const_dnnl_op_desc_t op_desc,
+                              const_dnnl_primitive_desc_t hint,
+                              dsv_odn_time_fn time_fn, void *ctx,
+                              const char *what)
+{
+    dnnl_engine_t eng;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_iterator_t it = NULL;
+    dnnl_primitive_desc_t first = NULL, best = NULL;
+    double best_ms = 0;
+    dsv_status s;
+
+    *pd = NULL;
+    if ((s = dsv_odn_engine(&eng)))
+        return s;
+    if ((s = dsv_odn_status(dnnl_primitive_attr_create(&attr), what)) ||
+        (s = dsv_odn_status(
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+             what)) ||
+        (s = dsv_odn_status(
+             dnnl_primitive_desc_iterator_create(&it, op_desc, attr, eng, hint),
+             what)))
+        goto out;
+    do {
+        dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+        if (!cand)
+            continue;
+        if (!first) {
+            first = cand;
+        }
+        /* reference kernels are orders of magnitude slower: not worth a run */
+        double ms = strncmp(dsv_odn_impl_name(cand), "ref", 3) ? time_fn(ctx, cand) : -1;
+        if (ms >= 0 && (!best || ms < best_ms)) {
+            if (best && best != first)
+                dnnl_primitive_desc_destroy(best);
+            best = cand, best_ms = ms;
+        } else if (cand != first) {
+            dnnl_primitive_desc_destroy(cand);
+        }
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    if (!first) {
+        s = dsv_error(DSV_BACKEND, "onednn: %s: no implementation", what);
+        goto out;
+    }
+    if (best && best != first) {
+        dnnl_primitive_desc_destroy(first);
+        first = best;
     }
     *pd = first;
 out:

@@ -46,14 +46,29 @@ DSV_ODN_INTERNAL void dsv_odn_threads_end(int saved);
 DSV_ODN_INTERNAL dnnl_memory_desc_t dsv_odn_md(int ndims, const int64_t *dims,
                                                dnnl_format_tag_t tag);
 
-/* Primitive descriptor with a user scratchpad. Takes the first
- * implementation whose name contains `prefer` (NULL or no match: the first
- * one, like dnnl_primitive_desc_create). */
+/* Primitive descriptor with a user scratchpad. Takes the implementation
+ * named `prefer`, else the first whose name contains it, else (also for
+ * NULL) the first one, like dnnl_primitive_desc_create. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_pd_create(dnnl_primitive_desc_t *pd,
                                               const_dnnl_op_desc_t op_desc,
                                               const_dnnl_primitive_desc_t hint,
                                               const char *prefer,
                                               const char *what);
+
+/* Measures one candidate: milliseconds per run, negative if it cannot run. */
+typedef double (*dsv_odn_time_fn)(void *ctx, const_dnnl_primitive_desc_t pd);
+/* Like dsv_odn_pd_create, but times every non-reference implementation with
+ * time_fn and keeps the fastest (the first one if none could be timed). */
+DSV_ODN_INTERNAL dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
+                                               const_dnnl_op_desc_t op_desc,
+                                               const_dnnl_primitive_desc_t hint,
+                                               dsv_odn_time_fn time_fn, void *ctx,
+                                               const char *what);
+/* Wall-clock milliseconds (for timing candidates). */
+DSV_ODN_INTERNAL double dsv_odn_now_ms(void);
+
+/* "jit:avx2", "x64:gemm:jit", ... ("" if unknown). */
+DSV_ODN_INTERNAL const char *dsv_odn_impl_name(const_dnnl_primitive_desc_t pd);
 
 /* A primitive and its scratchpad (NULL when it needs none). */
 typedef struct dsv_odn_prim {
