@@ -4,7 +4,8 @@
  * The classic layout: op(B) is packed in KC x NC blocks cut into NR-column
  * panels, op(A) in MC x KC blocks cut into MR-row panels, and a register-
  * blocked micro-kernel multiplies one A panel by one B panel. Transposes are
- * absorbed by the packing, so the micro-kernels see one format. Three
+ * absorbed by the packing, so the micro-kernels see one format (an
+ * untransposed B already has it, and is read in place). Three
  * micro-kernels exist (AVX-512F 8x32, AVX2+FMA 6x16, portable C 4x16); the
  * best one this CPU supports is chosen once from CPUID, and the SIMD ones are
  * compiled with per-function target attributes so the library itself needs
