@@ -6,6 +6,7 @@
  * states never share mutable oneDNN objects between threads.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -143,29 +144,128 @@ out:
     return s;
 }
 
-double dsv_odn_now_ms(void)
+static double now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
-dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
-                              const_dnnl_op_desc_t op_desc,
-                              const_dnnl_primitive_desc_t hint,
-                              dsv_odn_time_fn time_fn, void *ctx,
-                              const char *what)
+/* ---- implementation choices, measured once per configuration ------------- */
+
+typedef struct choice {
+    int64_t key[DSV_ODN_KEY_MAX];
+    int nkey;
+    char name[64];
+} choice;
+
+#define CHOICES 128
+static choice choices[CHOICES];
+static int nchoices, next_evict;
+static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static choice *choice_find(const int64_t *key, int nkey)
+{
+    for (int i = 0; i < nchoices; i++)
+        if (choices[i].nkey == nkey &&
+            !memcmp(choices[i].key, key, sizeof(*key) * (size_t)nkey))
+            return &choices[i];
+    return NULL;
+}
+
+static void choice_get(const int64_t *key, int nkey, char name[64])
+{
+    pthread_mutex_lock(&choices_lock);
+    choice *ch = choice_find(key, nkey);
+    memcpy(name, ch ? ch->name : "", ch ? sizeof(ch->name) : 1);
+    pthread_mutex_unlock(&choices_lock);
+}
+
+static void choice_put(const int64_t *key, int nkey, const char *name)
+{
+    pthread_mutex_lock(&choices_lock);
+    choice *ch = choice_find(key, nkey);
+    if (!ch) {
+        if (nchoices < CHOICES) {
+            ch = &choices[nchoices++];
+        } else { /* forget the oldest */
+            ch = &choices[next_evict];
+            next_evict = (next_evict + 1) % CHOICES;
+        }
+        memcpy(ch->key, key, sizeof(*key) * (size_t)nkey);
+        ch->nkey = nkey;
+    }
+    snprintf(ch->name, sizeof(ch->name), "%s", name);
+    pthread_mutex_unlock(&choices_lock);
+}
+
+/* Best of five runs after a warm-up, on zeroed buffers in the candidate's
+ * layouts (zero is a valid pooling workspace too); negative if it fails. */
+static double time_candidate(const_dnnl_primitive_desc_t pd, dnnl_stream_t stream,
+                             const dsv_odn_argq *q, int n)
+{
+    dnnl_engine_t eng;
+    dsv_odn_prim pr;
+    dnnl_exec_arg_t args[DSV_ODN_KEY_MAX + 1];
+    int made = 0;
+    double best = -1;
+    if (n > DSV_ODN_KEY_MAX || dsv_odn_engine(&eng) ||
+        dsv_odn_prim_make(&pr, pd, "timing a candidate"))
+        return -1;
+    for (; made < n; made++) {
+        const dnnl_memory_desc_t *md =
+            dnnl_primitive_desc_query_md(pd, q[made].what, q[made].index);
+        void *p = NULL;
+        args[made].arg = q[made].arg;
+        if (!md || dnnl_memory_create(&args[made].memory, md, eng,
+                                      DNNL_MEMORY_ALLOCATE) != dnnl_success)
+            goto out;
+        if (dnnl_memory_get_data_handle(args[made].memory, &p) == dnnl_success && p)
+            memset(p, 0, dnnl_memory_desc_get_size(md));
+    }
+    for (int i = 0; i < 6; i++) {
+        double t0 = now_ms();
+        if (dsv_odn_prim_run(&pr, stream, n, args, "timing a candidate") ||
+            dnnl_stream_wait(stream) != dnnl_success) {
+            best = -1;
+            break;
+        }
+        double ms = now_ms() - t0;
+        if (i > 0 && (best < 0 || ms < best))
+            best = ms;
+    }
+out:
+    while (made-- > 0)
+        dnnl_memory_destroy(args[made].memory);
+    dsv_odn_prim_free(&pr);
+    return best;
+}
+
+dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
+                            const_dnnl_op_desc_t op_desc,
+                            const_dnnl_primitive_desc_t hint,
+                            const int64_t *key, int nkey, dnnl_stream_t stream,
+                            const dsv_odn_argq *q, int nq, const char *what)
 {
     dnnl_engine_t eng;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_iterator_t it = NULL;
     dnnl_primitive_desc_t first = NULL, best = NULL;
     double best_ms = 0;
+    char name[64];
     dsv_status s;
 
     *pd = NULL;
+    DSV_ASSERT(nkey <= DSV_ODN_KEY_MAX);
+    choice_get(key, nkey, name);
+    if (name[0])
+        return dsv_odn_pd_create(pd, op_desc, hint, name, what);
+    /* Candidates are timed on one thread: the machine may be busy, and a
+       multi-threaded run then mostly measures waits for a descheduled thread,
+       which would make the choice random. The ranking carries over. */
+    int saved = dsv_odn_threads_begin(1);
     if ((s = dsv_odn_engine(&eng)))
-        return s;
+        goto out;
     if ((s = dsv_odn_status(dnnl_primitive_attr_create(&attr), what)) ||
         (s = dsv_odn_status(
              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
@@ -178,11 +278,12 @@ dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
         if (!cand)
             continue;
-        if (!first) {
+        if (!first)
             first = cand;
-        }
         /* reference kernels are orders of magnitude slower: not worth a run */
-        double ms = strncmp(dsv_odn_impl_name(cand), "ref", 3) ? time_fn(ctx, cand) : -1;
+        double ms = strncmp(dsv_odn_impl_name(cand), "ref", 3)
+                        ? time_candidate(cand, stream, q, nq)
+                        : -1;
         if (ms >= 0 && (!best || ms < best_ms)) {
             if (best && best != first)
                 dnnl_primitive_desc_destroy(best);
@@ -195,17 +296,20 @@ dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
         s = dsv_error(DSV_BACKEND, "onednn: %s: no implementation", what);
         goto out;
     }
-    if (best && best != first) {
-        dnnl_primitive_desc_destroy(first);
-        first = best;
-    }
-    *pd = first;
+    snprintf(name, sizeof(name), "%s", dsv_odn_impl_name(best ? best : first));
+    choice_put(key, nkey, name);
 out:
+    if (best && best != first)
+        dnnl_primitive_desc_destroy(best);
+    if (first)
+        dnnl_primitive_desc_destroy(first);
     if (it)
         dnnl_primitive_desc_iterator_destroy(it);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
-    return s;
+    dsv_odn_threads_end(saved);
+    /* the real one, for the caller's thread count */
+    return s ? s : dsv_odn_pd_create(pd, op_desc, hint, name, what);
 }
 
 dsv_status dsv_odn_prim_make(dsv_odn_prim *pr, const_dnnl_primitive_desc_t pd,

@@ -55,17 +55,25 @@ DSV_ODN_INTERNAL dsv_status dsv_odn_pd_create(dnnl_primitive_desc_t *pd,
                                               const char *prefer,
                                               const char *what);
 
-/* Measures one candidate: milliseconds per run, negative if it cannot run. */
-typedef double (*dsv_odn_time_fn)(void *ctx, const_dnnl_primitive_desc_t pd);
-/* Like dsv_odn_pd_create, but times every non-reference implementation with
- * time_fn and keeps the fastest (the first one if none could be timed). */
-DSV_ODN_INTERNAL dsv_status dsv_odn_pd_fastest(dnnl_primitive_desc_t *pd,
-                                               const_dnnl_op_desc_t op_desc,
-                                               const_dnnl_primitive_desc_t hint,
-                                               dsv_odn_time_fn time_fn, void *ctx,
-                                               const char *what);
-/* Wall-clock milliseconds (for timing candidates). */
-DSV_ODN_INTERNAL double dsv_odn_now_ms(void);
+/* One argument of a primitive, for timing candidates on zeroed buffers. */
+typedef struct dsv_odn_argq {
+    int arg;            /* DNNL_ARG_* */
+    dnnl_query_t what;  /* md query giving its layout */
+    int index;
+} dsv_odn_argq;
+
+/* The implementation for the configuration `key` (nkey <= DSV_ODN_KEY_MAX
+ * values, op first): the one recorded for that key, else the fastest of the
+ * non-reference candidates, timed on `stream` with zeroed buffers for `args`,
+ * then recorded for every later state (process-wide, thread-safe). */
+#define DSV_ODN_KEY_MAX 16
+DSV_ODN_INTERNAL dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
+                                             const_dnnl_op_desc_t op_desc,
+                                             const_dnnl_primitive_desc_t hint,
+                                             const int64_t *key, int nkey,
+                                             dnnl_stream_t stream,
+                                             const dsv_odn_argq *args, int nargs,
+                                             const char *what);
 
 /* "jit:avx2", "x64:gemm:jit", ... ("" if unknown). */
 DSV_ODN_INTERNAL const char *dsv_odn_impl_name(const_dnnl_primitive_desc_t pd);

@@ -94,6 +94,10 @@ static bool conv_key_equal(const conv_state *a, const conv_state *b)
            a->pad == b->pad && a->nthreads == b->nthreads;
 }
 
+static dsv_status pick(conv_state *st, int step, dnnl_primitive_desc_t *pd,
+                       const_dnnl_op_desc_t od, const_dnnl_primitive_desc_t hint,
+                       const char *what);
+
 /* The shared part: stream and the forward pd (also the backward hint). */
 static dsv_status conv_build(conv_state *st)
 {
@@ -116,7 +120,7 @@ static dsv_status conv_build(conv_state *st)
                                 &x, &w, &b, &y, strides, pad, pad),
                             "conv: forward descriptor")))
         return s;
-    return dsv_odn_pd_create(&st->fwd_pd, &cd, NULL, NULL, "conv: forward");
+    return pick(st, 0, &st->fwd_pd, &cd, NULL, "conv: forward");
 }
 
 static const dnnl_memory_desc_t *q(const_dnnl_primitive_desc_t pd,
@@ -143,13 +147,33 @@ static dsv_status conv_build_fwd(conv_state *st)
     return DSV_OK;
 }
 
-/* Backward data on few input channels: the blocked JIT kernels pad C to 16
- * and the GEMM implementation, which works on NCHW directly, is about twice
- * as fast (course cell: 0.45 vs 1.0 ms). With many channels keep oneDNN's
- * first choice. */
-static const char *bwd_data_prefer(const conv_state *st)
+/* The tuned implementation of one step (0 forward, 1 backward data,
+ * 2 backward weights) for this configuration. The fastest one depends on the
+ * CPU and the shape: on the course cell (3 input channels) the GEMM backward
+ * data, which works on NCHW directly, beats the blocked JIT kernel that pads
+ * C to the vector width; with 8 or more channels the JIT kernel wins. */
+static dsv_status pick(conv_state *st, int step, dnnl_primitive_desc_t *pd,
+                       const_dnnl_op_desc_t od, const_dnnl_primitive_desc_t hint,
+                       const char *what)
 {
-    return st->xs[1] < 16 ? "gemm" : NULL;
+    static const dsv_odn_argq args[3][4] = {
+        {{DNNL_ARG_SRC, dnnl_query_src_md, 0},
+         {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0},
+         {DNNL_ARG_BIAS, dnnl_query_weights_md, 1},
+         {DNNL_ARG_DST, dnnl_query_dst_md, 0}},
+        {{DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0},
+         {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0},
+         {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0}},
+        {{DNNL_ARG_SRC, dnnl_query_src_md, 0},
+         {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0},
+         {DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0},
+         {DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1}},
+    };
+    int64_t key[] = {DSV_OP_CONV, step, st->xs[0], st->xs[1], st->xs[2],
+                     st->xs[3], st->ws[0], st->ws[2], st->ws[3], st->stride,
+                     st->pad, st->nthreads};
+    return dsv_odn_pd_tuned(pd, od, hint, key, 12, st->stream, args[step],
+                            step == 1 ? 3 : 4, what);
 }
 
 static dsv_status conv_build_bwd(conv_state *st)
@@ -171,8 +195,7 @@ static dsv_status conv_build_bwd(conv_state *st)
                                 &dd, dnnl_convolution_direct, &ax, &aw, &ay,
                                 strides, pad, pad),
                             "conv: backward data descriptor")) ||
-        (s = dsv_odn_pd_create(&dpd, &dd, st->fwd_pd, bwd_data_prefer(st),
-                               "conv: backward data")) ||
+        (s = pick(st, 1, &dpd, &dd, st->fwd_pd, "conv: backward data")) ||
         (s = dsv_odn_prim_make(&st->bwd_d, dpd, "conv: backward data primitive")) ||
         (s = dsv_odn_edge_make(&st->d_dy, &uy, q(dpd, dnnl_query_diff_dst_md, 0), true, "conv: dout")) ||
         (s = dsv_odn_edge_make(&st->d_w, &uw, q(dpd, dnnl_query_weights_md, 0), true, "conv: w")) ||
@@ -182,7 +205,7 @@ static dsv_status conv_build_bwd(conv_state *st)
                                 &wd, dnnl_convolution_direct, &ax, &aw, &ub, &ay,
                                 strides, pad, pad),
                             "conv: backward weights descriptor")) ||
-        (s = dsv_odn_pd_create(&wpd, &wd, st->fwd_pd, NULL, "conv: backward weights")) ||
+        (s = pick(st, 2, &wpd, &wd, st->fwd_pd, "conv: backward weights")) ||
         (s = dsv_odn_prim_make(&st->bwd_w, wpd, "conv: backward weights primitive")) ||
         (s = dsv_odn_edge_make(&st->w_x, &ux, q(wpd, dnnl_query_src_md, 0), true, "conv: x")) ||
         (s = dsv_odn_edge_make(&st->w_dy, &uy, q(wpd, dnnl_query_diff_dst_md, 0), true, "conv: dout")) ||

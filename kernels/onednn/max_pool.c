@@ -16,8 +16,6 @@
  *  - the state key (shapes, window, stride, thread count) covers what the
  *    primitives were built for; any change rebuilds them.
  */
-#include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "common.h"
@@ -85,145 +83,25 @@ static uint32_t fingerprint(const float *x, int64_t n)
     return h;
 }
 
-/* ---- implementation choice, measured once per configuration ------------- */
-
-typedef struct pool_choice {
-    int64_t xs[4];
-    int kh, kw, stride, nthreads;
-    char fwd[64], bwd[64]; /* implementation names; "" = not measured yet */
-} pool_choice;
-
-#define POOL_CHOICES 64
-static pool_choice choices[POOL_CHOICES];
-static int nchoices, next_evict;
-static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static bool choice_match(const pool_choice *ch, const pool_state *st)
-{
-    return !memcmp(ch->xs, st->xs, sizeof(ch->xs)) && ch->kh == st->kh &&
-           ch->kw == st->kw && ch->stride == st->stride &&
-           ch->nthreads == st->nthreads;
-}
-
-/* Copies the recorded name (or "") into name. */
-static void choice_get(const pool_state *st, bool backward, char name[64])
-{
-    name[0] = '\0';
-    pthread_mutex_lock(&choices_lock);
-    for (int i = 0; i < nchoices; i++)
-        if (choice_match(&choices[i], st)) {
-            memcpy(name, backward ? choices[i].bwd : choices[i].fwd, 64);
-            break;
-        }
-    pthread_mutex_unlock(&choices_lock);
-}
-
-static void choice_put(const pool_state *st, bool backward, const char *name)
-{
-    pthread_mutex_lock(&choices_lock);
-    pool_choice *ch = NULL;
-    for (int i = 0; i < nchoices && !ch; i++)
-        if (choice_match(&choices[i], st))
-            ch = &choices[i];
-    if (!ch) {
-        if (nchoices < POOL_CHOICES) {
-            ch = &choices[nchoices++];
-        } else { /* forget the oldest */
-            ch = &choices[next_evict];
-            next_evict = (next_evict + 1) % POOL_CHOICES;
-        }
-        memset(ch, 0, sizeof(*ch));
-        memcpy(ch->xs, st->xs, sizeof(ch->xs));
-        ch->kh = st->kh, ch->kw = st->kw, ch->stride = st->stride;
-        ch->nthreads = st->nthreads;
-    }
-    snprintf(backward ? ch->bwd : ch->fwd, 64, "%s", name);
-    pthread_mutex_unlock(&choices_lock);
-}
-
-/* A zeroed library-owned buffer for the md (NULL on failure). */
-static dnnl_memory_t zeroed(const dnnl_memory_desc_t *md)
-{
-    dnnl_engine_t eng;
-    dnnl_memory_t m = NULL;
-    void *p = NULL;
-    if (!md || dsv_odn_engine(&eng) ||
-        dnnl_memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE) != dnnl_success)
-        return NULL;
-    if (dnnl_memory_get_data_handle(m, &p) == dnnl_success && p)
-        memset(p, 0, dnnl_memory_desc_get_size(md));
-    return m;
-}
-
-/* Best of three runs after a warm-up, on buffers of the candidate's own
- * layouts (the backward uses the state's forward workspace). */
-static double time_candidate(pool_state *st, const_dnnl_primitive_desc_t pd,
-                             bool backward)
-{
-    dsv_odn_prim pr;
-    double best = -1;
-    if (dsv_odn_prim_make(&pr, pd, "max_pool: candidate"))
-        return -1;
-    dnnl_memory_t a = zeroed(dnnl_primitive_desc_query_md(
-        pd, backward ? dnnl_query_diff_dst_md : dnnl_query_src_md, 0));
-    dnnl_memory_t b = zeroed(dnnl_primitive_desc_query_md(
-        pd, backward ? dnnl_query_diff_src_md : dnnl_query_dst_md, 0));
-    dnnl_memory_t ws = backward ? st->ws
-                                : zeroed(dnnl_primitive_desc_query_md(
-                                      pd, dnnl_query_workspace_md, 0));
-    if (!a || !b || !ws)
-        goto out;
-    dnnl_exec_arg_t args[4] = {
-        {backward ? DNNL_ARG_DIFF_DST : DNNL_ARG_SRC, a},
-        {backward ? DNNL_ARG_DIFF_SRC : DNNL_ARG_DST, b},
-        {DNNL_ARG_WORKSPACE, ws},
-    };
-    for (int i = 0; i < 4; i++) {
-        double t0 = dsv_odn_now_ms();
-        if (dsv_odn_prim_run(&pr, st->stream, 3, args, "max_pool: candidate") ||
-            dnnl_stream_wait(st->stream) != dnnl_success) {
-            best = -1;
-            break;
-        }
-        double ms = dsv_odn_now_ms() - t0;
-        if (i > 0 && (best < 0 || ms < best))
-            best = ms;
-    }
-out:
-    if (a)
-        dnnl_memory_destroy(a);
-    if (b)
-        dnnl_memory_destroy(b);
-    if (ws && !backward)
-        dnnl_memory_destroy(ws);
-    dsv_odn_prim_free(&pr);
-    return best;
-}
-
-static double time_fwd(void *ctx, const_dnnl_primitive_desc_t pd)
-{
-    return time_candidate(ctx, pd, false);
-}
-
-static double time_bwd(void *ctx, const_dnnl_primitive_desc_t pd)
-{
-    return time_candidate(ctx, pd, true);
-}
-
-/* The recorded choice, or the fastest candidate (then recorded). */
+/* The tuned implementation for this configuration (see common.h). */
 static dsv_status pick(pool_state *st, bool backward, dnnl_primitive_desc_t *pd,
                        const_dnnl_op_desc_t od, const_dnnl_primitive_desc_t hint,
                        const char *what)
 {
-    char name[64];
-    choice_get(st, backward, name);
-    if (name[0])
-        return dsv_odn_pd_create(pd, od, hint, name, what);
-    dsv_status s = dsv_odn_pd_fastest(pd, od, hint, backward ? time_bwd : time_fwd,
-                                      st, what);
-    if (!s)
-        choice_put(st, backward, dsv_odn_impl_name(*pd));
-    return s;
+    static const dsv_odn_argq fwd_args[] = {
+        {DNNL_ARG_SRC, dnnl_query_src_md, 0},
+        {DNNL_ARG_DST, dnnl_query_dst_md, 0},
+        {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0},
+    };
+    static const dsv_odn_argq bwd_args[] = {
+        {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0},
+        {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0},
+        {DNNL_ARG_WORKSPACE, dnnl_query_workspace_md, 0},
+    };
+    int64_t key[] = {DSV_OP_MAX_POOL, backward, st->xs[0], st->xs[1], st->xs[2],
+                     st->xs[3], st->kh, st->kw, st->stride, st->nthreads};
+    return dsv_odn_pd_tuned(pd, od, hint, key, 10, st->stream,
+                            backward ? bwd_args : fwd_args, 3, what);
 }
 
 static dsv_status pool_build(pool_state *st)
