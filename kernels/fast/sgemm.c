@@ -5,7 +5,8 @@
  * panels, op(A) in MC x KC blocks cut into MR-row panels, and a register-
  * blocked micro-kernel multiplies one A panel by one B panel. Transposes are
  * absorbed by the packing, so the micro-kernels see one format (an
- * untransposed B already has it, and is read in place). Three
+ * untransposed B already has it, and is read in place when its row stride
+ * does not crowd the L1 cache). Three
  * micro-kernels exist (AVX-512F 8x32, AVX2+FMA 6x16, portable C 4x16); the
  * best one this CPU supports is chosen once from CPUID, and the SIMD ones are
  * compiled with per-function target attributes so the library itself needs
@@ -315,6 +316,24 @@ static size_t pack_floats(const ukernel *u, int64_t M, int64_t N, int64_t K)
     return (size_t)(kc * (mc + nc));
 }
 
+/* Whether a KC-row strip of B, rows ldb floats apart, can be streamed in
+ * place: it must fit the L1 sets its rows map to (32 KiB, 8-way, 64-byte
+ * lines). A row stride that is a multiple of 4 KiB puts every row in one
+ * set, so such strips (a conv's 32x32 output rows, say) are packed. */
+static bool stream_b_ok(int64_t ldb, int64_t kc)
+{
+    int64_t bytes = ldb * (int64_t)sizeof(float);
+    if (bytes % 64)
+        return true;
+    int64_t a = bytes / 64, b = 64;
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    int64_t sets = 64 / a;
+    return 8 * sets >= 2 * kc;
+}
+
 /* Rows [m0, m1) and columns [n0, n1) of C; pack holds pack_floats().
  * An untransposed B is not packed: its rows already hold NR consecutive
  * columns, and the micro-kernel streams them with B's own row stride (only
@@ -334,8 +353,9 @@ static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
         for (int64_t pc = 0; pc < g->K; pc += KC) {
             int64_t kc = g->K - pc < KC ? g->K - pc : KC;
             bool acc = pc > 0 || g->beta != 0;
-            if (g->tb)
-                pack_b(true, g->B, g->ldb, pc, n0 + jc, kc, nc, nr, bpack,
+            bool stream = !g->tb && stream_b_ok(g->ldb, kc);
+            if (!stream)
+                pack_b(g->tb, g->B, g->ldb, pc, n0 + jc, kc, nc, nr, bpack,
                        u->avx_pack);
             else if (nc % nr)
                 pack_b(false, g->B, g->ldb, pc, n0 + jc + nc / nr * nr, kc,
@@ -348,7 +368,7 @@ static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
                     int64_t n = nc - jr < nr ? nc - jr : nr;
                     const float *bp = bpack + jr * kc;
                     int64_t ldb = nr;
-                    if (!g->tb && n == nr) {
+                    if (stream && n == nr) {
                         bp = g->B + pc * g->ldb + n0 + jc + jr;
                         ldb = g->ldb;
                     }
