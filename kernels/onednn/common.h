@@ -127,6 +127,9 @@ typedef struct dsv_odn_state {
 DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
 
 /* Op kernels (one file each). */
+DSV_ODN_INTERNAL bool dsv_odn_affine_supports(const dsv_call *c, bool backward);
+DSV_ODN_INTERNAL dsv_status dsv_odn_affine_forward(dsv_call *c);
+DSV_ODN_INTERNAL dsv_status dsv_odn_affine_backward(dsv_call *c);
 DSV_ODN_INTERNAL bool dsv_odn_conv_supports(const dsv_call *c, bool backward);
 DSV_ODN_INTERNAL dsv_status dsv_odn_conv_forward(dsv_call *c);
 DSV_ODN_INTERNAL dsv_status dsv_odn_conv_backward(dsv_call *c);

@@ -1,5 +1,6 @@
 /*
- * The onednn backend's kernel table: float32 convolution and max pooling.
+ * The onednn backend's kernel table: float32 affine (inner product),
+ * convolution and max pooling.
  *
  * Ops left out fall back to naive through the dispatcher. Every per-node state
  * of this backend starts with dsv_odn_state, so one state_free serves all.
@@ -9,6 +10,8 @@
 const dsv_backend_table dsv_onednn_table = {
     .name = "onednn",
     .kernels = {
+        [DSV_OP_AFFINE] = {dsv_odn_affine_supports, dsv_odn_affine_forward,
+                           dsv_odn_affine_backward},
         [DSV_OP_CONV] = {dsv_odn_conv_supports, dsv_odn_conv_forward,
                          dsv_odn_conv_backward},
         [DSV_OP_MAX_POOL] = {dsv_odn_max_pool_supports, dsv_odn_max_pool_forward,

@@ -332,6 +332,65 @@ static void test_pool_state_and_workspace(void **unused)
     pool_data_free(&e), pool_data_free(&f);
 }
 
+/* ---- affine --------------------------------------------------------------- */
+
+static void test_affine_state_reuse(void **unused)
+{
+    (void)unused;
+    tu_rng r = {6};
+    void *state = NULL;
+    /* x (N, 3, 4, 5) read as (N, 60); then a smaller last batch; then 2-D */
+    int64_t shapes[][4] = {{7, 3, 4, 5}, {2, 3, 4, 5}, {7, 3, 4, 5}, {9, 60, 1, 1}};
+    int ndims[] = {4, 4, 4, 2};
+    dsv_tensor w = tu_randn(&r, DSV_F32, 2, (int64_t[]){60, 11}, 0.3);
+    dsv_tensor b = tu_randn(&r, DSV_F32, 1, (int64_t[]){11}, 1);
+    for (int k = 0; k < 4; k++) {
+        int64_t n = shapes[k][0];
+        dsv_tensor x = tu_randn(&r, DSV_F32, ndims[k], shapes[k], 1);
+        dsv_tensor dout = tu_randn(&r, DSV_F32, 2, (int64_t[]){n, 11}, 1);
+        dsv_tensor t[8];
+        for (int i = 0; i < 2; i++) {
+            t[4 * i] = tu_zeros(DSV_F32, 2, (int64_t[]){n, 11});
+            t[4 * i + 1] = tu_zeros(DSV_F32, ndims[k], shapes[k]);
+            t[4 * i + 2] = tu_zeros(DSV_F32, 2, w.shape);
+            t[4 * i + 3] = tu_zeros(DSV_F32, 1, b.shape);
+        }
+        for (int i = 0; i < 2; i++) {
+            dsv_call c = dsv_call_make(DSV_OP_AFFINE);
+            c.x = &x, c.w = &w, c.b = &b, c.dout = &dout;
+            c.out = &t[4 * i], c.dx = &t[4 * i + 1], c.dw = &t[4 * i + 2], c.db = &t[4 * i + 3];
+            dsv_backend want = i ? DSV_BACKEND_ONEDNN : DSV_BACKEND_NAIVE, used;
+            if (i) {
+                c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+                for (int j = 4; j < 8; j++)
+                    memset(t[j].data, 0x7f, dsv_tensor_nbytes(&t[j]));
+            }
+            TU_OK(dsv_forward(&c, want, &used));
+            assert_int_equal(used, want);
+            TU_OK(dsv_backward(&c, want, &used));
+            assert_int_equal(used, want);
+        }
+        for (int j = 0; j < 4; j++)
+            assert_true(max_err(&t[4 + j], &t[j]) < TOL);
+        /* the checker catches a transposed weight gradient */
+        float *g = t[6].data;
+        float tmp = g[1];
+        g[1] = g[11], g[11] = tmp;
+        assert_false(max_err(&t[6], &t[2]) < TOL);
+        for (int j = 0; j < 8; j++)
+            dsv_tensor_free(&t[j]);
+        dsv_tensor_free(&x), dsv_tensor_free(&dout);
+        /* weights change between steps: the next round sees new values */
+        for (int64_t j = 0; j < dsv_tensor_numel(&w); j++)
+            dsv_tensor_set(&w, j, dsv_tensor_get(&w, j) * 0.9 + 0.01);
+    }
+    dsv_call c = dsv_call_make(DSV_OP_AFFINE);
+    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+    dsv_call_state_free(&c);
+    assert_null(state);
+    dsv_tensor_free(&w), dsv_tensor_free(&b);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 static void test_thread_count_change(void **unused)
@@ -504,6 +563,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_state_reuse),
         cmocka_unit_test(test_pool_state_and_workspace),
+        cmocka_unit_test(test_affine_state_reuse),
         cmocka_unit_test(test_thread_count_change),
         cmocka_unit_test(test_batch_parallel),
         cmocka_unit_test(test_error_conversion),
