@@ -91,18 +91,21 @@ static void valid_cols(const conv_geom *g, int64_t kw, int64_t *lo, int64_t *hi)
         *lo = *hi;
 }
 
-/* col (K, P) from one image x (C, H, W). */
-static void im2col(const conv_geom *g, const float *x, float *col)
+/* col (K, (oh1 - oh0) * W') from one image x (C, H, W): the columns of
+ * output rows [oh0, oh1). */
+static void im2col_rows(const conv_geom *g, const float *x, int64_t oh0,
+                        int64_t oh1, float *col)
 {
+    int64_t pc = (oh1 - oh0) * g->Wo;
     copy2_fn copy2 = copy_stride2();
     for (int64_t ch = 0; ch < g->C; ch++)
         for (int64_t kh = 0; kh < g->HH; kh++)
             for (int64_t kw = 0; kw < g->WW; kw++) {
-                float *row = col + ((ch * g->HH + kh) * g->WW + kw) * g->P;
+                float *row = col + ((ch * g->HH + kh) * g->WW + kw) * pc;
                 int64_t lo, hi;
                 valid_cols(g, kw, &lo, &hi);
-                for (int64_t oh = 0; oh < g->Ho; oh++) {
-                    float *d = row + oh * g->Wo;
+                for (int64_t oh = oh0; oh < oh1; oh++) {
+                    float *d = row + (oh - oh0) * g->Wo;
                     int64_t ih = oh * g->stride - g->pad + kh;
                     if (ih < 0 || ih >= g->H) {
                         memset(d, 0, sizeof(float) * (size_t)g->Wo);
@@ -132,6 +135,12 @@ static void im2col(const conv_geom *g, const float *x, float *col)
             }
 }
 
+/* col (K, P) from one image x (C, H, W). */
+static void im2col(const conv_geom *g, const float *x, float *col)
+{
+    im2col_rows(g, x, 0, g->Ho, col);
+}
+
 /* dx (C, H, W) = the sum of col (K, P) scattered back; dx is overwritten. */
 static void col2im(const conv_geom *g, const float *col, float *dx)
 {
@@ -159,6 +168,15 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
             }
 }
 
+/* Output rows per column block in forward: at most COL_BLOCK floats
+ * (128 KiB), at least one row. */
+enum { COL_BLOCK = 32768 };
+static int64_t fwd_chunk_rows(const conv_geom *g)
+{
+    int64_t r = COL_BLOCK / ((g->K + 1) * g->Wo);
+    return r < 1 ? 1 : r > g->Ho ? g->Ho : r;
+}
+
 /* Images [n0, n1) forward; gemm_nt threads inside each product.
  * Through im2col, the bias rides in the product: col has a last row of
  * ones and wb = [w | b] is (F, K+1), so out_n is written in one pass.
@@ -167,16 +185,22 @@ static void forward_images(const conv_geom *g, const float *x, const float *w,
                            const float *wb, const float *b, float *out,
                            float *col, int64_t n0, int64_t n1, int gemm_nt)
 {
-    if (!g->direct)
-        for (int64_t i = 0; i < g->P; i++)
-            col[g->K * g->P + i] = 1.0f;
+    int64_t rows = fwd_chunk_rows(g);
     for (int64_t n = n0; n < n1; n++) {
         const float *xn = x + n * g->C * g->H * g->W;
         float *on = out + n * g->F * g->P;
         if (!g->direct) {
-            im2col(g, xn, col);
-            dsv_fast_sgemm(false, false, g->F, g->P, g->K + 1, wb, g->K + 1, col,
-                           g->P, 0.0f, on, g->P, gemm_nt);
+            /* a block of output rows at a time, so that the column block
+               stays in L2 between im2col and the product */
+            for (int64_t oh = 0; oh < g->Ho; oh += rows) {
+                int64_t oh1 = oh + rows < g->Ho ? oh + rows : g->Ho;
+                int64_t pc = (oh1 - oh) * g->Wo;
+                im2col_rows(g, xn, oh, oh1, col);
+                for (int64_t i = 0; i < pc; i++)
+                    col[g->K * pc + i] = 1.0f;
+                dsv_fast_sgemm(false, false, g->F, pc, g->K + 1, wb, g->K + 1, col,
+                               pc, 0.0f, on + oh * g->Wo, g->P, gemm_nt);
+            }
             continue;
         }
         for (int64_t f = 0; f < g->F; f++)
@@ -193,8 +217,10 @@ dsv_status dsv_fast_conv_forward(dsv_call *c)
     int nt = dsv_fast_nthreads(c);
     bool by_image = nt > 1 && g.N >= nt;
     int nbuf = by_image ? nt : 1;
-    /* per thread: col (K+1, P); shared: wb (F, K+1); 16-float aligned */
-    size_t per = g.direct ? 0 : ((size_t)((g.K + 1) * g.P) + 15) & ~(size_t)15;
+    /* per thread: a column block (K+1, rows*W'); shared: wb (F, K+1) */
+    size_t per = g.direct ? 0
+                          : ((size_t)((g.K + 1) * fwd_chunk_rows(&g) * g.Wo) + 15) &
+                                ~(size_t)15;
     size_t nwb = g.direct ? 0 : (size_t)(g.F * (g.K + 1));
     float *scratch = NULL, *wb = NULL;
     if (per) {

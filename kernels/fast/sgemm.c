@@ -25,7 +25,9 @@
 
 #include "fast.h"
 
-enum { KC = 256, MC = 96, NC = 1024 };
+/* A KC x NC block of B (384 KiB) and an MC x KC block of A (96 KiB) stay
+ * in a 512 KiB L2; a KC x NR panel of B (16-32 KiB) in L1. */
+enum { KC = 256, MC = 96, NC = 384 };
 
 typedef void (*ukernel_fn)(int64_t kc, const float *a, const float *b,
                            int64_t ldb, float *c, int64_t ldc, bool acc);
@@ -281,17 +283,29 @@ static void pack_a(bool ta, const float *A, int64_t lda, int64_t i0,
     }
 }
 
-/* op(B)[k0 .. k0+kc) x [j0 .. j0+nc) into NR-column panels, zero-padded. */
+/* op(B)[k0 .. k0+kc) x [j0 .. j0+nc) into NR-column panels, zero-padded.
+ * An untransposed B is swept row by row (each row read in one contiguous
+ * run, which the prefetchers follow), scattering NR-float pieces to the
+ * panels. */
 static void pack_b(bool tb, const float *B, int64_t ldb, int64_t k0,
                    int64_t j0, int64_t kc, int64_t nc, int nr, float *dst,
                    bool avx)
 {
-    for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
-        int n = (int)(nc - jp < nr ? nc - jp : nr);
-        if (tb)
+    if (tb) {
+        for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+            int n = (int)(nc - jp < nr ? nc - jp : nr);
             interleave_rows(B + (j0 + jp) * ldb + k0, ldb, n, nr, kc, dst, avx);
-        else
-            copy_rows(B + k0 * ldb + j0 + jp, ldb, n, nr, kc, dst);
+        }
+        return;
+    }
+    int64_t full = nc / nr * nr;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *src = B + (k0 + k) * ldb + j0;
+        float *d = dst + k * nr;
+        for (int64_t jp = 0; jp < full; jp += nr, d += nr * kc)
+            memcpy(d, src + jp, sizeof(float) * (size_t)nr);
+        if (full < nc)
+            copy_rows(src + full, 0, (int)(nc - full), nr, 1, d);
     }
 }
 

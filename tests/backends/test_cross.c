@@ -334,6 +334,8 @@ static const tcase grid[] = {
     CONV(64, 16, 12, 12, 8, 5, 5, 1, 2),
     CONV(2, 3, 31, 31, 25, 3, 3, 2, 1),
     CONV(2, 2, 4, 3, 3, 3, 3, 1, 0),       /* output 2x1 */
+    CONV(2, 16, 40, 40, 4, 5, 5, 1, 2),    /* forward in blocks of output rows */
+    CONV(1, 64, 3, 60, 2, 3, 3, 1, 1),     /* one output row per block */
     POOL(2, 3, 8, 8, 2, 2, 2),
     POOL(64, 3, 12, 12, 3, 3, 3),
     POOL(1, 4, 9, 7, 3, 3, 2),             /* overlapping */
