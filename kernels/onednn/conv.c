@@ -282,8 +282,15 @@ static void conv_state_done(dsv_call *c, conv_state *st)
 
 bool dsv_odn_conv_supports(const dsv_call *c, bool backward)
 {
-    (void)backward;
-    return c->x->dtype == DSV_F32;
+    if (c->x->dtype != DSV_F32)
+        return false;
+    if (backward || !c->out || c->out->ndim != 4)
+        return true;
+    /* The forward reads the output dims from out; validation accepts any
+       shape with the right element count, oneDNN only the exact one. */
+    conv_state k;
+    conv_key(c, 1, &k);
+    return !memcmp(k.ys, c->out->shape, sizeof(k.ys));
 }
 
 dsv_status dsv_odn_conv_forward(dsv_call *c)

@@ -541,7 +541,16 @@ static void test_error_conversion(void **unused)
     /* and the node's state recovers */
     conv_run_onednn(&d, &state, 0);
     conv_expect_equal(&d);
-    c.state = &state;
+    /* an output with the right element count but other dims passes
+       validation; onednn declines it and naive runs */
+    dsv_tensor odd = tu_zeros(DSV_F32, 4, (int64_t[]){2, 4, 8, 32});
+    c = conv_call(&d, false);
+    c.out = &odd;
+    dsv_backend used;
+    TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, &used));
+    assert_int_equal(used, DSV_BACKEND_NAIVE);
+    dsv_tensor_free(&odd);
+    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
     dsv_call_state_free(&c);
     dsv_tensor_free(&bad);
     conv_data_free(&d);
@@ -551,7 +560,6 @@ static void test_error_conversion(void **unused)
     dsv_tensor y = tu_zeros(DSV_F64, 4, (int64_t[]){1, 1, 2, 2});
     dsv_call p = dsv_call_make(DSV_OP_MAX_POOL);
     p.x = &x, p.out = &y, p.p.stride = 2;
-    dsv_backend used;
     TU_OK(dsv_forward(&p, DSV_BACKEND_ONEDNN, &used));
     assert_int_equal(used, DSV_BACKEND_NAIVE);
     dsv_tensor_free(&x), dsv_tensor_free(&y);
