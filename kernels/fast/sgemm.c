@@ -35,7 +35,8 @@ typedef void (*ukernel_fn)(int64_t kc, const float *a, const float *b,
 typedef struct ukernel {
     ukernel_fn fn;
     int mr, nr;
-    bool avx_pack; /* packing may use the AVX 8x8 transpose */
+    bool avx_pack;          /* packing may use the AVX 8x8 transpose */
+    ukernel_fn rows_fn[8];  /* [m]: only the first m rows (may be NULL) */
 } ukernel;
 
 /* ---- micro-kernels: C[mr x nr] (=|+=) Apanel (kc x mr) * Bpanel (kc x nr),
@@ -94,6 +95,51 @@ ukr_avx2(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
         }
 }
 
+/* The first `rows` rows of the 6 x 16 kernel, for the last row panel of C
+ * when M is not a multiple of 6: no work on the zero rows and no detour
+ * through a temporary. rows is a constant after inlining. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+ukr_avx2_rows(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
+              int64_t ldc, bool acc, const int rows)
+{
+    __m256 r[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++)
+        r[i][0] = r[i][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += 6, b += ldb) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            __m256 t = _mm256_broadcast_ss(a + i);
+            r[i][0] = _mm256_fmadd_ps(t, b0, r[i][0]);
+            r[i][1] = _mm256_fmadd_ps(t, b1, r[i][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++)
+        for (int h = 0; h < 2; h++) {
+            float *p = c + i * ldc + 8 * h;
+            __m256 v = r[i][h];
+            if (acc)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(p));
+            _mm256_storeu_ps(p, v);
+        }
+}
+
+#define UKR_AVX2_ROWS(R)                                                       \
+    __attribute__((target("avx2,fma"))) static void ukr_avx2_##R(              \
+        int64_t kc, const float *a, const float *b, int64_t ldb, float *c,     \
+        int64_t ldc, bool acc)                                                 \
+    {                                                                          \
+        ukr_avx2_rows(kc, a, b, ldb, c, ldc, acc, R);                          \
+    }
+UKR_AVX2_ROWS(1)
+UKR_AVX2_ROWS(2)
+UKR_AVX2_ROWS(3)
+UKR_AVX2_ROWS(4)
+UKR_AVX2_ROWS(5)
+#undef UKR_AVX2_ROWS
+
 __attribute__((target("avx512f"))) static void
 ukr_avx512(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
            int64_t ldc, bool acc)
@@ -127,7 +173,9 @@ ukr_avx512(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
 static const ukernel ukernels[DSV_FAST_ISA_COUNT] = {
 #if defined(__x86_64__)
     [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32, true},
-    [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16, true},
+    [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16, true,
+                           {NULL, ukr_avx2_1, ukr_avx2_2, ukr_avx2_3, ukr_avx2_4,
+                            ukr_avx2_5}},
 #endif
     [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16, false},
 };
@@ -392,6 +440,10 @@ static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
                         float *cp = g->C + (m0 + ic + ir) * g->ldc + n0 + jc + jr;
                         if (m == mr && n == nr) {
                             u->fn(kc, ap, bp, ldb, cp, g->ldc, acc);
+                            continue;
+                        }
+                        if (n == nr && u->rows_fn[m]) {
+                            u->rows_fn[m](kc, ap, bp, ldb, cp, g->ldc, acc);
                             continue;
                         }
                         u->fn(kc, ap, bp, ldb, edge, nr, false);
