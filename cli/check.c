@@ -74,6 +74,12 @@ static const op_case cases[] = {
      W(4, 5, 3, 3, 3), B(1, 5), .stride = 2, .pad = 1},
     {.op = DSV_OP_CONV, .desc = "x(2,3,16,16) w(8,3,7,7) s1 p3", X(4, 2, 3, 16, 16),
      W(4, 8, 3, 7, 7), B(1, 8), .stride = 1, .pad = 3, .no_gradcheck = true},
+    {.op = DSV_OP_CONV, .desc = "x(4,3,32,32) w(32,3,7,7) s1 p3", X(4, 4, 3, 32, 32),
+     W(4, 32, 3, 7, 7), B(1, 32), .stride = 1, .pad = 3, .no_gradcheck = true},
+    {.op = DSV_OP_MAX_POOL, .desc = "x(4,32,32,32) 2x2 s2", X(4, 4, 32, 32, 32), .stride = 2,
+     .pool = 2, .no_gradcheck = true},
+    {.op = DSV_OP_AFFINE, .desc = "x(50,32,16,16) w(8192,100)", X(4, 50, 32, 16, 16),
+     W(2, 8192, 100), B(1, 100), .no_gradcheck = true},
     {.op = DSV_OP_MAX_POOL, .desc = "x(2,3,8,8) 2x2 s2", X(4, 2, 3, 8, 8), .stride = 2,
      .pool = 2},
     {.op = DSV_OP_MAX_POOL, .desc = "x(2,2,7,7) 3x3 s2", X(4, 2, 2, 7, 7), .stride = 2,
@@ -285,14 +291,14 @@ static void row(tally *t, const op_case *k, const char *backend, const char *che
         snprintf(e, sizeof(e), "-");
     else
         snprintf(e, sizeof(e), "%.2e", err);
-    printf("%-18s %-30s %-7s %-14s %10s  %s\n", dsv_op_name(k->op), k->desc, backend, check, e,
+    printf("%-18s %-32s %-7s %-12s %10s  %s\n", dsv_op_name(k->op), k->desc, backend, check, e,
            note ? note : ok ? "pass" : "FAIL");
 }
 
 static void error_row(tally *t, const op_case *k, const char *backend, const char *check)
 {
     t->fail++;
-    printf("%-18s %-30s %-7s %-14s %10s  FAIL (%s)\n", dsv_op_name(k->op), k->desc, backend,
+    printf("%-18s %-32s %-7s %-12s %10s  FAIL (%s)\n", dsv_op_name(k->op), k->desc, backend,
            check, "-", dsv_errmsg());
 }
 
@@ -476,7 +482,7 @@ int dsv_cmd_check(int argc, char **argv)
     g_break = getenv("DASECV_CHECK_BREAK");
 
     tally t = {.quiet = quiet};
-    printf("%-18s %-30s %-7s %-14s %10s  %s\n", "op", "configuration", "backend", "check",
+    printf("%-18s %-32s %-7s %-12s %10s  %s\n", "op", "configuration", "backend", "check",
            "worst err", "result");
     const dsv_backend backends[] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN};
     for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
