@@ -8,7 +8,9 @@
  *  - every oneDNN call of the project lives in kernels/onednn/;
  *  - every primitive is created while omp_get_max_threads() equals the thread
  *    count it will run with (dsv_odn_threads_begin/end), because JIT kernels
- *    size their work split and barriers by the creation-time count;
+ *    size their work split and barriers by the creation-time count (the
+ *    candidates timed by dsv_odn_pd_tuned run on one thread and are thrown
+ *    away);
  *  - every primitive uses dnnl_scratchpad_mode_user with a scratchpad owned by
  *    the same state, so a state may run on any thread (batch-parallel
  *    schedule) without touching oneDNN's per-thread global scratchpad;

@@ -5,6 +5,8 @@
  * the node's state; oneDNN picks its layouts (format_tag_any) and the user's
  * NCHW / OIHW / plain buffers are reordered at the edges on every call
  * (weights change after each optimizer step, so they are reordered each call).
+ * Each step's implementation is the fastest candidate for the configuration,
+ * timed once per process (dsv_odn_pd_tuned).
  *
  * What must stay true:
  *  - the state key (shapes, stride, pad, thread count) covers everything the
