@@ -2,16 +2,17 @@
  * Convolution for the fast backend: im2col / col2im around the blocked sgemm.
  *
  * Per image n, with K = C*HH*WW and P = H'*W':
- *   forward   out_n (F, P)  = w (F, K) * col_n (K, P) + b
- *   backward  dw    (F, K) += dout_n (F, P) * col_n^T
+ *   forward   out_n (F, P)  = [w | b] (F, K+1) * [col_n; 1] (K+1, P)
+ *   backward  dw    (F, K) += dout_n (F, P) * col_n^T,  db += row sums
  *             dcol  (K, P)  = w^T * dout_n, then col2im adds it into dx_n
- * One image's column matrix at a time per thread keeps the scratch small
- * (K*P floats per thread, kept in the node state). With at least as many
- * images as threads the images are split statically among threads (each
- * running a one-thread sgemm); otherwise images run one after another with a
- * threaded sgemm. dw/db partial sums are per thread and added in thread
- * order, so results are deterministic for a given thread count. A 1x1,
- * stride 1, unpadded convolution uses x_n itself as the column matrix.
+ * Forward builds the column matrix a block of output rows at a time (at most
+ * 128 KiB, so it is still in L2 when the product reads it); backward one
+ * image at a time. Per-thread buffers live in the node state. With at least
+ * as many images as threads the images are split statically among threads
+ * (each running a one-thread sgemm); otherwise images run one after another
+ * with a threaded sgemm. dw/db partial sums are per thread and added in
+ * thread order, so results are deterministic for a given thread count. A
+ * 1x1, stride 1, unpadded convolution uses x_n itself as the column matrix.
  */
 #include <string.h>
 
