@@ -48,6 +48,44 @@ __attribute__((target("avx2"))) static void copy_stride2_avx2(const float *s,
 }
 #endif
 
+/* d[2 * i] += s[i] for i < n: the stride-2 row of col2im. */
+static void add_stride2_c(const float *s, float *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[2 * i] += s[i];
+}
+
+#if defined(__x86_64__)
+/* The same, 8 at a time: s is spread over the even lanes of two vectors
+ * (zeros in the odd ones) and added to 16 floats of d. Accesses stop at
+ * d[2 * (n - 1)]. */
+__attribute__((target("avx2"))) static void add_stride2_avx2(const float *s,
+                                                             float *d, int64_t n)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 9 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(s + i);
+        __m256 lo = _mm256_unpacklo_ps(v, zero), hi = _mm256_unpackhi_ps(v, zero);
+        __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20);
+        __m256 b = _mm256_permute2f128_ps(lo, hi, 0x31);
+        _mm256_storeu_ps(d + 2 * i, _mm256_add_ps(_mm256_loadu_ps(d + 2 * i), a));
+        _mm256_storeu_ps(d + 2 * i + 8, _mm256_add_ps(_mm256_loadu_ps(d + 2 * i + 8), b));
+    }
+    for (; i < n; i++)
+        d[2 * i] += s[i];
+}
+#endif
+
+static void (*add_stride2(void))(const float *, float *, int64_t)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2"))
+        return add_stride2_avx2;
+#endif
+    return add_stride2_c;
+}
+
 typedef void (*copy2_fn)(const float *s, float *d, int64_t n);
 
 static copy2_fn copy_stride2(void)
@@ -145,6 +183,7 @@ static void im2col(const conv_geom *g, const float *x, float *col)
 /* dx (C, H, W) = the sum of col (K, P) scattered back; dx is overwritten. */
 static void col2im(const conv_geom *g, const float *col, float *dx)
 {
+    void (*add2)(const float *, float *, int64_t) = add_stride2();
     memset(dx, 0, sizeof(float) * (size_t)(g->C * g->H * g->W));
     for (int64_t ch = 0; ch < g->C; ch++)
         for (int64_t kh = 0; kh < g->HH; kh++)
@@ -159,9 +198,13 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
                     const float *s = row + oh * g->Wo;
                     float *dr = dx + (ch * g->H + ih) * g->W;
                     int64_t off = kw - g->pad;
+                    if (lo >= hi)
+                        continue;
                     if (g->stride == 1)
                         for (int64_t ow = lo; ow < hi; ow++)
                             dr[off + ow] += s[ow];
+                    else if (g->stride == 2)
+                        add2(s + lo, dr + off + 2 * lo, hi - lo);
                     else
                         for (int64_t ow = lo; ow < hi; ow++)
                             dr[off + ow * g->stride] += s[ow];
