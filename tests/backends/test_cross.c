@@ -336,6 +336,9 @@ static const tcase grid[] = {
     CONV(2, 2, 4, 3, 3, 3, 3, 1, 0),       /* output 2x1 */
     CONV(2, 16, 40, 40, 4, 5, 5, 1, 2),    /* forward in blocks of output rows */
     CONV(1, 64, 3, 60, 2, 3, 3, 1, 1),     /* one output row per block */
+    CONV(2, 3, 1, 1, 4, 1, 1, 1, 0),       /* 1x1 images */
+    CONV(1, 2, 1, 1, 3, 3, 3, 1, 1),       /* padding wider than the image */
+    CONV(2, 2, 2, 3, 2, 7, 7, 1, 3),       /* 7x7 filter over a 2x3 image */
     POOL(2, 3, 8, 8, 2, 2, 2),
     POOL(64, 3, 12, 12, 3, 3, 3),
     POOL(1, 4, 9, 7, 3, 3, 2),             /* overlapping */
@@ -345,6 +348,8 @@ static const tcase grid[] = {
     POOL(1, 2, 20, 20, 17, 17, 3),         /* windows over 256 elements */
     POOL(2, 3, 9, 8, 3, 2, 3),             /* non-square windows */
     POOL(3, 4, 18, 36, 2, 2, 2),           /* 2x2 rows of 18: SIMD steps and a tail */
+    POOL(1, 1, 1, 1, 1, 1, 1),
+    POOL(2, 2, 4, 5, 4, 5, 1),             /* one window covers the image */
     {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {2, 3, 6, 36}, .ph = 2, .pw = 2,
      .stride = 2, .ties = true},          /* first maximum wins ties */
     {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {2, 3, 7, 7}, .ph = 3, .pw = 3,
