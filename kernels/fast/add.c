@@ -4,9 +4,18 @@
  */
 #include <string.h>
 
+#include <omp.h>
+
 #include "fast.h"
 
 enum { PAR_MIN = 1 << 16 };
+
+static void add_range(const float *x, const float *x2, float *out, int64_t i0,
+                      int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        out[i] = x[i] + x2[i];
+}
 
 dsv_status dsv_fast_add_forward(dsv_call *c)
 {
@@ -14,9 +23,16 @@ dsv_status dsv_fast_add_forward(dsv_call *c)
     const float *x = c->x->data, *x2 = c->x2->data;
     float *out = c->out->data;
     int nt = dsv_fast_nthreads(c);
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (nt > 1 && n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        out[i] = x[i] + x2[i];
+    if (nt > 1 && n >= PAR_MIN) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t i0, i1;
+            dsv_fast_share(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+            add_range(x, x2, out, i0, i1);
+        }
+    } else {
+        add_range(x, x2, out, 0, n);
+    }
     return DSV_OK;
 }
 

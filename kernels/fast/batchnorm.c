@@ -32,38 +32,50 @@ static bn_view view_of(const dsv_call *c)
     return v;
 }
 
+/* Channels [c0, c1) of channel_sums. */
+static void channel_sums_range(const bn_view *v, const float *a, const float *b,
+                               const float *x, const double *mean, double *sa,
+                               double *sb, int64_t c0, int64_t c1)
+{
+    for (int64_t ch = c0; ch < c1; ch++) {
+        if (sa)
+            sa[ch] = 0;
+        if (sb)
+            sb[ch] = 0;
+    }
+    for (int64_t n = 0; n < v->N; n++)
+        for (int64_t ch = c0; ch < c1; ch++) {
+            int64_t o = (n * v->C + ch) * v->S;
+            if (sa) {
+                double acc = 0;
+                for (int64_t i = 0; i < v->S; i++)
+                    acc += a[o + i];
+                sa[ch] += acc;
+            }
+            if (sb) {
+                double acc = 0, m = mean[ch];
+                for (int64_t i = 0; i < v->S; i++)
+                    acc += (double)b[o + i] * ((double)x[o + i] - m);
+                sb[ch] += acc;
+            }
+        }
+}
+
 /* sa[ch] = sum of a over (n, s); with mean, sb[ch] = sum of b * (x - mean)
  * (b = x: the squared deviations). */
 static void channel_sums(const bn_view *v, const float *a, const float *b,
                          const float *x, const double *mean, double *sa,
                          double *sb)
 {
-#pragma omp parallel num_threads(v->nt) if (v->nt > 1)
-    {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        int64_t c0 = v->C * t / nth, c1 = v->C * (t + 1) / nth;
-        for (int64_t ch = c0; ch < c1; ch++) {
-            if (sa)
-                sa[ch] = 0;
-            if (sb)
-                sb[ch] = 0;
+    if (v->nt > 1) {
+#pragma omp parallel num_threads(v->nt)
+        {
+            int64_t c0, c1;
+            dsv_fast_share(v->C, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+            channel_sums_range(v, a, b, x, mean, sa, sb, c0, c1);
         }
-        for (int64_t n = 0; n < v->N; n++)
-            for (int64_t ch = c0; ch < c1; ch++) {
-                int64_t o = (n * v->C + ch) * v->S;
-                if (sa) {
-                    double acc = 0;
-                    for (int64_t i = 0; i < v->S; i++)
-                        acc += a[o + i];
-                    sa[ch] += acc;
-                }
-                if (sb) {
-                    double acc = 0, m = mean[ch];
-                    for (int64_t i = 0; i < v->S; i++)
-                        acc += (double)b[o + i] * ((double)x[o + i] - m);
-                    sb[ch] += acc;
-                }
-            }
+    } else {
+        channel_sums_range(v, a, b, x, mean, sa, sb, 0, v->C);
     }
 }
 
@@ -89,16 +101,14 @@ static void stats(const dsv_call *c, const bn_view *v, double *mean, double *var
         inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
 }
 
-/* y = k[ch] * a + z[ch] * (u - mu[ch]) + sh[ch] over (n, ch) blocks; a may
- * be NULL. Centring u before scaling avoids float cancellation when a
- * channel's mean is large against its spread. */
-static void affine_pass(const bn_view *v, const float *a, const float *u,
-                        const float *k, const float *z, const float *mu,
-                        const float *sh, float *y)
+/* y = k[ch] * a + z[ch] * (u - mu[ch]) + sh[ch] over (n, ch) blocks
+ * [b0, b1); a may be NULL. Centring u before scaling avoids float
+ * cancellation when a channel's mean is large against its spread. */
+static void affine_range(const bn_view *v, const float *a, const float *u,
+                         const float *k, const float *z, const float *mu,
+                         const float *sh, float *y, int64_t b0, int64_t b1)
 {
-    int64_t blocks = v->N * v->C;
-#pragma omp parallel for schedule(static) num_threads(v->nt) if (v->nt > 1)
-    for (int64_t nb = 0; nb < blocks; nb++) {
+    for (int64_t nb = b0; nb < b1; nb++) {
         int64_t ch = nb % v->C, o = nb * v->S;
         float kk = k[ch], zz = z[ch], mm = mu[ch], ss = sh[ch];
         if (a)
@@ -107,6 +117,23 @@ static void affine_pass(const bn_view *v, const float *a, const float *u,
         else
             for (int64_t i = 0; i < v->S; i++)
                 y[o + i] = zz * (u[o + i] - mm) + ss;
+    }
+}
+
+static void affine_pass(const bn_view *v, const float *a, const float *u,
+                        const float *k, const float *z, const float *mu,
+                        const float *sh, float *y)
+{
+    int64_t blocks = v->N * v->C;
+    if (v->nt > 1) {
+#pragma omp parallel num_threads(v->nt)
+        {
+            int64_t b0, b1;
+            dsv_fast_share(blocks, omp_get_thread_num(), omp_get_num_threads(), &b0, &b1);
+            affine_range(v, a, u, k, z, mu, sh, y, b0, b1);
+        }
+    } else {
+        affine_range(v, a, u, k, z, mu, sh, y, 0, blocks);
     }
 }
 

@@ -8,10 +8,28 @@
  */
 #include <string.h>
 
+#include <omp.h>
+
 #include "../naive/naive.h"
 #include "fast.h"
 
 enum { PAR_MIN = 1 << 14 };
+
+typedef struct mask_args {
+    const float *src;
+    float *dst;
+    double p;
+    float scale;
+    uint64_t seed, base;
+} mask_args;
+
+static void mask_range(const mask_args *a, int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        a->dst[i] = dsv_dropout_uniform(a->seed, a->base + (uint64_t)i) < a->p
+                        ? a->src[i] * a->scale
+                        : 0.0f;
+}
 
 /* dst = src * mask (a copy in test mode); both directions use it. */
 static void apply(const dsv_call *c, const float *src, float *dst)
@@ -22,15 +40,19 @@ static void apply(const dsv_call *c, const float *src, float *dst)
             memmove(dst, src, sizeof(float) * (size_t)n);
         return;
     }
-    double p = c->p.p;
-    float scale = (float)(1.0 / p);
-    uint64_t base = (uint64_t)c->p.row0 * (uint64_t)dsv_tensor_row_size(c->x);
-    uint64_t seed = c->p.seed;
+    mask_args a = {src, dst, c->p.p, (float)(1.0 / c->p.p), c->p.seed,
+                   (uint64_t)c->p.row0 * (uint64_t)dsv_tensor_row_size(c->x)};
     int nt = dsv_fast_nthreads(c);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = dsv_dropout_uniform(seed, base + (uint64_t)i) < p ? src[i] * scale
-                                                                  : 0.0f;
+    if (nt > 1 && n >= PAR_MIN) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t i0, i1;
+            dsv_fast_share(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+            mask_range(&a, i0, i1);
+        }
+    } else {
+        mask_range(&a, 0, n);
+    }
 }
 
 dsv_status dsv_fast_dropout_forward(dsv_call *c)

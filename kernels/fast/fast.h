@@ -74,6 +74,16 @@ void dsv_fast_scratch_release(dsv_call *c, void *p);
 /* Threads a kernel may use: c->nthreads, 0 meaning the global setting. */
 int dsv_fast_nthreads(const dsv_call *c);
 
+/* Thread t's share [*i0, *i1) of n items split statically among nth. Kernels
+ * open a parallel region only when they use more than one thread, and
+ * otherwise call their range function for [0, n) directly. */
+static inline void dsv_fast_share(int64_t n, int t, int nth, int64_t *i0,
+                                  int64_t *i1)
+{
+    *i0 = n * t / nth;
+    *i1 = n * (t + 1) / nth;
+}
+
 /* Kernels, one op per file. */
 dsv_status dsv_fast_affine_forward(dsv_call *c);
 dsv_status dsv_fast_affine_backward(dsv_call *c);

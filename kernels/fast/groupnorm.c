@@ -10,6 +10,8 @@
  */
 #include <math.h>
 
+#include <omp.h>
+
 #include "fast.h"
 
 /* Mean and 1 / sqrt(var + eps) of m floats. */
@@ -83,26 +85,43 @@ static void backward_group(const dsv_call *c, int64_t ng, int64_t G, int64_t Cg,
     }
 }
 
+/* Groups [g0, g1): forward, or backward into the per-channel sums. */
+static void groups_range(const dsv_call *c, bool backward, int64_t G, int64_t Cg,
+                         int64_t S, double *sd, double *sdx, int64_t g0, int64_t g1)
+{
+    for (int64_t ng = g0; ng < g1; ng++)
+        if (backward)
+            backward_group(c, ng, G, Cg, S, sd + ng * Cg, sdx + ng * Cg);
+        else
+            forward_group(c, ng, G, Cg, S);
+}
+
 dsv_status dsv_fast_groupnorm_run(dsv_call *c, bool backward, int64_t N,
                                   int64_t G, int64_t Cg, int64_t S)
 {
     int nt = dsv_fast_nthreads(c);
     int64_t groups = N * G, C = G * Cg;
     bool par = nt > 1 && groups > 1 && N * C * S >= (1 << 14);
-    if (!backward) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-        for (int64_t ng = 0; ng < groups; ng++)
-            forward_group(c, ng, G, Cg, S);
-        return DSV_OK;
-    }
+    double *sums = NULL, *sd = NULL, *sdx = NULL;
     size_t nsum = (size_t)(N * C);
-    double *sums = dsv_fast_scratch(c, sizeof(double) * 2 * nsum);
-    if (!sums)
-        return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
-    double *sd = sums, *sdx = sums + nsum; /* (N, C) each */
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-    for (int64_t ng = 0; ng < groups; ng++)
-        backward_group(c, ng, G, Cg, S, sd + ng * Cg, sdx + ng * Cg);
+    if (backward) {
+        sums = dsv_fast_scratch(c, sizeof(double) * 2 * nsum);
+        if (!sums)
+            return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
+        sd = sums, sdx = sums + nsum; /* (N, C) each */
+    }
+    if (par) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t g0, g1;
+            dsv_fast_share(groups, omp_get_thread_num(), omp_get_num_threads(), &g0, &g1);
+            groups_range(c, backward, G, Cg, S, sd, sdx, g0, g1);
+        }
+    } else {
+        groups_range(c, backward, G, Cg, S, sd, sdx, 0, groups);
+    }
+    if (!backward)
+        return DSV_OK;
     float *dw = c->dw ? c->dw->data : NULL, *db = c->db ? c->db->data : NULL;
     if (dw || db)
         for (int64_t ch = 0; ch < C; ch++) {

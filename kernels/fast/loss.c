@@ -6,6 +6,8 @@
  */
 #include <math.h>
 
+#include <omp.h>
+
 #include "fast.h"
 
 enum { PAR_ROWS = 256 };
@@ -44,21 +46,38 @@ static double svm_row(const float *s, int64_t C, int32_t y, double invN, float *
     return loss;
 }
 
-static dsv_status run(dsv_call *c, bool svm)
+/* Rows [n0, n1): their losses into row[], their dscores into dx. */
+static void rows_range(const dsv_call *c, bool svm, double *row, int64_t n0,
+                       int64_t n1)
 {
-    int64_t N = c->x->shape[0], C = c->x->shape[1];
+    int64_t C = c->x->shape[1];
     const float *x = c->x->data;
     const int32_t *y = c->y->data;
     float *dx = c->dx ? c->dx->data : NULL;
+    double invN = 1.0 / (double)c->x->shape[0];
+    for (int64_t n = n0; n < n1; n++)
+        row[n] = svm ? svm_row(x + n * C, C, y[n], invN, dx ? dx + n * C : NULL)
+                     : softmax_row(x + n * C, C, y[n], invN, dx ? dx + n * C : NULL);
+}
+
+static dsv_status run(dsv_call *c, bool svm)
+{
+    int64_t N = c->x->shape[0];
     double invN = 1.0 / (double)N;
     double *row = dsv_alloc(sizeof(double) * (size_t)N);
     if (!row)
         return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
     int nt = dsv_fast_nthreads(c);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && N >= PAR_ROWS)
-    for (int64_t n = 0; n < N; n++)
-        row[n] = svm ? svm_row(x + n * C, C, y[n], invN, dx ? dx + n * C : NULL)
-                     : softmax_row(x + n * C, C, y[n], invN, dx ? dx + n * C : NULL);
+    if (nt > 1 && N >= PAR_ROWS) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t n0, n1;
+            dsv_fast_share(N, omp_get_thread_num(), omp_get_num_threads(), &n0, &n1);
+            rows_range(c, svm, row, n0, n1);
+        }
+    } else {
+        rows_range(c, svm, row, 0, N);
+    }
     double loss = 0;
     for (int64_t n = 0; n < N; n++)
         loss += row[n];

@@ -22,6 +22,8 @@
 #include <immintrin.h>
 #endif
 
+#include <omp.h>
+
 #include "fast.h"
 
 typedef struct pool_geom {
@@ -249,17 +251,32 @@ static uint8_t *argmax_slot(dsv_call *c, const pool_geom *g)
     return st->argmax;
 }
 
+/* Planes [p0, p1) forward. */
+static void forward_planes(const dsv_call *c, const pool_geom *g, uint8_t *am,
+                           int64_t p0, int64_t p1)
+{
+    const float *x = c->x->data;
+    float *out = c->out->data;
+    int64_t in_sz = g->H * g->W, out_sz = g->Ho * g->Wo;
+    for (int64_t p = p0; p < p1; p++)
+        forward_plane(g, x + p * in_sz, out + p * out_sz, am ? am + p * out_sz : NULL);
+}
+
 dsv_status dsv_fast_max_pool_forward(dsv_call *c)
 {
     pool_geom g = geom_of(c);
     uint8_t *am = argmax_slot(c, &g);
-    const float *x = c->x->data;
-    float *out = c->out->data;
     int nt = dsv_fast_nthreads(c);
-    int64_t in_sz = g.H * g.W, out_sz = g.Ho * g.Wo;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && g.planes > 1)
-    for (int64_t p = 0; p < g.planes; p++)
-        forward_plane(&g, x + p * in_sz, out + p * out_sz, am ? am + p * out_sz : NULL);
+    if (nt > 1 && g.planes > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t p0, p1;
+            dsv_fast_share(g.planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);
+            forward_planes(c, &g, am, p0, p1);
+        }
+    } else {
+        forward_planes(c, &g, am, 0, g.planes);
+    }
     return DSV_OK;
 }
 
@@ -318,24 +335,39 @@ static void backward_plane_general(const pool_geom *g, const float *xp,
         }
 }
 
+/* Planes [p0, p1) backward; am is the saved argmax or NULL. */
+static void backward_planes(const dsv_call *c, const pool_geom *g,
+                            const uint8_t *am, int64_t p0, int64_t p1)
+{
+    const float *x = c->x->data, *dout = c->dout->data;
+    float *dx = c->dx->data;
+    int64_t in_sz = g->H * g->W, out_sz = g->Ho * g->Wo;
+    for (int64_t p = p0; p < p1; p++) {
+        const uint8_t *ap = am ? am + p * out_sz : NULL;
+        if (g->tiles)
+            backward_plane_tiles(g, x + p * in_sz, dout + p * out_sz, ap, dx + p * in_sz);
+        else
+            backward_plane_general(g, x + p * in_sz, dout + p * out_sz, ap,
+                                   dx + p * in_sz);
+    }
+}
+
 dsv_status dsv_fast_max_pool_backward(dsv_call *c)
 {
     if (!c->dx)
         return DSV_OK;
     pool_geom g = geom_of(c);
     const uint8_t *am = saved_argmax(c, &g);
-    const float *x = c->x->data, *dout = c->dout->data;
-    float *dx = c->dx->data;
     int nt = dsv_fast_nthreads(c);
-    int64_t in_sz = g.H * g.W, out_sz = g.Ho * g.Wo;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && g.planes > 1)
-    for (int64_t p = 0; p < g.planes; p++) {
-        const uint8_t *ap = am ? am + p * out_sz : NULL;
-        if (g.tiles)
-            backward_plane_tiles(&g, x + p * in_sz, dout + p * out_sz, ap, dx + p * in_sz);
-        else
-            backward_plane_general(&g, x + p * in_sz, dout + p * out_sz, ap,
-                                   dx + p * in_sz);
+    if (nt > 1 && g.planes > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t p0, p1;
+            dsv_fast_share(g.planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);
+            backward_planes(c, &g, am, p0, p1);
+        }
+    } else {
+        backward_planes(c, &g, am, 0, g.planes);
     }
     return DSV_OK;
 }

@@ -3,33 +3,48 @@
  * the same comparison as the reference (a NaN input gives 0). Branch-free
  * loops the compiler vectorises; large tensors are split among threads.
  */
+#include <omp.h>
+
 #include "fast.h"
 
 /* below this many elements a parallel region costs more than it saves */
 enum { PAR_MIN = 1 << 16 };
 
-dsv_status dsv_fast_relu_forward(dsv_call *c)
+/* y[i] = x[i] > 0 ? v[i] : 0 for i in [i0, i1): forward with v = x,
+ * backward with v = dout. */
+static void relu_range(const float *x, const float *v, float *y, int64_t i0,
+                       int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        y[i] = x[i] > 0 ? v[i] : 0.0f;
+}
+
+static void relu_run(const dsv_call *c, const float *v, float *y)
 {
     int64_t n = dsv_tensor_numel(c->x);
     const float *x = c->x->data;
-    float *out = c->out->data;
     int nt = dsv_fast_nthreads(c);
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (nt > 1 && n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        out[i] = x[i] > 0 ? x[i] : 0.0f;
+    if (nt > 1 && n >= PAR_MIN) {
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t i0, i1;
+            dsv_fast_share(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+            relu_range(x, v, y, i0, i1);
+        }
+    } else {
+        relu_range(x, v, y, 0, n);
+    }
+}
+
+dsv_status dsv_fast_relu_forward(dsv_call *c)
+{
+    relu_run(c, c->x->data, c->out->data);
     return DSV_OK;
 }
 
 dsv_status dsv_fast_relu_backward(dsv_call *c)
 {
-    if (!c->dx)
-        return DSV_OK;
-    int64_t n = dsv_tensor_numel(c->x);
-    const float *x = c->x->data, *dout = c->dout->data;
-    float *dx = c->dx->data;
-    int nt = dsv_fast_nthreads(c);
-#pragma omp parallel for simd schedule(static) num_threads(nt) if (nt > 1 && n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] = x[i] > 0 ? dout[i] : 0.0f;
+    if (c->dx)
+        relu_run(c, c->dout->data, c->dx->data);
     return DSV_OK;
 }
