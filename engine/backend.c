@@ -65,7 +65,7 @@ static const dsv_backend auto_order[DSV_OP_COUNT][2] = {
     [DSV_OP_AFFINE] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
     [DSV_OP_RELU] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
     [DSV_OP_CONV] = {DSV_BACKEND_ONEDNN, DSV_BACKEND_FAST},
-    [DSV_OP_MAX_POOL] = {DSV_BACKEND_ONEDNN, DSV_BACKEND_FAST},
+    [DSV_OP_MAX_POOL] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
     [DSV_OP_BATCHNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
     [DSV_OP_SPATIAL_BATCHNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
     [DSV_OP_LAYERNORM] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN},
@@ -115,16 +115,16 @@ void dsv_call_state_free(dsv_call *c)
 static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
                       dsv_backend *used)
 {
-    int nd;
-    int64_t os[DSV_MAX_DIMS];
-    dsv_status s = dsv_op_check(c, backward, &nd, os);
-    if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
-        return s;
     if ((unsigned)want >= DSV_BACKEND_COUNT)
         return dsv_error(DSV_INVALID, "unknown backend %d", (int)want);
     if (!dsv_backend_available(want))
         return dsv_error(DSV_UNSUPPORTED, "backend %s is not built in",
                          dsv_backend_name(want));
+    int nd;
+    int64_t os[DSV_MAX_DIMS];
+    dsv_status s = dsv_op_check(c, backward, &nd, os);
+    if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
+        return s;
     dsv_backend b = dsv_pick_backend(c, backward, want);
     if (c->state && *c->state && c->state_backend != b)
         dsv_call_state_free(c);
