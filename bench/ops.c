@@ -60,7 +60,7 @@ static dsv_bench benches[NCASES * NBACKENDS];
 typedef struct op_state {
     dsv_tensor x, w, b, out, dout, dx, dw, db;
     dsv_call c;
-    void *slot;
+    dsv_state slot;
     dsv_backend want;
 } op_state;
 
@@ -137,7 +137,7 @@ static void op_teardown(void *state)
     op_state *st = state;
     if (!st)
         return;
-    dsv_call_state_free(&st->c);
+    dsv_state_free(&st->slot);
     dsv_tensor *all[] = {&st->x, &st->w, &st->b, &st->out,
                          &st->dout, &st->dx, &st->dw, &st->db};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)

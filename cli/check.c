@@ -137,7 +137,6 @@ static void inst_free(inst *t)
                          &t->out, &t->dout, &t->dx, &t->dx2, &t->dw, &t->db};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         dsv_tensor_free(all[i]);
-    dsv_call_state_free(&t->c);
 }
 
 static dsv_status fill(dsv_tensor *t, dsv_dtype dt, int nd, const int64_t *shape, rng *r,

@@ -583,7 +583,6 @@ static int run_job(const request *r, job *j)
     dsv_backend used = b;
     dsv_status s = r->op->backward ? dsv_backward(c, r->backend, &used)
                                    : dsv_forward(c, r->backend, &used);
-    dsv_call_state_free(c);
     if (s)
         return fail(EXIT_RUN, "%s", dsv_errmsg());
     if (r->verbose)

@@ -102,14 +102,14 @@ dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want)
     return DSV_BACKEND_NAIVE;
 }
 
-void dsv_call_state_free(dsv_call *c)
+void dsv_state_free(dsv_state *s)
 {
-    if (!c->state || !*c->state)
+    if (!s || !s->ptr)
         return;
-    const dsv_backend_table *t = dsv_backend_get(c->state_backend);
+    const dsv_backend_table *t = dsv_backend_get(s->owner);
     if (t && t->state_free)
-        t->state_free(*c->state);
-    *c->state = NULL;
+        t->state_free(s->ptr);
+    s->ptr = NULL;
 }
 
 static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
@@ -126,9 +126,11 @@ static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
     if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
         return s;
     dsv_backend b = dsv_pick_backend(c, backward, want);
-    if (c->state && *c->state && c->state_backend != b)
-        dsv_call_state_free(c);
-    c->state_backend = b;
+    if (c->state) {
+        if (c->state->ptr && c->state->owner != b)
+            dsv_state_free(c->state);
+        c->state->owner = b;
+    }
     const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
     if (used)
         *used = b;

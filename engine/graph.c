@@ -54,11 +54,6 @@ typedef struct buffer {
     double fill;
 } buffer;
 
-typedef struct state_slot {
-    void *ptr;
-    dsv_backend owner;
-} state_slot;
-
 typedef struct node {
     char *name;
     dsv_op op;
@@ -68,7 +63,7 @@ typedef struct node {
     bool direct[2]; /* this input's gradient is written, not added */
     bool ran_fwd, ran_bwd;
     dsv_backend fwd_used, bwd_used;
-    state_slot *slots; /* 2 per slot set: [0] forward, [1] backward when its
+    dsv_state *slots; /* 2 per slot set: [0] forward, [1] backward when its
                           backend differs from the forward's */
     dsv_backward_hook hook;
     void *hook_user;
@@ -210,10 +205,7 @@ static void free_states(dsv_graph *g)
     for (int i = 0; i < g->nnodes; i++) {
         node *nd = &g->nodes[i];
         for (int k = 0; k < 2 * g->nsets; k++) {
-            dsv_call c = dsv_call_make(nd->op);
-            c.state = &nd->slots[k].ptr;
-            c.state_backend = nd->slots[k].owner;
-            dsv_call_state_free(&c);
+            dsv_state_free(&nd->slots[k]);
         }
     }
 }
@@ -1193,10 +1185,10 @@ static dsv_status ensure_sets(dsv_graph *g, int sets)
         return DSV_OK;
     for (int i = 0; i < g->nnodes; i++) {
         node *nd = &g->nodes[i];
-        state_slot *s = realloc(nd->slots, sizeof(state_slot) * 2 * (size_t)sets);
+        dsv_state *s = realloc(nd->slots, sizeof(dsv_state) * 2 * (size_t)sets);
         if (!s)
             return dsv_error(DSV_NOMEM, "graph: out of memory");
-        memset(s + 2 * g->nsets, 0, sizeof(state_slot) * 2 * (size_t)(sets - g->nsets));
+        memset(s + 2 * g->nsets, 0, sizeof(dsv_state) * 2 * (size_t)(sets - g->nsets));
         nd->slots = s;
     }
     g->nsets = sets;
@@ -1347,12 +1339,9 @@ static dsv_status fwd_node(ctx *cx, int i)
         t.out = val_view(cx, nd->out, false);
         c.out = &t.out;
     }
-    state_slot *sl = &nd->slots[2 * cx->set];
-    c.state = &sl->ptr;
-    c.state_backend = sl->owner;
+    c.state = &nd->slots[2 * cx->set];
     dsv_backend used = DSV_BACKEND_NAIVE;
     dsv_status s = dsv_forward(&c, cx->want, &used);
-    sl->owner = c.state_backend;
     if (s)
         return node_error(s, nd->name);
     if (cx->set <= 1) { /* layer schedule or batch thread 0 */
@@ -1399,13 +1388,10 @@ static dsv_status bwd_node(ctx *cx, int i)
        keeps its pooling workspace there); otherwise use the second slot so the
        two do not free each other's state every step. */
     dsv_backend bb = dsv_pick_backend(&c, true, cx->want);
-    state_slot *sl = &nd->slots[2 * cx->set + (nd->slots[2 * cx->set].owner == bb ? 0 : 1)];
-    c.state = &sl->ptr;
-    c.state_backend = sl->owner;
+    c.state = &nd->slots[2 * cx->set + (nd->slots[2 * cx->set].owner == bb ? 0 : 1)];
     dsv_backend used = bb;
     dsv_status s = nd->hook ? nd->hook(&c, cx->want, nd->hook_user)
                             : dsv_backward(&c, cx->want, &used);
-    sl->owner = c.state_backend;
     if (s)
         return node_error(s, nd->name);
     if (cx->set <= 1) {

@@ -213,9 +213,9 @@ static void forward_plane(const pool_geom *g, const float *xp, float *op,
 /* The saved argmax if it belongs to this input and geometry, else NULL. */
 static const uint8_t *saved_argmax(dsv_call *c, const pool_geom *g)
 {
-    if (!c->state || !*c->state || c->state_backend != DSV_BACKEND_FAST)
+    if (!c->state || !c->state->ptr || c->state->owner != DSV_BACKEND_FAST)
         return NULL;
-    const dsv_fast_state *st = *c->state;
+    const dsv_fast_state *st = c->state->ptr;
     if (!st->argmax || st->argmax_x != c->x->data ||
         st->argmax_n != (size_t)(g->planes * g->Ho * g->Wo) ||
         memcmp(st->argmax_shape, c->x->shape, sizeof(st->argmax_shape)) != 0 ||

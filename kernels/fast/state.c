@@ -1,6 +1,6 @@
 /*
  * Per-node state of the fast backend: a reusable scratch buffer and the
- * max-pool argmax. A node's state lives in *c->state between calls and is
+ * max-pool argmax. A node's state lives in c->state->ptr between calls and is
  * freed through the table's state_free; calls without a state slot get
  * per-call buffers instead, so every kernel also works stateless.
  */
@@ -23,7 +23,7 @@ dsv_fast_state *dsv_fast_state_get(dsv_call *c, dsv_status *s)
     *s = DSV_OK;
     if (!c->state)
         return NULL;
-    if (!*c->state) {
+    if (!c->state->ptr) {
         dsv_fast_state *st = dsv_alloc(sizeof(*st));
         if (!st) {
             *s = dsv_error(DSV_NOMEM, "%s: out of memory for the node state",
@@ -31,9 +31,9 @@ dsv_fast_state *dsv_fast_state_get(dsv_call *c, dsv_status *s)
             return NULL;
         }
         memset(st, 0, sizeof(*st));
-        *c->state = st;
+        c->state->ptr = st;
     }
-    return *c->state;
+    return c->state->ptr;
 }
 
 void *dsv_fast_scratch(dsv_call *c, size_t bytes)
@@ -58,7 +58,7 @@ void *dsv_fast_scratch(dsv_call *c, size_t bytes)
 void dsv_fast_scratch_release(dsv_call *c, void *p)
 {
     /* the state keeps its buffer for the next call */
-    if (!c->state || !*c->state || ((dsv_fast_state *)*c->state)->scratch != p)
+    if (!c->state || !c->state->ptr || ((dsv_fast_state *)c->state->ptr)->scratch != p)
         dsv_free(p);
 }
 

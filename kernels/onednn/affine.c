@@ -180,10 +180,10 @@ static dsv_status affine_state_get(dsv_call *c, bool backward, affine_state **ou
     int nthreads = dsv_odn_nthreads(c);
     *out = NULL;
 
-    affine_state *st = c->state ? *c->state : NULL;
+    affine_state *st = c->state ? c->state->ptr : NULL;
     if (st && st->base.op != DSV_OP_AFFINE) {
         dsv_odn_state_free(st);
-        *c->state = st = NULL;
+        c->state->ptr = st = NULL;
     }
     if (st && (st->n != n || st->d != d || st->m != m || st->nthreads != nthreads))
         affine_release(st);
@@ -195,7 +195,7 @@ static dsv_status affine_state_get(dsv_call *c, bool backward, affine_state **ou
         st->base.op = DSV_OP_AFFINE;
         st->base.free = affine_free;
         if (c->state)
-            *c->state = st;
+            c->state->ptr = st;
     }
     *out = st;
 

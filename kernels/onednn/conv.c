@@ -238,10 +238,10 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
     if (!backward && c->out && c->out->ndim == 4) /* what the caller expects */
         memcpy(key.ys, c->out->shape, sizeof(key.ys));
 
-    conv_state *st = c->state ? *c->state : NULL;
+    conv_state *st = c->state ? c->state->ptr : NULL;
     if (st && st->base.op != DSV_OP_CONV) {
         dsv_odn_state_free(st);
-        *c->state = st = NULL;
+        c->state->ptr = st = NULL;
     }
     if (st && !conv_key_equal(st, &key))
         conv_release(st);
@@ -253,7 +253,7 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
         st->base.op = DSV_OP_CONV;
         st->base.free = conv_free;
         if (c->state)
-            *c->state = st;
+            c->state->ptr = st;
     }
     *out = st;
 

@@ -177,10 +177,10 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
     key.ys[2] = (key.xs[2] - key.kh) / key.stride + 1;
     key.ys[3] = (key.xs[3] - key.kw) / key.stride + 1;
 
-    pool_state *st = c->state ? *c->state : NULL;
+    pool_state *st = c->state ? c->state->ptr : NULL;
     if (st && st->base.op != DSV_OP_MAX_POOL) {
         dsv_odn_state_free(st);
-        *c->state = st = NULL;
+        c->state->ptr = st = NULL;
     }
     if (st && (memcmp(st->xs, key.xs, sizeof(key.xs)) || st->kh != key.kh ||
                st->kw != key.kw || st->stride != key.stride ||
@@ -194,7 +194,7 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
         st->base.op = DSV_OP_MAX_POOL;
         st->base.free = pool_free;
         if (c->state)
-            *c->state = st;
+            c->state->ptr = st;
     }
     *out = st;
 

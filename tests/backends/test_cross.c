@@ -656,7 +656,7 @@ static void test_fast_state(void **st)
     (void)st;
     const tcase cases[] = {CONV(3, 4, 9, 9, 5, 3, 3, 1, 1), CONV(2, 4, 12, 10, 5, 5, 5, 1, 2),
                            POOL(2, 3, 8, 20, 2, 2, 2), POOL(2, 3, 9, 9, 3, 3, 2)};
-    void *state = NULL;
+    dsv_state state = {0};
     for (int round = 0; round < 2; round++)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
             const tcase *tc = &cases[i];
@@ -675,11 +675,10 @@ static void test_fast_state(void **st)
             }
             dsv_call c = make_call(tc, &in, &got);
             c.state = &state;
-            c.state_backend = DSV_BACKEND_FAST;
             dsv_backend used;
             TU_OK(dsv_forward(&c, DSV_BACKEND_FAST, &used));
             assert_int_equal(used, DSV_BACKEND_FAST);
-            assert_non_null(state);
+            assert_non_null(state.ptr);
             c.dout = &in.dout, c.dx = &got.dx;
             c.dw = tc->wnd ? &got.dw : NULL, c.db = tc->wnd ? &got.db : NULL;
             TU_OK(dsv_backward(&c, DSV_BACKEND_FAST, NULL));
@@ -709,11 +708,8 @@ static void test_fast_state(void **st)
             run_free(&got);
             inputs_free(&in);
         }
-    dsv_call c = dsv_call_make(DSV_OP_CONV);
-    c.state = &state;
-    c.state_backend = DSV_BACKEND_FAST;
-    dsv_call_state_free(&c);
-    assert_null(state);
+    dsv_state_free(&state);
+    assert_null(state.ptr);
 }
 
 /* ---- threads: deterministic, and slices inside a parallel region --------- */

@@ -92,11 +92,11 @@ static void conv_data_free(conv_data *d)
 /* Forward and backward on onednn, the outputs filled with garbage first
  * (backward must overwrite). No cmocka asserts: it also runs inside parallel
  * regions. */
-static dsv_status conv_try(conv_data *d, void **state, int nthreads)
+static dsv_status conv_try(conv_data *d, dsv_state *state, int nthreads)
 {
     dsv_call c = conv_call(d, false);
     /* a node keeps its call, so the slot's owner is remembered */
-    c.state = state, c.nthreads = nthreads, c.state_backend = DSV_BACKEND_ONEDNN;
+    c.state = state, c.nthreads = nthreads;
     tu_rng r = {99};
     dsv_tensor *g[] = {&d->out2, &d->dx2, &d->dw2, &d->db2};
     for (int i = 0; i < 4; i++)
@@ -113,7 +113,7 @@ static dsv_status conv_try(conv_data *d, void **state, int nthreads)
     return s;
 }
 
-static void conv_run_onednn(conv_data *d, void **state, int nthreads)
+static void conv_run_onednn(conv_data *d, dsv_state *state, int nthreads)
 {
     TU_OK(conv_try(d, state, nthreads));
 }
@@ -133,7 +133,7 @@ static void test_conv_state_reuse(void **unused)
     /* the course cell shape in small; many channels; 1x1; 5x5 s1 p2 */
     conv_case cases[] = {{4, 3, 31, 31, 25, 3, 2, 1}, {2, 20, 9, 9, 17, 3, 1, 1},
                          {3, 8, 6, 6, 16, 1, 1, 0}, {2, 3, 7, 9, 4, 5, 1, 2}};
-    void *state = NULL;
+    dsv_state state = {0};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         conv_data d;
         conv_data_init(&d, &r, cases[i]);
@@ -143,7 +143,7 @@ static void test_conv_state_reuse(void **unused)
         conv_expect_equal(&d);
         conv_run_onednn(&d, &state, 0);
         conv_expect_equal(&d);
-        void *kept = state;
+        void *kept = state.ptr;
         assert_non_null(kept);
         for (int64_t j = 0; j < dsv_tensor_numel(&d.x); j++)
             dsv_tensor_set(&d.x, j, -dsv_tensor_get(&d.x, j));
@@ -154,7 +154,7 @@ static void test_conv_state_reuse(void **unused)
         TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
         conv_run_onednn(&d, &state, 0);
         conv_expect_equal(&d);
-        assert_ptr_equal(state, kept); /* rebuilt in place, not reallocated */
+        assert_ptr_equal(state.ptr, kept); /* rebuilt in place, not reallocated */
 
         /* the checker catches a wrong value */
         float *o = d.dw2.data;
@@ -178,13 +178,13 @@ static void test_conv_state_reuse(void **unused)
 
     /* backward alone, with dx only, then dw only, then db only */
     dsv_call c = conv_call(&a, false);
-    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+    c.state = &state;
     memset(a.dx2.data, 0x7f, dsv_tensor_nbytes(&a.dx2));
     c.dw = c.db = NULL;
     TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
     assert_true(max_err(&a.dx2, &a.dx) < TOL);
     c = conv_call(&a, false);
-    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+    c.state = &state;
     memset(a.dw2.data, 0x7f, dsv_tensor_nbytes(&a.dw2));
     memset(a.db2.data, 0x7f, dsv_tensor_nbytes(&a.db2));
     c.dx = c.db = NULL;
@@ -194,8 +194,8 @@ static void test_conv_state_reuse(void **unused)
     TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
     assert_true(max_err(&a.db2, &a.db) < TOL);
 
-    dsv_call_state_free(&c);
-    assert_null(state);
+    dsv_state_free(&state);
+    assert_null(state.ptr);
     conv_data_free(&a);
     conv_data_free(&b);
 }
@@ -246,10 +246,10 @@ static void pool_data_free(pool_data *d)
         dsv_tensor_free(t[i]);
 }
 
-static dsv_status pool_try(pool_data *d, void **state, int nthreads, bool backward)
+static dsv_status pool_try(pool_data *d, dsv_state *state, int nthreads, bool backward)
 {
     dsv_call c = pool_call(d, false);
-    c.state = state, c.nthreads = nthreads, c.state_backend = DSV_BACKEND_ONEDNN;
+    c.state = state, c.nthreads = nthreads;
     if (backward)
         memset(d->dx2.data, 0x7f, dsv_tensor_nbytes(&d->dx2));
     dsv_backend used;
@@ -260,12 +260,12 @@ static dsv_status pool_try(pool_data *d, void **state, int nthreads, bool backwa
     return s;
 }
 
-static void pool_fwd(pool_data *d, void **state, int nthreads)
+static void pool_fwd(pool_data *d, dsv_state *state, int nthreads)
 {
     TU_OK(pool_try(d, state, nthreads, false));
 }
 
-static void pool_bwd(pool_data *d, void **state, int nthreads)
+static void pool_bwd(pool_data *d, dsv_state *state, int nthreads)
 {
     TU_OK(pool_try(d, state, nthreads, true));
 }
@@ -277,7 +277,7 @@ static void test_pool_state_and_workspace(void **unused)
     pool_data a, b;
     pool_data_init(&a, &r, 6, 3, 32, 32, 2, 2);
     pool_data_init(&b, &r, 6, 3, 32, 32, 2, 2);
-    void *state = NULL;
+    dsv_state state = {0};
 
     /* one-off calls, no state: backward has no forward to lean on */
     pool_fwd(&a, NULL, 0);
@@ -324,10 +324,8 @@ static void test_pool_state_and_workspace(void **unused)
         assert_true(max_err(&all[i]->out2, &all[i]->out) == 0);
         assert_true(max_err(&all[i]->dx2, &all[i]->dx) < TOL);
     }
-    dsv_call call = pool_call(&a, false);
-    call.state = &state, call.state_backend = DSV_BACKEND_ONEDNN;
-    dsv_call_state_free(&call);
-    assert_null(state);
+    dsv_state_free(&state);
+    assert_null(state.ptr);
     pool_data_free(&a), pool_data_free(&b), pool_data_free(&c);
     pool_data_free(&e), pool_data_free(&f);
 }
@@ -338,7 +336,7 @@ static void test_affine_state_reuse(void **unused)
 {
     (void)unused;
     tu_rng r = {6};
-    void *state = NULL;
+    dsv_state state = {0};
     /* x (N, 3, 4, 5) read as (N, 60); then a smaller last batch; then 2-D */
     int64_t shapes[][4] = {{7, 3, 4, 5}, {2, 3, 4, 5}, {7, 3, 4, 5}, {9, 60, 1, 1}};
     int ndims[] = {4, 4, 4, 2};
@@ -361,7 +359,7 @@ static void test_affine_state_reuse(void **unused)
             c.out = &t[4 * i], c.dx = &t[4 * i + 1], c.dw = &t[4 * i + 2], c.db = &t[4 * i + 3];
             dsv_backend want = i ? DSV_BACKEND_ONEDNN : DSV_BACKEND_NAIVE, used;
             if (i) {
-                c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+                c.state = &state;
                 for (int j = 4; j < 8; j++)
                     memset(t[j].data, 0x7f, dsv_tensor_nbytes(&t[j]));
             }
@@ -384,10 +382,8 @@ static void test_affine_state_reuse(void **unused)
         for (int64_t j = 0; j < dsv_tensor_numel(&w); j++)
             dsv_tensor_set(&w, j, dsv_tensor_get(&w, j) * 0.9 + 0.01);
     }
-    dsv_call c = dsv_call_make(DSV_OP_AFFINE);
-    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
-    dsv_call_state_free(&c);
-    assert_null(state);
+    dsv_state_free(&state);
+    assert_null(state.ptr);
     dsv_tensor_free(&w), dsv_tensor_free(&b);
 }
 
@@ -401,7 +397,7 @@ static void test_thread_count_change(void **unused)
     conv_data_init(&d, &r, (conv_case){8, 3, 31, 31, 25, 3, 2, 1});
     pool_data pd;
     pool_data_init(&pd, &r, 8, 3, 32, 32, 2, 2);
-    void *cs = NULL, *ps = NULL;
+    dsv_state cs = {0}, ps = {0};
     int counts[] = {1, 2, 1, 2};
     for (int i = 0; i < 4; i++) {
         TU_OK(dsv_set_num_threads(counts[i]));
@@ -429,10 +425,8 @@ static void test_thread_count_change(void **unused)
     TU_OK(s);
     conv_expect_equal(&d);
     assert_true(max_err(&pd.dx2, &pd.dx) < TOL);
-    dsv_call c = dsv_call_make(DSV_OP_CONV);
-    c.state_backend = DSV_BACKEND_ONEDNN;
-    c.state = &cs, dsv_call_state_free(&c);
-    c.state = &ps, dsv_call_state_free(&c);
+    dsv_state_free(&cs);
+    dsv_state_free(&ps);
     conv_data_free(&d);
     pool_data_free(&pd);
     TU_OK(dsv_set_num_threads(2));
@@ -455,7 +449,7 @@ static void test_batch_parallel(void **unused)
         dw[t] = tu_zeros(DSV_F32, 4, d.w.shape);
         db[t] = tu_zeros(DSV_F32, 1, d.b.shape);
     }
-    void *cs[2] = {NULL, NULL}, *ps[2] = {NULL, NULL};
+    dsv_state cs[2] = {{0}}, ps[2] = {{0}};
     dsv_status st[2] = {DSV_OK, DSV_OK};
 
     for (int round = 0; round < 3; round++) {
@@ -470,7 +464,7 @@ static void test_batch_parallel(void **unused)
             dsv_call c = dsv_call_make(DSV_OP_CONV);
             c.p = d.p, c.x = &x, c.w = &d.w, c.b = &d.b, c.out = &out;
             c.dout = &dout, c.dx = &dx, c.dw = &dw[t], c.db = &db[t];
-            c.nthreads = 1, c.state = &cs[t], c.state_backend = DSV_BACKEND_ONEDNN;
+            c.nthreads = 1, c.state = &cs[t];
             dsv_status s = dsv_forward(&c, DSV_BACKEND_ONEDNN, NULL);
             if (!s)
                 s = dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL);
@@ -481,7 +475,7 @@ static void test_batch_parallel(void **unused)
             dsv_tensor pdx = dsv_tensor_slice(&pd.dx2, n0, 5);
             dsv_call p = dsv_call_make(DSV_OP_MAX_POOL);
             p.p = pd.p, p.x = &px, p.out = &pout, p.dout = &pdout, p.dx = &pdx;
-            p.nthreads = 1, p.state = &ps[t], p.state_backend = DSV_BACKEND_ONEDNN;
+            p.nthreads = 1, p.state = &ps[t];
             if (!s)
                 s = dsv_forward(&p, DSV_BACKEND_ONEDNN, NULL);
             if (!s)
@@ -502,11 +496,9 @@ static void test_batch_parallel(void **unused)
         memset(d.out2.data, 0, dsv_tensor_nbytes(&d.out2));
         memset(pd.dx2.data, 0, dsv_tensor_nbytes(&pd.dx2));
     }
-    dsv_call c = dsv_call_make(DSV_OP_CONV);
-    c.state_backend = DSV_BACKEND_ONEDNN;
     for (int t = 0; t < 2; t++) {
-        c.state = &cs[t], dsv_call_state_free(&c);
-        c.state = &ps[t], dsv_call_state_free(&c);
+        dsv_state_free(&cs[t]);
+        dsv_state_free(&ps[t]);
         dsv_tensor_free(&dw[t]), dsv_tensor_free(&db[t]);
     }
     conv_data_free(&d);
@@ -527,9 +519,9 @@ static void test_error_conversion(void **unused)
     dsv_tensor bad = tu_zeros(DSV_F32, 4, (int64_t[]){2, 4, 15, 16});
     const dsv_backend_table *t = dsv_backend_get(DSV_BACKEND_ONEDNN);
     assert_non_null(t);
-    void *state = NULL;
+    dsv_state state = {0};
     dsv_call c = conv_call(&d, false);
-    c.out = &bad, c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
+    c.out = &bad, c.state = &state;
     dsv_error_clear();
     dsv_status s = t->kernels[DSV_OP_CONV].forward(&c);
     assert_true(s == DSV_BACKEND || s == DSV_UNSUPPORTED);
@@ -550,8 +542,7 @@ static void test_error_conversion(void **unused)
     TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, &used));
     assert_int_equal(used, DSV_BACKEND_NAIVE);
     dsv_tensor_free(&odd);
-    c.state = &state, c.state_backend = DSV_BACKEND_ONEDNN;
-    dsv_call_state_free(&c);
+    dsv_state_free(&state);
     dsv_tensor_free(&bad);
     conv_data_free(&d);
 

@@ -151,7 +151,6 @@ static void conv_case(dsv_dtype dt, const char *backend, double tol)
     TU_OK(dsv_forward(&c, want, NULL));
     c.dx = &dx, c.dw = &dw, c.db = &db;
     TU_OK(dsv_backward(&c, want, NULL));
-    dsv_call_state_free(&c);
 
     assert_int_equal(run_cli("op", "conv_forward", "--x", px, "--w", pw, "--b", pb,
                              "--stride", "2", "--pad=1", "--backend", backend, "--out", po,
@@ -434,7 +433,6 @@ static bool op_case_agrees(const op_case *k, dsv_dtype dt, const char *backend, 
         }
         TU_OK(k->backward ? dsv_backward(&c, want, NULL) : dsv_forward(&c, want, NULL));
     }
-    dsv_call_state_free(&c);
     for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++)
         if (outs[i].t->data)
             argv[n++] = outs[i].flag, argv[n++] = sp(outs[i].file);

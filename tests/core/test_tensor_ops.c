@@ -109,6 +109,34 @@ static void test_names_round_trip(void **st)
     assert_int_equal(dsv_get_num_threads(), 2);
 }
 
+/* One state slot used by calls on different backends: each backend's state is
+ * released by its owner when another takes the slot (ASan's leak check sees
+ * anything left behind). */
+static void test_state_slot_changes_hands(void **st)
+{
+    (void)st;
+    tu_rng r = {3};
+    dsv_tensor x = tu_randn(&r, DSV_F32, 4, (int64_t[]){2, 3, 8, 8}, 1);
+    dsv_tensor out = tu_zeros(DSV_F32, 4, (int64_t[]){2, 3, 4, 4});
+    dsv_state slot = {0};
+    dsv_call c = dsv_call_make(DSV_OP_MAX_POOL);
+    c.x = &x, c.out = &out, c.p.stride = 2, c.state = &slot;
+    const dsv_backend order[] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN,
+                                 DSV_BACKEND_NAIVE, DSV_BACKEND_FAST};
+    for (int i = 0; i < 4; i++) {
+        if (!dsv_backend_available(order[i]))
+            continue;
+        dsv_backend used;
+        TU_OK(dsv_forward(&c, order[i], &used));
+        assert_int_equal(used, order[i]);
+        assert_int_equal(slot.owner, order[i]);
+    }
+    dsv_state_free(&slot);
+    assert_null(slot.ptr);
+    dsv_state_free(&slot); /* idempotent */
+    dsv_tensor_free(&x), dsv_tensor_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -117,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_conv_check_messages),
         cmocka_unit_test(test_loss_label_range),
         cmocka_unit_test(test_names_round_trip),
+        cmocka_unit_test(test_state_slot_changes_hands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

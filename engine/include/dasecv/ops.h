@@ -85,6 +85,18 @@ dsv_status dsv_backend_from_name(const char *name, dsv_backend *b);
 /* False for onednn when the build has no oneDNN. */
 bool dsv_backend_available(dsv_backend b);
 
+/* A slot for one node's backend state (oneDNN primitives, scratch buffers, a
+ * saved argmax). The slot records which backend made the state, so whichever
+ * call or backend uses the slot next, the state is released by its owner.
+ * Zero-initialise it; release it with dsv_state_free. */
+typedef struct dsv_state {
+    void *ptr;
+    dsv_backend owner;
+} dsv_state;
+
+/* Releases s->ptr (if any) through the backend that made it. */
+void dsv_state_free(dsv_state *s);
+
 typedef struct dsv_call {
     dsv_op op;
     dsv_params p;
@@ -102,9 +114,7 @@ typedef struct dsv_call {
     int nthreads;   /* threads this kernel may use; 0 = dsv_get_num_threads().
                        1 means: you may be inside a parallel region, do not
                        start one (and oneDNN must use 1-thread primitives) */
-    void **state;   /* per-node backend state slot (may be NULL); freed with
-                       dsv_call_state_free */
-    dsv_backend state_backend; /* which backend owns *state */
+    dsv_state *state; /* per-node backend state slot; NULL: none kept */
 } dsv_call;
 
 /* A zeroed call for op with default params. */
@@ -132,8 +142,6 @@ dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used);
 dsv_status dsv_backward(dsv_call *c, dsv_backend want, dsv_backend *used);
 /* Which backend dsv_forward/dsv_backward would use, without running. */
 dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want);
-/* Releases *c->state (if any) through the owning backend. */
-void dsv_call_state_free(dsv_call *c);
 
 /* ---- the backend table (for kernels/ and the engine) ---------------------- */
 
