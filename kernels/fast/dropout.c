@@ -2,7 +2,7 @@
  * Inverted dropout for the fast backend, p = probability of KEEPING a unit.
  *
  * The mask must be bit-identical to the naive kernel's, so the keep decision
- * is the naive backend's dsv_dropout_uniform(seed, row0 * row_size + i), a
+ * is dsv_dropout_uniform(seed, row0 * row_size + i) from ops.h, a
  * pure function of the element's index in the whole batch: any split among
  * threads gives the same mask. Test mode is the identity.
  */
@@ -10,7 +10,6 @@
 
 #include <omp.h>
 
-#include "../naive/naive.h"
 #include "fast.h"
 
 enum { PAR_MIN = 1 << 14 };

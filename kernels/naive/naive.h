@@ -30,21 +30,6 @@
 #define DSV_NAIVE_DISPATCH(fn) DSV_NAIVE_DISPATCH_AS(dsv_naive_##fn, fn)
 
 /*
- * Dropout's keep decision for element `index` of the whole batch: the
- * index-th output of a splitmix64 stream seeded with `seed`, as a uniform
- * double in [0, 1). A pure function of (seed, index), so backward and any
- * batch split regenerate the same mask; other backends must use it too.
- */
-static inline double dsv_dropout_uniform(uint64_t seed, uint64_t index)
-{
-    uint64_t z = seed + (index + 1) * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
-}
-
-/*
  * sum(a[i] * b[i * sb]) for i < n with four partial sums: a single running
  * sum is one long dependency chain, four let the adds overlap (and b
  * contiguous lets the compiler vectorise). dsv_naive_dot_f32 / _f64.
