@@ -129,7 +129,10 @@ def table(dsv, torch, numpy):
             course = COURSE_MS.get(cell)
             best = min(times.values()) if times else None
             ratio = f"{best / pt:.2f}" if best and pt else "—"
-            speedup = f"{course / best:.2g}x" if best and course else "—"
+            speedup = "—"
+            if best and course:
+                r = course / best
+                speedup = f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
             best_be = min(times, key=times.get) if times else ""
             name = f"{cell} ({g})" if g else cell
             here = nres.get(cell, {}).get("median_ms") if not g else None
