@@ -128,6 +128,58 @@ typedef struct dsv_odn_state {
 
 DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
 
+/* A layer with weights and bias (conv, affine), in weighted.c: its stream,
+ * the forward pd (the backward's hint), a forward, a backward-data and a
+ * backward-weights primitive with their edges. The op owns the key and the
+ * operation descriptors; all-zero is the empty value. */
+#define DSV_ODN_WEIGHTED_NMSG 5
+typedef struct dsv_odn_weighted {
+    const char *name;                /* "conv", starts every message */
+    int64_t key[DSV_ODN_KEY_MAX];   /* op, step (set per step), config */
+    int nkey;
+    char msg[DSV_ODN_WEIGHTED_NMSG][32]; /* "<name>: forward", ... */
+
+    dnnl_stream_t stream;
+    dnnl_primitive_desc_t fwd_pd;
+    bool fwd_ready, bwd_ready;
+    dsv_odn_prim fwd;
+    dsv_odn_edge f_x, f_w, f_b, f_y;
+    dsv_odn_prim bwd_d;
+    dsv_odn_edge d_dy, d_w, d_dx;
+    dsv_odn_prim bwd_w;
+    dsv_odn_edge w_x, w_dy, w_dw, w_db;
+    float *dw_buf, *db_buf; /* targets when the caller wants only one */
+} dsv_odn_weighted;
+
+/* The caller's layouts of x, w, b and y. */
+typedef struct dsv_odn_weighted_mds {
+    dnnl_memory_desc_t x, w, b, y;
+} dsv_odn_weighted_mds;
+
+/* Stream and tuned forward pd; key (nkey values, op first, then a slot for
+ * the step) is copied. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_weighted_build(dsv_odn_weighted *wl,
+                                                   const char *name,
+                                                   const int64_t *key, int nkey,
+                                                   const_dnnl_op_desc_t fwd);
+DSV_ODN_INTERNAL dsv_status dsv_odn_weighted_build_fwd(dsv_odn_weighted *wl,
+                                                       const dsv_odn_weighted_mds *u);
+/* data, weights: the backward descriptors (their pds are not kept). */
+DSV_ODN_INTERNAL dsv_status dsv_odn_weighted_build_bwd(dsv_odn_weighted *wl,
+                                                       const dsv_odn_weighted_mds *u,
+                                                       const_dnnl_op_desc_t data,
+                                                       const_dnnl_op_desc_t weights);
+/* Runs c's forward and waits. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_weighted_forward(dsv_odn_weighted *wl,
+                                                     const dsv_call *c);
+/* Runs backward data (if c->dx) and weights (if c->dw or c->db) and waits;
+ * dy, when not NULL, is dout already in the backward-weights layout. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_weighted_backward(dsv_odn_weighted *wl,
+                                                      const dsv_call *c,
+                                                      dnnl_memory_t dy);
+/* Frees everything and zeroes wl. */
+DSV_ODN_INTERNAL void dsv_odn_weighted_release(dsv_odn_weighted *wl);
+
 /* Op kernels (one file each). */
 DSV_ODN_INTERNAL bool dsv_odn_affine_supports(const dsv_call *c, bool backward);
 DSV_ODN_INTERNAL dsv_status dsv_odn_affine_forward(dsv_call *c);
