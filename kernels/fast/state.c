@@ -32,6 +32,7 @@ dsv_fast_state *dsv_fast_state_get(dsv_call *c, dsv_status *s)
         }
         memset(st, 0, sizeof(*st));
         c->state->ptr = st;
+        c->state->owner = DSV_BACKEND_FAST; /* also when called directly */
     }
     return c->state->ptr;
 }

@@ -163,6 +163,7 @@ typedef struct choice {
 static choice choices[CHOICES];
 static int nchoices, next_evict;
 static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tuning_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static choice *choice_find(const int64_t *key, int nkey)
 {
@@ -260,6 +261,17 @@ dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
     choice_get(key, nkey, name);
     if (name[0])
         return dsv_odn_pd_create(pd, op_desc, hint, name, what);
+    /* One tuning at a time in the process: under the batch schedule every
+       thread builds its own state for the same configuration, and timing the
+       same candidates concurrently (the primitive cache hands both threads the
+       same implementation objects) overran a buffer inside oneDNN under ASan.
+       The loser of the race finds the winner's choice. */
+    pthread_mutex_lock(&tuning_lock);
+    choice_get(key, nkey, name);
+    if (name[0]) {
+        pthread_mutex_unlock(&tuning_lock);
+        return dsv_odn_pd_create(pd, op_desc, hint, name, what);
+    }
     /* Candidates are timed on one thread: the machine may be busy, and a
        multi-threaded run then mostly measures waits for a descheduled thread,
        which would make the choice random. The ranking carries over. */
@@ -308,6 +320,7 @@ out:
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     dsv_odn_threads_end(saved);
+    pthread_mutex_unlock(&tuning_lock);
     /* the real one, for the caller's thread count */
     return s ? s : dsv_odn_pd_create(pd, op_desc, hint, name, what);
 }

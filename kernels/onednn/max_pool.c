@@ -193,8 +193,10 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
         memset(st, 0, sizeof(*st));
         st->base.op = DSV_OP_MAX_POOL;
         st->base.free = pool_free;
-        if (c->state)
+        if (c->state) { /* the owner too: a kernel may be called directly */
             c->state->ptr = st;
+            c->state->owner = DSV_BACKEND_ONEDNN;
+        }
     }
     *out = st;
 
