@@ -351,7 +351,17 @@ dsv_status dsv_odn_prim_run(dsv_odn_prim *pr, dnnl_stream_t s, int nargs,
 {
     if (pr->scratch)
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pr->scratch};
-    return dsv_odn_status(dnnl_primitive_execute(pr->p, s, nargs, args), what);
+    if (!omp_in_parallel())
+        return dsv_odn_status(dnnl_primitive_execute(pr->p, s, nargs, args), what);
+    /* Inside the caller's parallel region oneDNN runs its kernels inline on
+       this thread, and a kernel with an orphaned `omp barrier` (the ncsp batch
+       norm) would bind it to the caller's team: it waits for threads that are
+       busy elsewhere (deadlock) or meets them at their own barriers. A region
+       of one thread gives such barriers a team of their own. */
+    dnnl_status_t st = dnnl_success;
+#pragma omp parallel num_threads(1)
+    st = dnnl_primitive_execute(pr->p, s, nargs, args);
+    return dsv_odn_status(st, what);
 }
 
 void dsv_odn_prim_free(dsv_odn_prim *pr)
@@ -439,6 +449,17 @@ void dsv_odn_edge_free(dsv_odn_edge *e)
         dnnl_memory_destroy(e->inner);
     dsv_odn_prim_free(&e->reorder);
     memset(e, 0, sizeof(*e));
+}
+
+uint32_t dsv_odn_fingerprint(const float *x, int64_t n)
+{
+    uint32_t h = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], sizeof(b));
+        h += b ^ (uint32_t)i;
+    }
+    return h;
 }
 
 void dsv_odn_state_free(void *state)

@@ -14,6 +14,9 @@
  *  - every primitive uses dnnl_scratchpad_mode_user with a scratchpad owned by
  *    the same state, so a state may run on any thread (batch-parallel
  *    schedule) without touching oneDNN's per-thread global scratchpad;
+ *  - every execution goes through dsv_odn_prim_run, which inside a caller's
+ *    parallel region runs the primitive in a region of its own (one thread),
+ *    so kernels with orphaned OpenMP barriers cannot meet the caller's team;
  *  - per-node states start with dsv_odn_state, so the table's state_free can
  *    release any of them.
  */
@@ -119,6 +122,12 @@ DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s,
 /* For an output edge, after the primitive ran: inner -> the bound buffer. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s);
 DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
+
+/* Position-sensitive sum of the value bits: any change of one element changes
+ * it. Cheap enough (it vectorizes) to run on every call; states use it to tell
+ * whether what a forward left (a workspace, batch statistics) still belongs
+ * to the x a backward gets. */
+DSV_ODN_INTERNAL uint32_t dsv_odn_fingerprint(const float *x, int64_t n);
 
 /* Start of every per-node state; `free` releases the whole object. */
 typedef struct dsv_odn_state {

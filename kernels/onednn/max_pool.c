@@ -70,19 +70,6 @@ static void pool_free(dsv_odn_state *base)
     dsv_free(st);
 }
 
-/* Position-sensitive sum of the value bits: any change of one element changes
- * it. Cheap enough (it vectorizes) to run on every call. */
-static uint32_t fingerprint(const float *x, int64_t n)
-{
-    uint32_t h = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &x[i], sizeof(b));
-        h += b ^ (uint32_t)i;
-    }
-    return h;
-}
-
 /* The tuned implementation for this configuration (see common.h). */
 static dsv_status pick(pool_state *st, bool backward, dnnl_primitive_desc_t *pd,
                        const_dnnl_op_desc_t od, const_dnnl_primitive_desc_t hint,
@@ -253,7 +240,7 @@ static dsv_status pool_run_forward(pool_state *st, const dsv_tensor *x, void *y)
         return s;
     st->ws_valid = true;
     st->ws_x = x->data;
-    st->ws_sum = fingerprint(x->data, dsv_tensor_numel(x));
+    st->ws_sum = dsv_odn_fingerprint(x->data, dsv_tensor_numel(x));
     return DSV_OK;
 }
 
@@ -284,7 +271,7 @@ dsv_status dsv_odn_max_pool_backward(dsv_call *c)
     if (s)
         goto out;
     if (!st->ws_valid || st->ws_x != c->x->data ||
-        st->ws_sum != fingerprint(c->x->data, dsv_tensor_numel(c->x))) {
+        st->ws_sum != dsv_odn_fingerprint(c->x->data, dsv_tensor_numel(c->x))) {
         if ((s = pool_run_forward(st, c->x, NULL)))
             goto out;
     }
