@@ -2,29 +2,96 @@
  * ReLU for the fast backend: out = x > 0 ? x : 0 and dx = x > 0 ? dout : 0,
  * the same comparison as the reference (a NaN input gives 0). Branch-free
  * loops the compiler vectorises; large tensors are split among threads.
+ *
+ * On x86-64 CPUs with AVX2 both run 16 floats per iteration with AVX2
+ * intrinsics (an ordered compare, so NaN gives 0 as above). The loops the
+ * compiler made (SSE, 4 floats per iteration) ran at about one iteration per
+ * cycle on (50, 32, 32, 32), whose 13 MB stay in L3, and their speed swung
+ * with the code around them: the forward alone, one thread, took 0.53-0.60 ms
+ * while it shared the backward's loop (x loaded twice), 0.26 ms in a loop of
+ * its own identical to the naive kernel's, which took 0.175 ms.
  */
 #include <omp.h>
 
 #include "fast.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 /* below this many elements a parallel region costs more than it saves */
 enum { PAR_MIN = 1 << 16 };
 
-/* y[i] = x[i] > 0 ? v[i] : 0 for i in [i0, i1): forward with v = x,
- * backward with v = dout. */
-static void relu_range(const float *x, const float *v, float *y, int64_t i0,
-                       int64_t i1)
+/* y[i] = x[i] > 0 ? x[i] : 0 for i in [i0, i1). */
+static void forward_range(const float *x, float *y, int64_t i0, int64_t i1)
 {
-    /* v[i] is loaded unconditionally so the loop is a compare and a blend
+    for (int64_t i = i0; i < i1; i++)
+        y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+/* y[i] = x[i] > 0 ? g[i] : 0 for i in [i0, i1). */
+static void backward_range(const float *x, const float *g, float *y, int64_t i0,
+                           int64_t i1)
+{
+    /* g[i] is loaded unconditionally so the loop is a compare and a blend
        (vectorised); loading it only when x[i] > 0 compiles to a branch per
        element, which mispredicts on every other sign change. */
     for (int64_t i = i0; i < i1; i++) {
-        float vi = v[i];
-        y[i] = x[i] > 0 ? vi : 0.0f;
+        float gi = g[i];
+        y[i] = x[i] > 0 ? gi : 0.0f;
     }
 }
 
-static void relu_run(const dsv_call *c, const float *v, float *y)
+#if defined(__x86_64__)
+static int have_avx2 = -1;
+
+static bool use_avx2(void)
+{
+    if (have_avx2 < 0) /* benign race: every thread finds the same */
+        have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return have_avx2 == 1;
+}
+
+/* y = x > 0 ? g : 0 over [i0, i1), 16 at a time; g = x for the forward. */
+__attribute__((target("avx2"))) static void
+range_avx2(const float *x, const float *g, float *y, int64_t i0, int64_t i1)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = i0;
+    for (; i + 16 <= i1; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        __m256 g0 = g == x ? x0 : _mm256_loadu_ps(g + i);
+        __m256 g1 = g == x ? x1 : _mm256_loadu_ps(g + i + 8);
+        __m256 m0 = _mm256_cmp_ps(x0, zero, _CMP_GT_OQ);
+        __m256 m1 = _mm256_cmp_ps(x1, zero, _CMP_GT_OQ);
+        _mm256_storeu_ps(y + i, _mm256_and_ps(m0, g0));
+        _mm256_storeu_ps(y + i + 8, _mm256_and_ps(m1, g1));
+    }
+    if (g == x)
+        forward_range(x, y, i, i1);
+    else
+        backward_range(x, g, y, i, i1);
+}
+#else
+static bool use_avx2(void) { return false; }
+#endif
+
+static void range(const float *x, const float *g, float *y, int64_t i0, int64_t i1)
+{
+#if defined(__x86_64__)
+    if (use_avx2()) {
+        range_avx2(x, g ? g : x, y, i0, i1);
+        return;
+    }
+#endif
+    if (g)
+        backward_range(x, g, y, i0, i1);
+    else
+        forward_range(x, y, i0, i1);
+}
+
+/* Forward (g NULL) or backward (g = dout) over the whole tensor. */
+static void relu_run(const dsv_call *c, const float *g, float *y)
 {
     int64_t n = dsv_tensor_numel(c->x);
     const float *x = c->x->data;
@@ -34,16 +101,16 @@ static void relu_run(const dsv_call *c, const float *v, float *y)
         {
             int64_t i0, i1;
             dsv_fast_share(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
-            relu_range(x, v, y, i0, i1);
+            range(x, g, y, i0, i1);
         }
     } else {
-        relu_range(x, v, y, 0, n);
+        range(x, g, y, 0, n);
     }
 }
 
 dsv_status dsv_fast_relu_forward(dsv_call *c)
 {
-    relu_run(c, c->x->data, c->out->data);
+    relu_run(c, NULL, c->out->data);
     return DSV_OK;
 }
 
