@@ -292,10 +292,11 @@ dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
             continue;
         if (!first)
             first = cand;
-        /* reference kernels are orders of magnitude slower: not worth a run */
-        double ms = strncmp(dsv_odn_impl_name(cand), "ref", 3)
-                        ? time_candidate(cand, stream, q, nq)
-                        : -1;
+        /* reference kernels ("ref:any", "bnorm_ref:any") are orders of
+           magnitude slower: not worth a run */
+        const char *impl = dsv_odn_impl_name(cand);
+        bool ref = !strncmp(impl, "ref", 3) || strstr(impl, "_ref:");
+        double ms = ref ? -1 : time_candidate(cand, stream, q, nq);
         if (ms >= 0 && (!best || ms < best_ms)) {
             if (best && best != first)
                 dnnl_primitive_desc_destroy(best);

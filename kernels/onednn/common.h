@@ -196,8 +196,14 @@ DSV_ODN_INTERNAL dsv_status dsv_odn_affine_backward(dsv_call *c);
 DSV_ODN_INTERNAL bool dsv_odn_conv_supports(const dsv_call *c, bool backward);
 DSV_ODN_INTERNAL dsv_status dsv_odn_conv_forward(dsv_call *c);
 DSV_ODN_INTERNAL dsv_status dsv_odn_conv_backward(dsv_call *c);
+DSV_ODN_INTERNAL bool dsv_odn_batchnorm_supports(const dsv_call *c, bool backward);
+DSV_ODN_INTERNAL dsv_status dsv_odn_batchnorm_forward(dsv_call *c);
+DSV_ODN_INTERNAL dsv_status dsv_odn_batchnorm_backward(dsv_call *c);
 DSV_ODN_INTERNAL bool dsv_odn_max_pool_supports(const dsv_call *c, bool backward);
 DSV_ODN_INTERNAL dsv_status dsv_odn_max_pool_forward(dsv_call *c);
 DSV_ODN_INTERNAL dsv_status dsv_odn_max_pool_backward(dsv_call *c);
+DSV_ODN_INTERNAL bool dsv_odn_relu_supports(const dsv_call *c, bool backward);
+DSV_ODN_INTERNAL dsv_status dsv_odn_relu_forward(dsv_call *c);
+DSV_ODN_INTERNAL dsv_status dsv_odn_relu_backward(dsv_call *c);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * The onednn backend's kernel table: float32 affine (inner product),
- * convolution and max pooling.
+ * The onednn backend's kernel table: float32 affine (inner product), relu
+ * (eltwise), convolution, max pooling and batch normalization (batchnorm and
+ * spatial_batchnorm share one kernel).
  *
  * Ops left out fall back to naive through the dispatcher. Every per-node state
  * of this backend starts with dsv_odn_state, so one state_free serves all.
@@ -12,10 +13,17 @@ const dsv_backend_table dsv_onednn_table = {
     .kernels = {
         [DSV_OP_AFFINE] = {dsv_odn_affine_supports, dsv_odn_affine_forward,
                            dsv_odn_affine_backward},
+        [DSV_OP_RELU] = {dsv_odn_relu_supports, dsv_odn_relu_forward,
+                         dsv_odn_relu_backward},
         [DSV_OP_CONV] = {dsv_odn_conv_supports, dsv_odn_conv_forward,
                          dsv_odn_conv_backward},
         [DSV_OP_MAX_POOL] = {dsv_odn_max_pool_supports, dsv_odn_max_pool_forward,
                              dsv_odn_max_pool_backward},
+        [DSV_OP_BATCHNORM] = {dsv_odn_batchnorm_supports, dsv_odn_batchnorm_forward,
+                              dsv_odn_batchnorm_backward},
+        [DSV_OP_SPATIAL_BATCHNORM] = {dsv_odn_batchnorm_supports,
+                                      dsv_odn_batchnorm_forward,
+                                      dsv_odn_batchnorm_backward},
     },
     .dtypes = (1u << DSV_F32),
     .state_free = dsv_odn_state_free,

@@ -3,7 +3,10 @@
  * and shape changes, thread-count changes, the batch-parallel pattern (each
  * OpenMP thread runs 1-thread kernels on its half of the batch with its own
  * state), backward without (or after a stale) forward, and the conversion of
- * oneDNN errors. Results are compared against the naive backend.
+ * oneDNN errors; relu (exact, zeros included) and batch
+ * normalization in train and test mode on one state (running statistics,
+ * statistics kept for the backward, unwanted gradients). Results are compared
+ * against the naive backend.
  *
  * A deadlock must fail the test instead of hanging it: SIGALRM (default
  * action: terminate) guards the whole program.
@@ -387,6 +390,285 @@ static void test_affine_state_reuse(void **unused)
     dsv_tensor_free(&w), dsv_tensor_free(&b);
 }
 
+/* ---- relu ----------------------------------------------------------------- */
+
+/* Forward and backward against naive, exactly: ties at zero get no gradient
+ * (the course's x > 0 mask), a NaN input gives 0 forward as in the naive
+ * kernel, and one state follows size changes. */
+static void test_relu(void **unused)
+{
+    (void)unused;
+    tu_rng r = {6};
+    int64_t shapes[][4] = {{3, 5, 7, 9}, {64, 2000, 1, 1}, {1, 1, 1, 1}, {50, 32, 32, 32}};
+    dsv_state state = {0};
+    for (int k = 0; k < 4; k++) {
+        int nd = shapes[k][2] == 1 && k != 2 ? 2 : 4;
+        dsv_tensor x = tu_randn(&r, DSV_F32, nd, shapes[k], 2);
+        dsv_tensor dout = tu_randn(&r, DSV_F32, nd, shapes[k], 1);
+        float *v = x.data;
+        int64_t n = dsv_tensor_numel(&x);
+        for (int64_t i = 0; i < n; i += 3)
+            v[i] = roundf(v[i]); /* many exact zeros */
+        if (n > 7)
+            v[7] = NAN;
+        dsv_tensor out[2], dx[2];
+        for (int b = 0; b < 2; b++) {
+            out[b] = tu_zeros(DSV_F32, nd, shapes[k]);
+            dx[b] = tu_zeros(DSV_F32, nd, shapes[k]);
+            memset(dx[b].data, 0x7f, dsv_tensor_nbytes(&dx[b]));
+            dsv_call c = dsv_call_make(DSV_OP_RELU);
+            c.x = &x, c.out = &out[b], c.dout = &dout, c.dx = &dx[b];
+            c.state = b ? &state : NULL;
+            dsv_backend want = b ? DSV_BACKEND_ONEDNN : DSV_BACKEND_NAIVE, used;
+            /* on the state: backward before any forward, then both */
+            if (b)
+                TU_OK(dsv_backward(&c, want, &used));
+            TU_OK(dsv_forward(&c, want, &used));
+            assert_int_equal(used, want);
+            TU_OK(dsv_backward(&c, want, &used));
+            assert_int_equal(used, want);
+        }
+        /* equal values (oneDNN's masked gradient may be -0.0); at the NaN
+           input naive's gradient is 0 and oneDNN passes dout */
+        const float *o0 = out[0].data, *o1 = out[1].data;
+        const float *g0 = dx[0].data, *g1 = dx[1].data;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            bad += o0[i] != o1[i] || (!isnan(v[i]) && g0[i] != g1[i]);
+        assert_int_equal(bad, 0);
+        for (int b = 0; b < 2; b++)
+            dsv_tensor_free(&out[b]), dsv_tensor_free(&dx[b]);
+        dsv_tensor_free(&x), dsv_tensor_free(&dout);
+    }
+    dsv_state_free(&state);
+    assert_null(state.ptr);
+}
+
+/* ---- batch normalization -------------------------------------------------- */
+
+typedef struct bn_data {
+    dsv_op op;
+    dsv_params p;
+    dsv_tensor x, w, b, dout;
+    dsv_tensor rm, rv, out, dx, dw, db;       /* naive */
+    dsv_tensor rm2, rv2, out2, dx2, dw2, db2; /* onednn */
+} bn_data;
+
+static void bn_data_init(bn_data *d, tu_rng *r, int nd, const int64_t *xs)
+{
+    memset(d, 0, sizeof(*d));
+    d->op = nd == 4 ? DSV_OP_SPATIAL_BATCHNORM : DSV_OP_BATCHNORM;
+    d->p = dsv_params_default();
+    d->p.momentum = 0.8;
+    int64_t ch = xs[1];
+    d->x = tu_randn(r, DSV_F32, nd, xs, 2);
+    float *v = d->x.data;
+    for (int64_t i = 0; i < dsv_tensor_numel(&d->x); i++)
+        v[i] += 3; /* a mean away from zero */
+    d->w = tu_randn(r, DSV_F32, 1, &ch, 1), d->b = tu_randn(r, DSV_F32, 1, &ch, 1);
+    d->dout = tu_randn(r, DSV_F32, nd, xs, 1);
+    d->rm = tu_randn(r, DSV_F32, 1, &ch, 0.5), d->rv = tu_randn(r, DSV_F32, 1, &ch, 0.5);
+    v = d->rv.data;
+    for (int64_t i = 0; i < ch; i++)
+        v[i] = fabsf(v[i]) + 0.5f;
+    d->rm2 = tu_zeros(DSV_F32, 1, &ch), d->rv2 = tu_zeros(DSV_F32, 1, &ch);
+    TU_OK(dsv_tensor_copy(&d->rm2, &d->rm));
+    TU_OK(dsv_tensor_copy(&d->rv2, &d->rv));
+    d->out = tu_zeros(DSV_F32, nd, xs), d->out2 = tu_zeros(DSV_F32, nd, xs);
+    d->dx = tu_zeros(DSV_F32, nd, xs), d->dx2 = tu_zeros(DSV_F32, nd, xs);
+    d->dw = tu_zeros(DSV_F32, 1, &ch), d->dw2 = tu_zeros(DSV_F32, 1, &ch);
+    d->db = tu_zeros(DSV_F32, 1, &ch), d->db2 = tu_zeros(DSV_F32, 1, &ch);
+}
+
+static void bn_data_free(bn_data *d)
+{
+    dsv_tensor *t[] = {&d->x,   &d->w,  &d->b,  &d->dout, &d->rm,  &d->rv,
+                       &d->out, &d->dx, &d->dw, &d->db,   &d->rm2, &d->rv2,
+                       &d->out2, &d->dx2, &d->dw2, &d->db2};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+static dsv_call bn_call(bn_data *d, bool ref, bool train)
+{
+    dsv_call c = dsv_call_make(d->op);
+    c.p = d->p;
+    c.p.train = train;
+    c.x = &d->x, c.w = &d->w, c.b = &d->b, c.dout = &d->dout;
+    c.running_mean = ref ? &d->rm : &d->rm2;
+    c.running_var = ref ? &d->rv : &d->rv2;
+    c.out = ref ? &d->out : &d->out2;
+    c.dx = ref ? &d->dx : &d->dx2;
+    c.dw = ref ? &d->dw : &d->dw2;
+    c.db = ref ? &d->db : &d->db2;
+    return c;
+}
+
+/* Forward (if fwd) and backward (if bwd) of one mode on naive and on onednn
+ * (with `state`, `nthreads`); the onednn outputs are poisoned first. */
+static dsv_status bn_try(bn_data *d, dsv_state *state, int nthreads, bool train,
+                         bool fwd, bool bwd)
+{
+    dsv_call ref = bn_call(d, true, train), c = bn_call(d, false, train);
+    c.state = state, c.nthreads = nthreads;
+    dsv_tensor *g[] = {&d->out2, &d->dx2, &d->dw2, &d->db2};
+    for (int i = 0; i < 4; i++)
+        memset(g[i]->data, 0x7f, dsv_tensor_nbytes(g[i]));
+    dsv_backend used = DSV_BACKEND_ONEDNN;
+    dsv_status s = DSV_OK;
+    if (fwd && !(s = dsv_forward(&ref, DSV_BACKEND_NAIVE, NULL)))
+        s = dsv_forward(&c, DSV_BACKEND_ONEDNN, &used);
+    if (!s && used == DSV_BACKEND_ONEDNN && bwd &&
+        !(s = dsv_backward(&ref, DSV_BACKEND_NAIVE, NULL)))
+        s = dsv_backward(&c, DSV_BACKEND_ONEDNN, &used);
+    if (!s && used != DSV_BACKEND_ONEDNN)
+        s = dsv_error(DSV_UNSUPPORTED, "batchnorm ran on %s", dsv_backend_name(used));
+    return s;
+}
+
+static void bn_expect_equal(const bn_data *d, bool fwd, bool bwd)
+{
+    if (fwd) {
+        assert_true(max_err(&d->out2, &d->out) < TOL);
+        assert_true(max_err(&d->rm2, &d->rm) < TOL);
+        assert_true(max_err(&d->rv2, &d->rv) < TOL);
+    }
+    if (bwd) {
+        assert_true(max_err(&d->dx2, &d->dx) < TOL);
+        assert_true(max_err(&d->dw2, &d->dw) < TOL);
+        assert_true(max_err(&d->db2, &d->db) < TOL);
+    }
+}
+
+static void bn_run(bn_data *d, dsv_state *state, bool train, bool fwd, bool bwd)
+{
+    TU_OK(bn_try(d, state, 0, train, fwd, bwd));
+    bn_expect_equal(d, fwd, bwd);
+}
+
+/* Train and test mode on one state, running statistics, backward without or
+ * after a stale forward, unwanted gradients, shape and eps changes. */
+static void test_batchnorm_state(void **unused)
+{
+    (void)unused;
+    tu_rng r = {7};
+    struct {
+        int nd;
+        int64_t xs[4];
+    } cases[] = {{2, {64, 37}}, {4, {4, 6, 5, 7}}, {4, {8, 32, 8, 8}}, {2, {1, 5}}};
+    dsv_state state = {0};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        bn_data d, e;
+        bn_data_init(&d, &r, cases[k].nd, cases[k].xs);
+        bn_data_init(&e, &r, cases[k].nd, cases[k].xs);
+        /* one-off calls, no state */
+        bn_run(&d, NULL, true, true, true);
+        bn_run(&d, NULL, false, true, true);
+        /* backward first on a fresh state (for a new shape), both modes */
+        bn_run(&d, &state, true, false, true);
+        bn_run(&d, &state, false, false, true);
+        /* training steps with evaluations between them; the running
+           statistics follow the naive ones step by step */
+        for (int i = 0; i < 3; i++) {
+            bn_run(&d, &state, true, true, true);
+            bn_run(&d, &state, false, true, false);
+        }
+        /* the forward saw d, the backward gets e (another buffer) */
+        bn_run(&d, &state, true, true, false);
+        bn_run(&e, &state, true, false, true);
+        /* same buffer, new values after the forward (a gradient check) */
+        bn_run(&d, &state, true, true, false);
+        memcpy(d.x.data, e.x.data, dsv_tensor_nbytes(&d.x));
+        bn_run(&d, &state, true, false, true);
+        /* the checker catches a wrong value */
+        float *g = d.dx2.data;
+        g[dsv_tensor_numel(&d.dx2) / 2] += 1e-2f;
+        assert_false(max_err(&d.dx2, &d.dx) < TOL);
+
+        /* only some gradients wanted: dx alone, dw and db alone */
+        for (int train = 0; train < 2; train++) {
+            bn_run(&d, &state, train, true, true);
+            dsv_call c = bn_call(&d, false, train);
+            c.state = &state, c.dw = c.db = NULL;
+            memset(d.dx2.data, 0x7f, dsv_tensor_nbytes(&d.dx2));
+            TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
+            assert_true(max_err(&d.dx2, &d.dx) < TOL);
+            c = bn_call(&d, false, train);
+            c.state = &state, c.dx = NULL;
+            memset(d.dw2.data, 0x7f, dsv_tensor_nbytes(&d.dw2));
+            memset(d.db2.data, 0x7f, dsv_tensor_nbytes(&d.db2));
+            TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL));
+            assert_true(max_err(&d.dw2, &d.dw) < TOL);
+            assert_true(max_err(&d.db2, &d.db) < TOL);
+        }
+        /* a train forward without running statistics to update */
+        dsv_call c = bn_call(&d, false, true);
+        c.state = &state, c.running_mean = c.running_var = NULL;
+        memset(d.out2.data, 0x7f, dsv_tensor_nbytes(&d.out2));
+        TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, NULL));
+        dsv_call ref = bn_call(&d, true, true);
+        ref.running_mean = ref.running_var = NULL;
+        TU_OK(dsv_forward(&ref, DSV_BACKEND_NAIVE, NULL));
+        assert_true(max_err(&d.out2, &d.out) < TOL);
+        /* another eps: the state is rebuilt */
+        d.p.eps = 1e-1;
+        bn_run(&d, &state, true, true, true);
+        bn_run(&d, &state, false, true, true);
+        bn_data_free(&d), bn_data_free(&e);
+    }
+    dsv_state_free(&state);
+    assert_null(state.ptr);
+}
+
+/* Inside a 2-thread region each thread runs relu and batchnorm on its own
+ * problem with nthreads = 1 and its own states; then the same states on the
+ * whole team (rebuilt for 2 threads). */
+static void test_relu_batchnorm_threads(void **unused)
+{
+    (void)unused;
+    TU_OK(dsv_set_num_threads(2));
+    tu_rng r = {8};
+    bn_data d[2];
+    for (int t = 0; t < 2; t++)
+        bn_data_init(&d[t], &r, 4, (int64_t[]){6, 16, 12, 12});
+    dsv_state bs[2] = {{0}}, rs[2] = {{0}};
+    dsv_status st[2] = {DSV_OK, DSV_OK};
+    for (int round = 0; round < 2; round++) {
+        #pragma omp parallel num_threads(2)
+        {
+            int t = omp_get_thread_num();
+            dsv_status s = bn_try(&d[t], &bs[t], 1, true, true, true);
+            if (!s)
+                s = bn_try(&d[t], &bs[t], 1, false, true, true);
+            dsv_call c = dsv_call_make(DSV_OP_RELU);
+            c.x = &d[t].x, c.out = &d[t].out2, c.dout = &d[t].dout, c.dx = &d[t].dx2;
+            c.nthreads = 1, c.state = &rs[t];
+            if (!s)
+                s = dsv_forward(&c, DSV_BACKEND_ONEDNN, NULL);
+            if (!s)
+                s = dsv_backward(&c, DSV_BACKEND_ONEDNN, NULL);
+            st[t] = s;
+        }
+        TU_OK(st[0]);
+        TU_OK(st[1]);
+        for (int t = 0; t < 2; t++) {
+            dsv_call c = dsv_call_make(DSV_OP_RELU);
+            c.x = &d[t].x, c.out = &d[t].out, c.dout = &d[t].dout, c.dx = &d[t].dx;
+            TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL));
+            TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, NULL));
+            assert_true(max_err(&d[t].out2, &d[t].out) == 0);
+            assert_true(max_err(&d[t].dx2, &d[t].dx) == 0);
+            TU_OK(bn_try(&d[t], &bs[t], 0, true, true, true));
+            bn_expect_equal(&d[t], true, true);
+        }
+    }
+    for (int t = 0; t < 2; t++) {
+        dsv_state_free(&bs[t]);
+        dsv_state_free(&rs[t]);
+        bn_data_free(&d[t]);
+    }
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 static void test_thread_count_change(void **unused)
@@ -563,6 +845,9 @@ int main(void)
         cmocka_unit_test(test_conv_state_reuse),
         cmocka_unit_test(test_pool_state_and_workspace),
         cmocka_unit_test(test_affine_state_reuse),
+        cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_batchnorm_state),
+        cmocka_unit_test(test_relu_batchnorm_threads),
         cmocka_unit_test(test_thread_count_change),
         cmocka_unit_test(test_batch_parallel),
         cmocka_unit_test(test_error_conversion),
