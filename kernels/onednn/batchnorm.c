@@ -377,7 +377,8 @@ static dsv_status bn_run_forward(bn_state *st, const dsv_call *c, void *y)
     if (train) {
         st->stats_valid = st->x_kept = true;
         st->stats_x = c->x->data;
-        st->stats_sum = dsv_odn_fingerprint(c->x->data, dsv_tensor_numel(c->x));
+        st->stats_sum = dsv_odn_fingerprint(c->x->data, dsv_tensor_numel(c->x),
+                                            st->nthreads);
     }
     return DSV_OK;
 }
@@ -427,7 +428,8 @@ dsv_status dsv_odn_batchnorm_backward(dsv_call *c)
     int64_t C = bn_channels(st);
     bool stale = train && (!st->stats_valid || st->stats_x != c->x->data ||
                            st->stats_sum != dsv_odn_fingerprint(c->x->data,
-                                                                dsv_tensor_numel(c->x)));
+                                                                dsv_tensor_numel(c->x),
+                                                                st->nthreads));
     /* the batch statistics of this x, from the forward */
     if (stale && (s = bn_run_forward(st, c, NULL)))
         goto out;

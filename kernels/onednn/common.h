@@ -126,8 +126,9 @@ DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
 /* Position-sensitive sum of the value bits: any change of one element changes
  * it. Cheap enough (it vectorizes) to run on every call; states use it to tell
  * whether what a forward left (a workspace, batch statistics) still belongs
- * to the x a backward gets. */
-DSV_ODN_INTERNAL uint32_t dsv_odn_fingerprint(const float *x, int64_t n);
+ * to the x a backward gets. Uses up to nthreads threads (none inside a
+ * parallel region); the value does not depend on the count. */
+DSV_ODN_INTERNAL uint32_t dsv_odn_fingerprint(const float *x, int64_t n, int nthreads);
 
 /* Start of every per-node state; `free` releases the whole object. */
 typedef struct dsv_odn_state {

@@ -240,7 +240,7 @@ static dsv_status pool_run_forward(pool_state *st, const dsv_tensor *x, void *y)
         return s;
     st->ws_valid = true;
     st->ws_x = x->data;
-    st->ws_sum = dsv_odn_fingerprint(x->data, dsv_tensor_numel(x));
+    st->ws_sum = dsv_odn_fingerprint(x->data, dsv_tensor_numel(x), st->nthreads);
     return DSV_OK;
 }
 
@@ -271,7 +271,8 @@ dsv_status dsv_odn_max_pool_backward(dsv_call *c)
     if (s)
         goto out;
     if (!st->ws_valid || st->ws_x != c->x->data ||
-        st->ws_sum != dsv_odn_fingerprint(c->x->data, dsv_tensor_numel(c->x))) {
+        st->ws_sum != dsv_odn_fingerprint(c->x->data, dsv_tensor_numel(c->x),
+                                          st->nthreads)) {
         if ((s = pool_run_forward(st, c->x, NULL)))
             goto out;
     }
