@@ -26,7 +26,9 @@ typedef struct op_case {
 } op_case;
 
 /* The course's timing cells (fast_layers comparison in the ConvolutionalNetworks
- * notebook) and the layers of ThreeLayerConvNet on a CIFAR-10 batch of 50. */
+ * notebook), the layers of ThreeLayerConvNet on a CIFAR-10 batch of 50, and
+ * batch normalization (train mode) of its activations: spatial after the
+ * conv (50, 32, 32, 32), and over features after the hidden affine (50, 100). */
 static const op_case cases[] = {
     {"conv_fwd/cell", DSV_OP_CONV, false, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
     {"conv_bwd/cell", DSV_OP_CONV, true, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
@@ -40,6 +42,10 @@ static const op_case cases[] = {
     {"pool_bwd/cifar", DSV_OP_MAX_POOL, true, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
     {"affine_fwd/cifar", DSV_OP_AFFINE, false, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
     {"affine_bwd/cifar", DSV_OP_AFFINE, true, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
+    {"sbn_fwd/cifar", DSV_OP_SPATIAL_BATCHNORM, false, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0},
+    {"sbn_bwd/cifar", DSV_OP_SPATIAL_BATCHNORM, true, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0},
+    {"bn_fwd/cifar", DSV_OP_BATCHNORM, false, 2, 1, {50, 100}, {100}, 1, 0, 0},
+    {"bn_bwd/cifar", DSV_OP_BATCHNORM, true, 2, 1, {50, 100}, {100}, 1, 0, 0},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -59,6 +65,7 @@ static dsv_bench benches[NCASES * NBACKENDS];
 /* Tensors and the call of one running benchmark. */
 typedef struct op_state {
     dsv_tensor x, w, b, out, dout, dx, dw, db;
+    dsv_tensor rm, rv; /* batch norms: running statistics */
     dsv_call c;
     dsv_state slot;
     dsv_backend want;
@@ -138,8 +145,8 @@ static void op_teardown(void *state)
     if (!st)
         return;
     dsv_state_free(&st->slot);
-    dsv_tensor *all[] = {&st->x, &st->w, &st->b, &st->out,
-                         &st->dout, &st->dx, &st->dw, &st->db};
+    dsv_tensor *all[] = {&st->x,    &st->w,  &st->b,  &st->out, &st->dout,
+                         &st->dx,   &st->dw, &st->db, &st->rm,  &st->rv};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         dsv_tensor_free(all[i]);
     dsv_free(st);
@@ -199,6 +206,18 @@ static dsv_status alloc_tensors(op_state *st, const op_case *oc)
                     (s = dsv_tensor_init_like(&st->db, &st->b))))
         return s;
     dsv_bench_fill(&st->dout, 4, 1.0);
+    if (oc->op == DSV_OP_BATCHNORM || oc->op == DSV_OP_SPATIAL_BATCHNORM) {
+        /* the forward updates them (train mode), as in a training step */
+        if ((s = dsv_tensor_init(&st->rm, DSV_F32, 1, &bs)) ||
+            (s = dsv_tensor_init(&st->rv, DSV_F32, 1, &bs)))
+            return s;
+        for (int64_t i = 0; i < bs; i++) {
+            dsv_tensor_set(&st->rm, i, 0.0);
+            dsv_tensor_set(&st->rv, i, 1.0);
+        }
+        st->c.running_mean = &st->rm;
+        st->c.running_var = &st->rv;
+    }
     st->c.out = &st->out;
     if (oc->backward) {
         st->c.dout = &st->dout;
@@ -244,7 +263,8 @@ static dsv_bench_result op_setup(const void *arg, void **state, char *label,
     return DSV_BENCH_OK;
 }
 
-/* Multiply-adds count two; pooling and relu are reported without FLOP/s. */
+/* Multiply-adds count two; pooling, relu and the norms are reported without
+ * FLOP/s. */
 static double case_flops(const op_case *oc)
 {
     double f = 0;

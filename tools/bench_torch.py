@@ -9,8 +9,11 @@ of each repetition in milliseconds and the median over repetitions.
 Each repetition warms up, then times single calls until it has at least
 --min-runs calls and --min-time seconds, and keeps their median. Backward
 cells time the backward kernel alone (aten's convolution_backward,
-max_pool2d_with_indices_backward, threshold_backward; affine as its three
-matrix products) after one forward, as the dasecv benchmarks do.
+max_pool2d_with_indices_backward, threshold_backward,
+native_batch_norm_backward; affine as its three matrix products) after one
+forward, as the dasecv benchmarks do. Batch norms run in train mode
+(batch statistics, running statistics updated): sbn is spatial batch norm
+of the conv activations, bn the one over the hidden affine's features.
 """
 import argparse
 import json
@@ -89,6 +92,29 @@ def affine_cells(name, n, d, m, gen):
     return {f"affine_fwd/{name}": fwd, f"affine_bwd/{name}": bwd}
 
 
+def batchnorm_cells(prefix, name, shape, gen):
+    """Train-mode batch norm over dim 1 (gamma, beta ~ U(-0.1, 0.1) as in
+    dasecv-bench); backward gives dx, dgamma and dbeta."""
+    c = shape[1]
+    x = randu(*shape, gen=gen)
+    gamma = randu(c, scale=0.1, gen=gen)
+    beta = randu(c, scale=0.1, gen=gen)
+    rm, rv = torch.zeros(c), torch.ones(c)
+    eps = 1e-5
+    _, save_mean, save_invstd = aten.native_batch_norm(x, gamma, beta, rm, rv,
+                                                       True, 0.1, eps)
+    dout = randu(*shape, gen=gen)
+
+    def fwd():
+        F.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=0.1, eps=eps)
+
+    def bwd():
+        aten.native_batch_norm_backward(dout, x, gamma, rm, rv, save_mean,
+                                        save_invstd, True, eps,
+                                        [True, True, True])
+    return {f"{prefix}_fwd/{name}": fwd, f"{prefix}_bwd/{name}": bwd}
+
+
 def threelayer_step(gen, n=50):
     """ThreeLayerConvNet (conv7x7x32 pad 3 - relu - pool2x2 - affine 100 -
     relu - affine 10 - softmax loss) forward + backward, weights * 1e-3."""
@@ -119,6 +145,8 @@ def all_cells(gen):
     cells.update(relu_cells("cifar", (50, 32, 32, 32), gen))
     cells.update(pool_cells("cifar", 50, 32, 32, 32, gen))
     cells.update(affine_cells("cifar", 50, 8192, 100, gen))
+    cells.update(batchnorm_cells("sbn", "cifar", (50, 32, 32, 32), gen))
+    cells.update(batchnorm_cells("bn", "cifar", (50, 100), gen))
     cells.update(threelayer_step(gen))
     return cells
 

@@ -30,7 +30,8 @@ BACKENDS = ["naive", "fast", "onednn"]
 ORDER = ["conv_fwd/cell", "conv_bwd/cell", "pool_fwd/cell", "pool_bwd/cell",
          "conv_fwd/cifar", "conv_bwd/cifar", "relu_fwd/cifar", "relu_bwd/cifar",
          "pool_fwd/cifar", "pool_bwd/cifar", "affine_fwd/cifar",
-         "affine_bwd/cifar", "model_step/threelayer"]
+         "affine_bwd/cifar", "sbn_fwd/cifar", "sbn_bwd/cifar", "bn_fwd/cifar",
+         "bn_bwd/cifar", "model_step/threelayer"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
