@@ -13,6 +13,7 @@
  * with a threaded sgemm. dw/db partial sums are per thread and added in
  * thread order, so results are deterministic for a given thread count. A
  * 1x1, stride 1, unpadded convolution uses x_n itself as the column matrix.
+ * Layers with few taps per output (K small) go to conv_direct.c instead.
  */
 #include <string.h>
 
@@ -257,6 +258,8 @@ static void forward_images(const conv_geom *g, const float *x, const float *w,
 
 dsv_status dsv_fast_conv_forward(dsv_call *c)
 {
+    if (dsv_fast_conv_direct_ok(c))
+        return dsv_fast_conv_direct_forward(c);
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);
     bool by_image = nt > 1 && g.N >= nt;
@@ -361,6 +364,8 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 dsv_status dsv_fast_conv_backward(dsv_call *c)
 {
+    if (dsv_fast_conv_direct_ok(c))
+        return dsv_fast_conv_direct_backward(c);
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);
     bool by_image = nt > 1 && g.N >= nt;

@@ -1,0 +1,713 @@
+/*
+ * Direct convolution for the fast backend, for layers with few input
+ * channels per output (K = C*HH*WW small, such as a first layer on RGB
+ * images). There im2col + sgemm spends most of its time writing and reading
+ * the column matrix, and a product with K ~ 27 keeps few accumulators busy.
+ *
+ * Each image is rewritten in a "phase" layout T (C, Hp, s, L), Hp = H + 2*pad:
+ * padded row r of channel c split into its s phases,
+ *     T[c][r][q][j] = xpad[c][r][s*j + q]  (0 outside the image).
+ * The input that filter tap k = (c, kh, kw) meets at output row oh, columns
+ * ow, ow+1, ... is then the contiguous run T[c][s*oh + kh][kw % s][ow + kw/s ...]
+ * whatever the stride, so all three passes are register tiles of AVX2 FMAs
+ * over 16 output columns (two vectors):
+ *   forward   out[f][oh][ow..] = b[f] + sum_k w[f][k] * Trow_k(oh)[ow..]
+ *   dx        dT[row_k(oh)][ow..] += sum_f w[f][k] * dout[f][oh][ow..],
+ *             then dx is read back out of dT (the inverse of the layout)
+ *   dw        dw[f][k] += sum_{oh, ow} dout[f][oh][ow] * Trow_k(oh)[ow]
+ *
+ * What must stay true:
+ *  - a phase row holds L >= 16 * ceil(W'/16) + (WW-1)/s floats, so full-vector
+ *    loads and stores of any column tile stay inside its row, and s*L covers
+ *    the whole padded row;
+ *  - lanes past W' are never stored to out, and are zero in what is added
+ *    into dT and into the dw sums (masked loads), so values outside the
+ *    convolution's window, NaN included, never leak in;
+ *  - every sum runs in a fixed order for a given thread count (dw and db
+ *    through per-thread partial vectors added in thread order).
+ */
+#include <string.h>
+
+#include <omp.h>
+
+#include "fast.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_DIRECT 1
+#else
+#define HAVE_DIRECT 0
+#endif
+
+/* Largest K taken here; above it im2col + sgemm wins (bench conv_*). */
+enum { DIRECT_KMAX = 64 };
+
+static bool direct_allowed = true;
+
+void dsv_fast_conv_set_direct(bool allowed) { direct_allowed = allowed; }
+
+bool dsv_fast_conv_direct_ok(const dsv_call *c)
+{
+    if (!HAVE_DIRECT || !direct_allowed || dsv_fast_get_isa() == DSV_FAST_ISA_GENERIC)
+        return false;
+    int64_t K = c->w->shape[1] * c->w->shape[2] * c->w->shape[3];
+    return K <= DIRECT_KMAX;
+}
+
+#if HAVE_DIRECT
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE_AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
+
+typedef struct dgeom {
+    int64_t N, C, H, W, F, HH, WW, Ho, Wo, K, P;
+    int64_t s, pad, Hp, L;
+    int64_t rowstep; /* floats between T rows of consecutive output rows */
+    int64_t tsize;   /* floats of one image's T, rounded to 16 */
+    int64_t ntiles;  /* 16-column tiles per output row */
+} dgeom;
+
+static dgeom dgeom_of(const dsv_call *c)
+{
+    dgeom g;
+    g.N = c->x->shape[0], g.C = c->x->shape[1];
+    g.H = c->x->shape[2], g.W = c->x->shape[3];
+    g.F = c->w->shape[0], g.HH = c->w->shape[2], g.WW = c->w->shape[3];
+    g.s = c->p.stride, g.pad = c->p.pad;
+    g.Ho = 1 + (g.H + 2 * g.pad - g.HH) / g.s;
+    g.Wo = 1 + (g.W + 2 * g.pad - g.WW) / g.s;
+    g.K = g.C * g.HH * g.WW, g.P = g.Ho * g.Wo;
+    g.Hp = g.H + 2 * g.pad;
+    g.ntiles = (g.Wo + 15) / 16;
+    /* room for every column tile, and for the whole padded row */
+    int64_t span = g.ntiles * 16 + (g.WW - 1) / g.s;
+    int64_t whole = (g.W + 2 * g.pad + g.s - 1) / g.s + 8;
+    g.L = ((span > whole ? span : whole) + 7) & ~(int64_t)7;
+    g.rowstep = g.s * g.s * g.L;
+    g.tsize = (g.C * g.Hp * g.s * g.L + 15) & ~(int64_t)15;
+    return g;
+}
+
+/* Offset in T of tap k's run for output row 0, column 0. */
+static void tap_offsets(const dgeom *g, int64_t *off)
+{
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t kh = 0; kh < g->HH; kh++)
+            for (int64_t kw = 0; kw < g->WW; kw++)
+                off[(c * g->HH + kh) * g->WW + kw] =
+                    ((c * g->Hp + kh) * g->s + kw % g->s) * g->L + kw / g->s;
+}
+
+/* 8 floats of row xr (W floats) from column i >= 0 on, zero from W on. */
+INLINE_AVX2 __m256 load_row8(const float *xr, int64_t i, int64_t W)
+{
+    if (i + 8 <= W)
+        return _mm256_loadu_ps(xr + i);
+    __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(W - i)),
+                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(xr + i, in);
+}
+
+/*
+ * The image's pixels into T (C, Hp, s, L). Only the pixels are written: T
+ * must be zeroed once for the geometry (its padding then stays zero). Runs
+ * of 8 or 16 pixels are written whole, with zeros past the row's end; those
+ * land in T's right padding (L has 8 floats to spare for them).
+ */
+AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
+{
+    int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t ih = 0; ih < g->H; ih++) {
+            float *tr = t + (c * g->Hp + ih + p) * s * L;
+            const float *xr = x + (c * g->H + ih) * W;
+            if (s == 1) {
+                for (int64_t i = 0; i < W; i += 8)
+                    _mm256_storeu_ps(tr + p + i, load_row8(xr, i, W));
+            } else if (s == 2) {
+                /* x[2m] goes to phase p%2 at m + p/2, x[2m+1] to the other
+                   phase at m + (p+1)/2 */
+                float *te = tr + (p & 1) * L + p / 2;
+                float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
+                for (int64_t m = 0; 2 * m < W; m += 8) {
+                    __m256 a = load_row8(xr, 2 * m, W);
+                    __m256 b = 2 * m + 8 < W ? load_row8(xr, 2 * m + 8, W)
+                                             : _mm256_setzero_ps();
+                    /* a0 a2 b0 b2 | a4 a6 b4 b6, then fix the 64-bit order */
+                    __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+                    e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e),
+                                                               _MM_SHUFFLE(3, 1, 2, 0)));
+                    o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o),
+                                                               _MM_SHUFFLE(3, 1, 2, 0)));
+                    _mm256_storeu_ps(te + m, e);
+                    _mm256_storeu_ps(to + m, o);
+                }
+            } else {
+                for (int64_t i = 0; i < W; i++)
+                    tr[((i + p) % s) * L + (i + p) / s] = xr[i];
+            }
+        }
+}
+
+/* dx of one image from its dT: the pixels of to_phases read back. */
+AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
+{
+    int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t ih = 0; ih < g->H; ih++) {
+            const float *tr = t + (c * g->Hp + ih + p) * s * L;
+            float *dr = dx + (c * g->H + ih) * W;
+            if (s == 1) {
+                for (int64_t i = 0; i < W; i++)
+                    dr[i] = tr[p + i];
+            } else if (s == 2) {
+                const float *te = tr + (p & 1) * L + p / 2;
+                const float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
+                for (int64_t m = 0; 2 * m < W; m += 8) {
+                    __m256 e = _mm256_loadu_ps(te + m), o = _mm256_loadu_ps(to + m);
+                    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+                    __m256 v0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+                    __m256 v1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+                    if (2 * m + 16 <= W) {
+                        _mm256_storeu_ps(dr + 2 * m, v0);
+                        _mm256_storeu_ps(dr + 2 * m + 8, v1);
+                    } else {
+                        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                        int left = (int)(W - 2 * m);
+                        _mm256_maskstore_ps(dr + 2 * m,
+                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx),
+                                            v0);
+                        if (left > 8)
+                            _mm256_maskstore_ps(
+                                dr + 2 * m + 8,
+                                _mm256_cmpgt_epi32(_mm256_set1_epi32(left - 8), idx), v1);
+                    }
+                }
+            } else {
+                for (int64_t i = 0; i < W; i++)
+                    dr[i] = tr[((i + p) % s) * L + (i + p) / s];
+            }
+        }
+}
+
+/* Lane masks for a tile of n valid columns (all 16 when n >= 16). */
+typedef struct tmask {
+    bool full;
+    __m256i m0, m1;
+} tmask;
+
+AVX2 static tmask tile_mask(int64_t n)
+{
+    tmask m;
+    m.full = n >= 16;
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    m.m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16)), idx);
+    m.m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 16 ? n : 16) - 8), idx);
+    return m;
+}
+
+/* Masks of the full tiles and of a row's last tile. */
+typedef struct rmask {
+    tmask whole, last;
+} rmask;
+
+AVX2 static rmask row_masks(const dgeom *g)
+{
+    rmask r = {tile_mask(16), tile_mask(g->Wo - (g->ntiles - 1) * 16)};
+    return r;
+}
+
+/*
+ * Forward, one block of MB output channels over output rows [oh0, oh1) of
+ * one image, 16 columns at a time. wp (K, MB): the block's weights,
+ * tap-major; t: the image's T; o: out of the image at channel f0.
+ */
+INLINE_AVX2 void fwd_block(const int MB, const dgeom *g, const float *wp,
+                           const float *t, const int64_t *off, const float *bias,
+                           float *o, int64_t oh0, int64_t oh1, const rmask *rm)
+{
+    for (int64_t oh = oh0; oh < oh1; oh++)
+        for (int64_t tl = 0; tl < g->ntiles; tl++) {
+            const float *tt = t + oh * g->rowstep + tl * 16;
+            const tmask *mk = tl + 1 < g->ntiles ? &rm->whole : &rm->last;
+            __m256 a0[6], a1[6];
+#pragma GCC unroll 6
+            for (int m = 0; m < MB; m++)
+                a0[m] = a1[m] = _mm256_set1_ps(bias[m]);
+            for (int64_t k = 0; k < g->K; k++) {
+                const float *r = tt + off[k];
+                __m256 b0 = _mm256_loadu_ps(r), b1 = _mm256_loadu_ps(r + 8);
+#pragma GCC unroll 6
+                for (int m = 0; m < MB; m++) {
+                    __m256 wv = _mm256_broadcast_ss(wp + k * MB + m);
+                    a0[m] = _mm256_fmadd_ps(wv, b0, a0[m]);
+                    a1[m] = _mm256_fmadd_ps(wv, b1, a1[m]);
+                }
+            }
+            float *d = o + oh * g->Wo + tl * 16;
+            if (mk->full) {
+#pragma GCC unroll 6
+                for (int m = 0; m < MB; m++) {
+                    _mm256_storeu_ps(d + m * g->P, a0[m]);
+                    _mm256_storeu_ps(d + m * g->P + 8, a1[m]);
+                }
+            } else {
+#pragma GCC unroll 6
+                for (int m = 0; m < MB; m++) {
+                    _mm256_maskstore_ps(d + m * g->P, mk->m0, a0[m]);
+                    _mm256_maskstore_ps(d + m * g->P + 8, mk->m1, a1[m]);
+                }
+            }
+        }
+}
+
+/*
+ * dx, one block of MB taps over output rows [oh0, oh1) of one image, R rows
+ * (1 or 2, dividing oh1 - oh0) x 16 columns at a time: the taps' runs of dT
+ * get sum_f w[f][k] * dout[f][oh][..]. wt (F, MB): the block's weights,
+ * channel-major; d: dout of the image; t: its dT; off: the block's tap
+ * offsets. Two rows share each broadcast weight between four vectors.
+ */
+INLINE_AVX2 void dx_block(const int MB, const int R, const dgeom *g, const float *wt,
+                          const float *d, float *t, const int64_t *off,
+                          int64_t oh0, int64_t oh1, const rmask *rm)
+{
+    for (int64_t oh = oh0; oh < oh1; oh += R)
+        for (int64_t tl = 0; tl < g->ntiles; tl++) {
+            const float *dd = d + oh * g->Wo + tl * 16;
+            float *tt = t + oh * g->rowstep + tl * 16;
+            const tmask *mk = tl + 1 < g->ntiles ? &rm->whole : &rm->last;
+            __m256 a[3][4];
+#pragma GCC unroll 3
+            for (int m = 0; m < MB; m++)
+#pragma GCC unroll 4
+                for (int v = 0; v < 2 * R; v++)
+                    a[m][v] = _mm256_setzero_ps();
+            /* per channel: MB broadcasts, then each dout vector is loaded
+               and used at once (12 sums + 3 weights + 1 vector: 16 registers) */
+            for (int64_t f = 0; f < g->F; f++) {
+                __m256 wv[3];
+#pragma GCC unroll 3
+                for (int m = 0; m < MB; m++)
+                    wv[m] = _mm256_broadcast_ss(wt + f * MB + m);
+#pragma GCC unroll 4
+                for (int v = 0; v < 2 * R; v++) {
+                    const float *p = dd + f * g->P + (v / 2) * g->Wo + (v % 2) * 8;
+                    __m256 b = mk->full ? _mm256_loadu_ps(p)
+                                        : _mm256_maskload_ps(p, v % 2 ? mk->m1 : mk->m0);
+#pragma GCC unroll 3
+                    for (int m = 0; m < MB; m++)
+                        a[m][v] = _mm256_fmadd_ps(wv[m], b, a[m][v]);
+                }
+            }
+#pragma GCC unroll 3
+            for (int m = 0; m < MB; m++)
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++) {
+                    float *p = tt + off[m] + r * g->rowstep;
+                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), a[m][2 * r]));
+                    _mm256_storeu_ps(p + 8,
+                                     _mm256_add_ps(_mm256_loadu_ps(p + 8), a[m][2 * r + 1]));
+                }
+        }
+}
+
+/* col (K, P) of one image from its T: tap k's input at every output
+ * position, the rows of im2col. */
+AVX2 static void phases_to_col(const dgeom *g, const float *t, const int64_t *off,
+                               float *col)
+{
+    int64_t full = g->Wo & ~(int64_t)7;
+    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(g->Wo - full)),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int64_t k = 0; k < g->K; k++) {
+        float *d = col + k * g->P;
+        for (int64_t oh = 0; oh < g->Ho; oh++, d += g->Wo) {
+            const float *r = t + off[k] + oh * g->rowstep;
+            int64_t ow = 0;
+            for (; ow < full; ow += 8)
+                _mm256_storeu_ps(d + ow, _mm256_loadu_ps(r + ow));
+            if (ow < g->Wo)
+                _mm256_maskstore_ps(d + ow, tail, _mm256_maskload_ps(r + ow, tail));
+        }
+    }
+}
+
+/*
+ * dw over one image: MF channels x MK taps, summed over every output
+ * position 8 at a time; the 8 lanes of each sum are added into pv (F*K, 8)
+ * at (f0, k0). d: dout of the image at channel f0; col: its im2col rows at
+ * tap k0 (both rows P apart).
+ */
+INLINE_AVX2 void dw_tile(const int MF, const int MK, const dgeom *g, const float *d,
+                         const float *col, float *pv)
+{
+    __m256 acc[3][3];
+#pragma GCC unroll 3
+    for (int m = 0; m < MF; m++)
+#pragma GCC unroll 3
+        for (int j = 0; j < MK; j++)
+            acc[m][j] = _mm256_setzero_ps();
+    int64_t P = g->P, full = P & ~(int64_t)7;
+    for (int64_t i = 0; i < full; i += 8) {
+        __m256 tv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < MK; j++)
+            tv[j] = _mm256_loadu_ps(col + j * P + i);
+#pragma GCC unroll 3
+        for (int m = 0; m < MF; m++) {
+            __m256 dv = _mm256_loadu_ps(d + m * P + i);
+#pragma GCC unroll 3
+            for (int j = 0; j < MK; j++)
+                acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+        }
+    }
+    if (full < P) {
+        __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(P - full)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 tv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < MK; j++)
+            tv[j] = _mm256_maskload_ps(col + j * P + full, tail);
+#pragma GCC unroll 3
+        for (int m = 0; m < MF; m++) {
+            __m256 dv = _mm256_maskload_ps(d + m * P + full, tail);
+#pragma GCC unroll 3
+            for (int j = 0; j < MK; j++)
+                acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int m = 0; m < MF; m++)
+#pragma GCC unroll 3
+        for (int j = 0; j < MK; j++) {
+            float *p = pv + (m * g->K + j) * 8;
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[m][j]));
+        }
+}
+
+/* n items in nb nearly equal blocks: the first n % nb hold one more. */
+typedef struct split {
+    int64_t nb, base, extra;
+} split;
+
+static split split_of(int64_t n, int64_t per_block)
+{
+    split sp;
+    sp.nb = (n + per_block - 1) / per_block;
+    sp.base = n / sp.nb, sp.extra = n % sp.nb;
+    return sp;
+}
+
+/* Block b: [*i0, *i0 + *len). */
+static inline void block(const split *sp, int64_t b, int64_t *i0, int *len)
+{
+    *i0 = b * sp->base + (b < sp->extra ? b : sp->extra);
+    *len = (int)(sp->base + (b < sp->extra));
+}
+
+AVX2 static void fwd_block_any(int mb, const dgeom *g, const float *wp,
+                               const float *t, const int64_t *off, const float *bias,
+                               float *o, int64_t oh0, int64_t oh1, const rmask *rm)
+{
+    switch (mb) {
+    case 1: fwd_block(1, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    case 2: fwd_block(2, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    case 3: fwd_block(3, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    case 4: fwd_block(4, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    case 5: fwd_block(5, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    default: fwd_block(6, g, wp, t, off, bias, o, oh0, oh1, rm); break;
+    }
+}
+
+AVX2 static void dx_block_any(int mb, const dgeom *g, const float *wt,
+                              const float *d, float *t, const int64_t *off,
+                              const rmask *rm)
+{
+    int64_t even = g->Ho & ~(int64_t)1;
+    switch (mb) {
+    case 1:
+        dx_block(1, 2, g, wt, d, t, off, 0, even, rm);
+        dx_block(1, 1, g, wt, d, t, off, even, g->Ho, rm);
+        break;
+    case 2:
+        dx_block(2, 2, g, wt, d, t, off, 0, even, rm);
+        dx_block(2, 1, g, wt, d, t, off, even, g->Ho, rm);
+        break;
+    default:
+        dx_block(3, 2, g, wt, d, t, off, 0, even, rm);
+        dx_block(3, 1, g, wt, d, t, off, even, g->Ho, rm);
+        break;
+    }
+}
+
+AVX2 static void dw_tile_any(int mf, int mk, const dgeom *g, const float *d,
+                             const float *col, float *pv)
+{
+    switch (mf * 4 + mk) {
+    case 1 * 4 + 1: dw_tile(1, 1, g, d, col, pv); break;
+    case 1 * 4 + 2: dw_tile(1, 2, g, d, col, pv); break;
+    case 1 * 4 + 3: dw_tile(1, 3, g, d, col, pv); break;
+    case 2 * 4 + 1: dw_tile(2, 1, g, d, col, pv); break;
+    case 2 * 4 + 2: dw_tile(2, 2, g, d, col, pv); break;
+    case 2 * 4 + 3: dw_tile(2, 3, g, d, col, pv); break;
+    case 3 * 4 + 1: dw_tile(3, 1, g, d, col, pv); break;
+    case 3 * 4 + 2: dw_tile(3, 2, g, d, col, pv); break;
+    default: dw_tile(3, 3, g, d, col, pv); break;
+    }
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+typedef struct fwd_job {
+    const dgeom *g;
+    const float *x, *b, *wp;
+    const int64_t *off;
+    float *out;
+    int64_t chunks; /* row chunks per image */
+} fwd_job;
+
+/* Work items [i0, i1) of N * chunks (image, chunk of output rows), with t
+ * this thread's T. */
+AVX2 static void fwd_items(const fwd_job *jb, int64_t i0, int64_t i1, float *t)
+{
+    const dgeom *g = jb->g;
+    split fs = split_of(g->F, 6);
+    rmask rm = row_masks(g);
+    memset(t, 0, sizeof(float) * (size_t)g->tsize);
+    int64_t last = -1;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t n = it / jb->chunks, ch = it % jb->chunks;
+        if (n != last) {
+            to_phases(g, jb->x + n * g->C * g->H * g->W, t);
+            last = n;
+        }
+        float *on = jb->out + n * g->F * g->P;
+        int64_t oh0 = g->Ho * ch / jb->chunks, oh1 = g->Ho * (ch + 1) / jb->chunks;
+        for (int64_t fb = 0; fb < fs.nb; fb++) {
+            int64_t f0;
+            int mb;
+            block(&fs, fb, &f0, &mb);
+            fwd_block_any(mb, g, jb->wp + f0 * g->K, t, jb->off, jb->b + f0,
+                          on + f0 * g->P, oh0, oh1, &rm);
+        }
+    }
+}
+
+dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
+{
+    dgeom g = dgeom_of(c);
+    int nt = dsv_fast_nthreads(c);
+    int64_t nwp = (g.F * g.K + 15) & ~(int64_t)15;
+    float *scratch = dsv_fast_scratch(c, sizeof(float) * (size_t)(nwp + g.tsize * nt));
+    if (!scratch)
+        return dsv_error(DSV_NOMEM, "conv: out of memory for %lld scratch floats",
+                         (long long)(nwp + g.tsize * nt));
+    /* weights of each block of output channels, tap-major */
+    float *wp = scratch;
+    const float *w = c->w->data;
+    split fs = split_of(g.F, 6);
+    for (int64_t fb = 0; fb < fs.nb; fb++) {
+        int64_t f0;
+        int mb;
+        block(&fs, fb, &f0, &mb);
+        for (int64_t k = 0; k < g.K; k++)
+            for (int m = 0; m < mb; m++)
+                wp[f0 * g.K + k * mb + m] = w[(f0 + m) * g.K + k];
+    }
+    int64_t off[DIRECT_KMAX];
+    tap_offsets(&g, off);
+    fwd_job jb = {&g, c->x->data, c->b->data, wp, off, c->out->data,
+                  g.N >= nt ? 1 : nt};
+    int64_t items = g.N * jb.chunks;
+    if (nt == 1) {
+        fwd_items(&jb, 0, items, scratch + nwp);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            int64_t i0, i1;
+            dsv_fast_share(items, t, n, &i0, &i1);
+            fwd_items(&jb, i0, i1, scratch + nwp + g.tsize * t);
+        }
+    }
+    dsv_fast_scratch_release(c, scratch);
+    return DSV_OK;
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+typedef struct bwd_job {
+    const dgeom *g;
+    const dsv_call *c;
+    const float *wt; /* per tap block (F, mb), for dx */
+    const int64_t *off;
+    int64_t per;     /* floats of one thread's buffers */
+    int64_t o_dt, o_col, o_pv, o_pb;
+} bwd_job;
+
+/* db partial vectors pb (F, 8) += the sums of one image's dout dn. */
+AVX2 static void db_image(const dgeom *g, const float *dn, float *pb)
+{
+    int64_t full = g->P & ~(int64_t)7;
+    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(g->P - full)),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int64_t f = 0; f < g->F; f++) {
+        const float *d = dn + f * g->P;
+        /* four chains, so the adds are not one long dependency */
+        __m256 a0 = _mm256_loadu_ps(pb + f * 8), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= full; i += 32) {
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d + i));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(d + i + 8));
+            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(d + i + 16));
+            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(d + i + 24));
+        }
+        for (; i < full; i += 8)
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d + i));
+        if (full < g->P)
+            a1 = _mm256_add_ps(a1, _mm256_maskload_ps(d + full, tail));
+        _mm256_storeu_ps(pb + f * 8, _mm256_add_ps(_mm256_add_ps(a0, a1),
+                                                   _mm256_add_ps(a2, a3)));
+    }
+}
+
+/* Images [n0, n1); buf holds this thread's T, dT, col and the dw and db
+ * partial vectors (zeroed here). */
+AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *buf)
+{
+    const dgeom *g = jb->g;
+    const dsv_call *c = jb->c;
+    float *t = buf, *dt = buf + jb->o_dt, *col = buf + jb->o_col;
+    float *pv = buf + jb->o_pv, *pb = buf + jb->o_pb;
+    bool want_w = c->dw != NULL, want_b = c->db != NULL, want_x = c->dx != NULL;
+    split fs = split_of(g->F, 3), ks = split_of(g->K, 3), xs = split_of(g->K, 3);
+    rmask rm = row_masks(g);
+    if (want_w) {
+        memset(t, 0, sizeof(float) * (size_t)g->tsize);
+        memset(pv, 0, sizeof(float) * (size_t)(g->F * g->K * 8));
+    }
+    if (want_b)
+        memset(pb, 0, sizeof(float) * (size_t)(g->F * 8));
+    for (int64_t n = n0; n < n1; n++) {
+        const float *dn = (const float *)c->dout->data + n * g->F * g->P;
+        if (want_w) {
+            to_phases(g, (const float *)c->x->data + n * g->C * g->H * g->W, t);
+            phases_to_col(g, t, jb->off, col);
+            for (int64_t fb = 0; fb < fs.nb; fb++) {
+                int64_t f0, k0;
+                int mf, mk;
+                block(&fs, fb, &f0, &mf);
+                for (int64_t kb = 0; kb < ks.nb; kb++) {
+                    block(&ks, kb, &k0, &mk);
+                    dw_tile_any(mf, mk, g, dn + f0 * g->P, col + k0 * g->P,
+                                pv + (f0 * g->K + k0) * 8);
+                }
+            }
+        }
+        if (want_b)
+            db_image(g, dn, pb);
+        if (want_x) {
+            memset(dt, 0, sizeof(float) * (size_t)g->tsize);
+            for (int64_t kb = 0; kb < xs.nb; kb++) {
+                int64_t k0;
+                int mb;
+                block(&xs, kb, &k0, &mb);
+                dx_block_any(mb, g, jb->wt + k0 * g->F, dn, dt, jb->off + k0, &rm);
+            }
+            from_phases(g, dt, (float *)c->dx->data + n * g->C * g->H * g->W);
+        }
+    }
+}
+
+/* Sum of the 8 lanes of p, in a fixed order. */
+static float lanes8(const float *p)
+{
+    return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+}
+
+dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
+{
+    dgeom g = dgeom_of(c);
+    int nt = dsv_fast_nthreads(c);
+    if (nt > g.N)
+        nt = (int)g.N;
+    bool want_w = c->dw != NULL, want_b = c->db != NULL;
+    bwd_job jb = {.g = &g, .c = c};
+    /* per thread: T, dT, col (K, P), dw partials (F*K, 8), db partials (F, 8) */
+    jb.o_dt = g.tsize;
+    jb.o_col = jb.o_dt + (c->dx ? g.tsize : 0);
+    jb.o_pv = jb.o_col + (want_w ? (g.K * g.P + 15) & ~(int64_t)15 : 0);
+    jb.o_pb = jb.o_pv + (want_w ? g.F * g.K * 8 : 0);
+    jb.per = jb.o_pb + (want_b ? g.F * 8 : 0);
+    int64_t nwt = (g.F * g.K + 15) & ~(int64_t)15;
+    float *scratch = dsv_fast_scratch(c, sizeof(float) * (size_t)(nwt + jb.per * nt));
+    if (!scratch)
+        return dsv_error(DSV_NOMEM, "conv: out of memory for %lld scratch floats",
+                         (long long)(nwt + jb.per * nt));
+    /* weights of each block of taps, channel-major, for dx */
+    float *wt = scratch;
+    const float *w = c->w->data;
+    split xs = split_of(g.K, 3);
+    for (int64_t kb = 0; kb < xs.nb; kb++) {
+        int64_t k0;
+        int mb;
+        block(&xs, kb, &k0, &mb);
+        for (int64_t f = 0; f < g.F; f++)
+            for (int m = 0; m < mb; m++)
+                wt[k0 * g.F + f * mb + m] = w[f * g.K + k0 + m];
+    }
+    jb.wt = wt;
+    int64_t off[DIRECT_KMAX];
+    tap_offsets(&g, off);
+    jb.off = off;
+    float *bufs = scratch + nwt;
+    if (nt == 1) {
+        bwd_images(&jb, 0, g.N, bufs);
+    } else {
+        int used = nt;
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            int64_t n0, n1;
+            dsv_fast_share(g.N, t, n, &n0, &n1);
+            bwd_images(&jb, n0, n1, bufs + jb.per * t);
+            if (t == 0)
+                used = n; /* the team may be smaller than asked */
+        }
+        nt = used;
+    }
+    /* thread partials, lanes first, threads in order: deterministic */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0 ? !want_w : !want_b)
+            continue;
+        float *dst = pass == 0 ? c->dw->data : c->db->data;
+        int64_t cnt = pass == 0 ? g.F * g.K : g.F, o = pass == 0 ? jb.o_pv : jb.o_pb;
+        for (int64_t i = 0; i < cnt; i++) {
+            float sum = 0;
+            for (int t = 0; t < nt; t++)
+                sum += lanes8(bufs + jb.per * t + o + i * 8);
+            dst[i] = sum;
+        }
+    }
+    dsv_fast_scratch_release(c, scratch);
+    return DSV_OK;
+}
+
+#else /* !HAVE_DIRECT */
+
+dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
+{
+    (void)c;
+    return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
+}
+
+dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
+{
+    (void)c;
+    return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
+}
+
+#endif
