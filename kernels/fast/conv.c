@@ -13,7 +13,8 @@
  * with a threaded sgemm. dw/db partial sums are per thread and added in
  * thread order, so results are deterministic for a given thread count. A
  * 1x1, stride 1, unpadded convolution uses x_n itself as the column matrix.
- * Layers with few taps per output (K small) go to conv_direct.c instead.
+ * Most layers go to the direct kernels of conv_direct.c instead; this path
+ * remains for the rest (see dsv_fast_conv_direct_ok) and for CPUs without AVX2.
  */
 #include <string.h>
 
@@ -258,7 +259,7 @@ static void forward_images(const conv_geom *g, const float *x, const float *w,
 
 dsv_status dsv_fast_conv_forward(dsv_call *c)
 {
-    if (dsv_fast_conv_direct_ok(c))
+    if (dsv_fast_conv_direct_ok(c, false))
         return dsv_fast_conv_direct_forward(c);
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);
@@ -364,7 +365,7 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 dsv_status dsv_fast_conv_backward(dsv_call *c)
 {
-    if (dsv_fast_conv_direct_ok(c))
+    if (dsv_fast_conv_direct_ok(c, true))
         return dsv_fast_conv_direct_backward(c);
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);

@@ -91,10 +91,10 @@ dsv_status dsv_fast_relu_forward(dsv_call *c);
 dsv_status dsv_fast_relu_backward(dsv_call *c);
 dsv_status dsv_fast_conv_forward(dsv_call *c);
 dsv_status dsv_fast_conv_backward(dsv_call *c);
-/* The direct convolution (conv_direct.c) for few taps per output (K =
- * C*HH*WW up to 64) on AVX2 CPUs: conv_forward/backward take it whenever
- * dsv_fast_conv_direct_ok says so, im2col + sgemm otherwise. */
-bool dsv_fast_conv_direct_ok(const dsv_call *c);
+/* The direct convolution (conv_direct.c) on AVX2 CPUs: conv_forward and
+ * conv_backward take it whenever dsv_fast_conv_direct_ok says so for their
+ * pass, im2col + sgemm otherwise. */
+bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
 /* Allows (the default) or forbids the direct path, for tests and benchmarks
  * of the im2col path. Not thread safe, like dsv_fast_set_isa. */
 void dsv_fast_conv_set_direct(bool allowed);
