@@ -339,6 +339,10 @@ static const tcase grid[] = {
     CONV(2, 3, 1, 1, 4, 1, 1, 1, 0),       /* 1x1 images */
     CONV(1, 2, 1, 1, 3, 3, 3, 1, 1),       /* padding wider than the image */
     CONV(2, 2, 2, 3, 2, 7, 7, 1, 3),       /* 7x7 filter over a 2x3 image */
+    CONV(2, 3, 32, 32, 8, 7, 7, 1, 3),     /* CIFAR first layer: two whole tiles */
+    CONV(3, 3, 9, 69, 5, 3, 3, 2, 1),      /* 35 columns: a 3-column last tile */
+    CONV(3, 2, 8, 8, 3, 3, 3, 1, 0),       /* 6 columns: backward on im2col */
+    CONV(1, 64, 6, 6, 4, 5, 5, 1, 2),      /* K = 1600: forward on im2col */
     POOL(2, 3, 8, 8, 2, 2, 2),
     POOL(64, 3, 12, 12, 3, 3, 3),
     POOL(1, 4, 9, 7, 3, 3, 2),             /* overlapping */
@@ -766,6 +770,89 @@ static void test_fast_threads(void **st)
     }
 }
 
+/* ---- the fast conv's two paths ------------------------------------------ */
+
+/* Every conv of the grid on the fast backend through both of its paths: the
+ * direct kernels where they apply, and im2col + sgemm with them forbidden.
+ * The grid must reach each path in each pass. */
+static void test_fast_conv_paths(void **st)
+{
+    (void)st;
+    if (!dsv_fast_conv_direct_ok(&(dsv_call){.op = DSV_OP_CONV,
+                                              .x = &(dsv_tensor){.shape = {1, 3, 8, 8}},
+                                              .w = &(dsv_tensor){.shape = {4, 3, 3, 3}},
+                                              .p = {.stride = 1, .pad = 1}},
+                                 false)) {
+        printf("direct conv: not supported here (no AVX2), skipped\n");
+        skip();
+    }
+    int direct[2] = {0, 0}, other[2] = {0, 0};
+    double worst[2] = {0, 0};
+    for (size_t i = 0; i < NGRID; i++) {
+        if (grid[i].op != DSV_OP_CONV)
+            continue;
+        tinputs in;
+        int ond;
+        int64_t os[4];
+        inputs_init(&grid[i], 5, &in, &ond, os);
+        trun r;
+        memset(&r, 0, sizeof(r));
+        dsv_call c = make_call(&grid[i], &in, &r);
+        for (int bwd = 0; bwd < 2; bwd++)
+            (dsv_fast_conv_direct_ok(&c, bwd) ? direct : other)[bwd]++;
+        inputs_free(&in);
+        for (int allow = 0; allow < 2; allow++) {
+            dsv_fast_conv_set_direct(allow);
+            double f, g;
+            double e = case_error(&grid[i], DSV_BACKEND_FAST, NULL, &f, &g);
+            worst[allow] = fmax(worst[allow], e);
+            if (!(e <= TOL))
+                print_message("conv case %zu, direct %s: forward %.3g backward %.3g\n",
+                              i, allow ? "allowed" : "forbidden", f, g);
+        }
+    }
+    dsv_fast_conv_set_direct(true);
+    printf("fast conv: direct kernel on %d forward and %d backward grid cases "
+           "(im2col on %d and %d); worst error %.3g direct allowed, %.3g im2col only\n",
+           direct[0], direct[1], other[0], other[1], worst[1], worst[0]);
+    assert_true(worst[0] <= TOL && worst[1] <= TOL);
+    assert_true(direct[0] > 0 && direct[1] > 0 && other[0] > 0 && other[1] > 0);
+}
+
+/* The direct conv's dw/db partial sums are kept per chunk of images, not per
+ * thread: 1, 2 and 3 threads give bit-identical results. */
+static void test_fast_conv_thread_counts(void **st)
+{
+    (void)st;
+    const tcase tc = CONV(21, 3, 19, 19, 7, 3, 3, 2, 1);
+    tinputs in;
+    int ond;
+    int64_t os[4];
+    inputs_init(&tc, 17, &in, &ond, os);
+    trun r[3];
+    memset(&r[0], 0, sizeof(r[0]));
+    dsv_call c = make_call(&tc, &in, &r[0]);
+    if (!dsv_fast_conv_direct_ok(&c, true)) {
+        inputs_free(&in);
+        skip(); /* no AVX2 */
+    }
+    int saved = dsv_get_num_threads();
+    for (int t = 0; t < 3; t++) {
+        TU_OK(dsv_set_num_threads(t + 1));
+        run_one(&tc, &in, ond, os, DSV_BACKEND_FAST, NULL, &r[t]);
+    }
+    TU_OK(dsv_set_num_threads(saved));
+    for (int t = 1; t < 3; t++) {
+        assert_memory_equal(r[t].out.data, r[0].out.data, dsv_tensor_nbytes(&r[0].out));
+        assert_memory_equal(r[t].dx.data, r[0].dx.data, dsv_tensor_nbytes(&r[0].dx));
+        assert_memory_equal(r[t].dw.data, r[0].dw.data, dsv_tensor_nbytes(&r[0].dw));
+        assert_memory_equal(r[t].db.data, r[0].db.data, dsv_tensor_nbytes(&r[0].db));
+    }
+    for (int t = 0; t < 3; t++)
+        run_free(&r[t]);
+    inputs_free(&in);
+}
+
 /* ---- dispatch: what a backend cannot run falls back to naive ------------- */
 
 static void test_dispatch_fallback(void **st)
@@ -814,6 +901,8 @@ int main(void)
         cmocka_unit_test(test_course_cells),
         cmocka_unit_test(test_fast_state),
         cmocka_unit_test(test_fast_threads),
+        cmocka_unit_test(test_fast_conv_paths),
+        cmocka_unit_test(test_fast_conv_thread_counts),
         cmocka_unit_test(test_dispatch_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
