@@ -648,14 +648,36 @@ static float lanes8(const float *p)
 
 /* Chunks of images whose dw/db partial sums are kept apart and added in
  * chunk order: threads take chunks as they free up, and the sums do not
- * depend on which thread took which. Up to 16, fewer when the partials
- * would pass 8 MiB (never fewer than the threads). */
+ * depend on which thread took which. Up to 64, so that the last chunk to
+ * finish is short; fewer when the partials would pass 8 MiB (never fewer
+ * than the threads). */
 static int64_t bwd_chunks(int64_t N, int64_t pper, int nt)
 {
-    int64_t n = N < 16 ? N : 16;
+    int64_t n = N < 64 ? N : 64;
     while (n > nt && n > 1 && n * pper > ((int64_t)8 << 20) / 4)
         n /= 2;
     return n;
+}
+
+/* Sums [i0, i1) of dw (0 to nw) then db from the nch chunks' partial
+ * vectors: chunks in order, then lanes, so the result does not depend on
+ * who adds. */
+static void reduce_parts(const bwd_job *jb, const float *parts, int64_t nch,
+                         int64_t nw, int64_t i0, int64_t i1)
+{
+    const dsv_call *c = jb->c;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *p = i < nw ? parts + i * 8 : parts + jb->o_pb + (i - nw) * 8;
+        float v[8];
+        memcpy(v, p, sizeof(v));
+        for (int64_t ch = 1; ch < nch; ch++)
+            for (int l = 0; l < 8; l++)
+                v[l] += p[jb->pper * ch + l];
+        if (i < nw)
+            ((float *)c->dw->data)[i] = lanes8(v);
+        else
+            ((float *)c->db->data)[i - nw] = lanes8(v);
+    }
 }
 
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
@@ -694,11 +716,14 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
     tap_offsets(&g, off);
     jb.off = off;
     float *parts = scratch + nwt, *bufs = parts + jb.pper * nch;
+    /* the sums to reduce: dw's F*K, then db's F */
+    int64_t nw = want_w ? g.F * g.K : 0, nsum = nw + (want_b ? g.F : 0);
     if (nt == 1) {
         memset(bufs, 0, sizeof(float) * (size_t)g.tsize);
         for (int64_t ch = 0; ch < nch; ch++)
             bwd_images(&jb, g.N * ch / nch, g.N * (ch + 1) / nch, bufs,
                        parts + jb.pper * ch);
+        reduce_parts(&jb, parts, nch, nw, 0, nsum);
     } else {
 #pragma omp parallel num_threads(nt)
         {
@@ -708,21 +733,9 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
             for (int64_t ch = 0; ch < nch; ch++)
                 bwd_images(&jb, g.N * ch / nch, g.N * (ch + 1) / nch, buf,
                            parts + jb.pper * ch);
-        }
-    }
-    /* chunks in order, then lanes: deterministic */
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0 ? !want_w : !want_b)
-            continue;
-        float *dst = pass == 0 ? c->dw->data : c->db->data;
-        int64_t cnt = pass == 0 ? g.F * g.K : g.F, o = pass == 0 ? 0 : jb.o_pb;
-        for (int64_t i = 0; i < cnt; i++) {
-            float v[8];
-            memcpy(v, parts + o + i * 8, sizeof(v));
-            for (int64_t ch = 1; ch < nch; ch++)
-                for (int l = 0; l < 8; l++)
-                    v[l] += parts[jb.pper * ch + o + i * 8 + l];
-            dst[i] = lanes8(v);
+            int64_t i0, i1;
+            dsv_fast_share(nsum, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+            reduce_parts(&jb, parts, nch, nw, i0, i1);
         }
     }
     dsv_fast_scratch_release(c, scratch);
@@ -735,6 +748,27 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
 {
     (void)c;
     return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
+}
+
+/* Sums [i0, i1) of dw (0 to nw) then db from the nch chunks' partial
+ * vectors: chunks in order, then lanes, so the result does not depend on
+ * who adds. */
+static void reduce_parts(const bwd_job *jb, const float *parts, int64_t nch,
+                         int64_t nw, int64_t i0, int64_t i1)
+{
+    const dsv_call *c = jb->c;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *p = i < nw ? parts + i * 8 : parts + jb->o_pb + (i - nw) * 8;
+        float v[8];
+        memcpy(v, p, sizeof(v));
+        for (int64_t ch = 1; ch < nch; ch++)
+            for (int l = 0; l < 8; l++)
+                v[l] += p[jb->pper * ch + l];
+        if (i < nw)
+            ((float *)c->dw->data)[i] = lanes8(v);
+        else
+            ((float *)c->db->data)[i - nw] = lanes8(v);
+    }
 }
 
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
