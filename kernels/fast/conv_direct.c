@@ -9,12 +9,16 @@
  *     T[c][r][q][j] = xpad[c][r][s*j + q]  (0 outside the image).
  * The input that filter tap k = (c, kh, kw) meets at output row oh, columns
  * ow, ow+1, ... is then the contiguous run T[c][s*oh + kh][kw % s][ow + kw/s ...]
- * whatever the stride, so all three passes are register tiles of AVX2 FMAs
- * over 16 output columns (two vectors):
+ * whatever the stride, so all three passes are register tiles of AVX2 FMAs:
  *   forward   out[f][oh][ow..] = b[f] + sum_k w[f][k] * Trow_k(oh)[ow..]
+ *             (tiles of up to 6 channels x 16 columns)
  *   dx        dT[row_k(oh)][ow..] += sum_f w[f][k] * dout[f][oh][ow..],
  *             then dx is read back out of dT (the inverse of the layout)
- *   dw        dw[f][k] += sum_{oh, ow} dout[f][oh][ow] * Trow_k(oh)[ow]
+ *             (tiles of 3 taps x 2 rows x 16 columns)
+ *   dw        dw[f][k] += sum_{oh, ow} dout[f][oh][ow] * Trow_k(oh)[ow],
+ *             over the rows of im2col copied out of T (4 channels x 3 taps)
+ * Images are handed to threads as they free up (forward: one at a time;
+ * backward: in chunks, each with its own dw/db partial sums).
  *
  * What must stay true:
  *  - a phase row holds L >= 16 * ceil(W'/16) + (WW-1)/s floats, so full-vector
@@ -23,8 +27,11 @@
  *  - lanes past W' are never stored to out, and are zero in what is added
  *    into dT and into the dw sums (masked loads), so values outside the
  *    convolution's window, NaN included, never leak in;
- *  - every sum runs in a fixed order for a given thread count (dw and db
- *    through per-thread partial vectors added in thread order).
+ *  - every sum runs in a fixed order whatever the timing: dw and db partial
+ *    vectors belong to chunks of images, not to threads, and are added chunk
+ *    by chunk; the chunks depend on the thread count only when their
+ *    partials would pass 8 MiB (bwd_chunks);
+ *  - kernels given nthreads 1 open no parallel region.
  */
 #include <string.h>
 
@@ -648,12 +655,12 @@ static float lanes8(const float *p)
 
 /* Chunks of images whose dw/db partial sums are kept apart and added in
  * chunk order: threads take chunks as they free up, and the sums do not
- * depend on which thread took which. Up to 64, so that the last chunk to
+ * depend on which thread took which. Up to 32, so that the last chunk to
  * finish is short; fewer when the partials would pass 8 MiB (never fewer
  * than the threads). */
 static int64_t bwd_chunks(int64_t N, int64_t pper, int nt)
 {
-    int64_t n = N < 64 ? N : 64;
+    int64_t n = N < 32 ? N : 32;
     while (n > nt && n > 1 && n * pper > ((int64_t)8 << 20) / 4)
         n /= 2;
     return n;
