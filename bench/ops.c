@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fast.h" /* dsv_fast_conv_set_direct, for the fast_im2col variant */
 #include "shim.h"
 
 typedef struct op_case {
@@ -36,6 +37,8 @@ static const op_case cases[] = {
     {"pool_bwd/cell", DSV_OP_MAX_POOL, true, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2},
     {"conv_fwd/cifar", DSV_OP_CONV, false, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
     {"conv_bwd/cifar", DSV_OP_CONV, true, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
+    {"conv_fwd/deep", DSV_OP_CONV, false, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0},
+    {"conv_bwd/deep", DSV_OP_CONV, true, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0},
     {"relu_fwd/cifar", DSV_OP_RELU, false, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
     {"relu_bwd/cifar", DSV_OP_RELU, true, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
     {"pool_fwd/cifar", DSV_OP_MAX_POOL, false, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
@@ -56,11 +59,13 @@ static const dsv_backend backends[] = {DSV_BACKEND_NAIVE, DSV_BACKEND_FAST,
 typedef struct op_arg {
     const op_case *oc;
     dsv_backend want;
+    bool im2col; /* fast conv with its direct kernels switched off */
     char name[64];
 } op_arg;
 
-static op_arg args[NCASES * NBACKENDS];
-static dsv_bench benches[NCASES * NBACKENDS];
+/* every case on every backend, plus fast_im2col for the convolutions */
+static op_arg args[NCASES * (NBACKENDS + 1)];
+static dsv_bench benches[NCASES * (NBACKENDS + 1)];
 
 /* Tensors and the call of one running benchmark. */
 typedef struct op_state {
@@ -144,6 +149,7 @@ static void op_teardown(void *state)
     op_state *st = state;
     if (!st)
         return;
+    dsv_fast_conv_set_direct(true);
     dsv_state_free(&st->slot);
     dsv_tensor *all[] = {&st->x,    &st->w,  &st->b,  &st->out, &st->dout,
                          &st->dx,   &st->dw, &st->db, &st->rm,  &st->rv};
@@ -245,6 +251,8 @@ static dsv_bench_result op_setup(const void *arg, void **state, char *label,
     }
     memset(st, 0, sizeof(*st));
     st->want = a->want;
+    /* benchmarks run one at a time; teardown switches it back */
+    dsv_fast_conv_set_direct(!a->im2col);
     dsv_status s = alloc_tensors(st, a->oc);
     if (s) {
         dsv_bench_errmsg(msg, msg_n, "setup", s);
@@ -257,8 +265,8 @@ static dsv_bench_result op_setup(const void *arg, void **state, char *label,
         op_teardown(st);
         return DSV_BENCH_FAIL;
     }
-    snprintf(label, label_n, "%s threads=%d", dsv_backend_name(a->want),
-             dsv_get_num_threads());
+    snprintf(label, label_n, "%s%s threads=%d", dsv_backend_name(a->want),
+             a->im2col ? " (im2col)" : "", dsv_get_num_threads());
     *state = st;
     return DSV_BENCH_OK;
 }
@@ -284,14 +292,19 @@ void dsv_bench_register_ops(void)
     size_t k = 0;
     char why[256];
     for (size_t i = 0; i < NCASES; i++)
-        for (size_t j = 0; j < NBACKENDS; j++) {
-            if (!runs_on(&cases[i], backends[j], why, sizeof(why)))
+        for (size_t j = 0; j <= NBACKENDS; j++) {
+            /* j == NBACKENDS: fast's im2col path, convolutions only */
+            bool im2col = j == NBACKENDS;
+            dsv_backend want = im2col ? DSV_BACKEND_FAST : backends[j];
+            if ((im2col && cases[i].op != DSV_OP_CONV) ||
+                !runs_on(&cases[i], want, why, sizeof(why)))
                 continue; /* compare.py shows it as missing */
             op_arg *a = &args[k];
             a->oc = &cases[i];
-            a->want = backends[j];
-            snprintf(a->name, sizeof(a->name), "%s/%s", cases[i].name,
-                     dsv_backend_name(backends[j]));
+            a->want = want;
+            a->im2col = im2col;
+            snprintf(a->name, sizeof(a->name), "%s/%s%s", cases[i].name,
+                     dsv_backend_name(want), im2col ? "_im2col" : "");
             benches[k] = (dsv_bench){
                 .name = a->name,
                 .arg = a,

@@ -142,6 +142,7 @@ def all_cells(gen):
     cells.update(conv_cells("cell", 100, 3, 31, 31, 25, 3, 2, 1, gen))
     cells.update(pool_cells("cell", 100, 3, 32, 32, gen))
     cells.update(conv_cells("cifar", 50, 3, 32, 32, 32, 7, 1, 3, gen))
+    cells.update(conv_cells("deep", 50, 32, 16, 16, 32, 3, 1, 1, gen))
     cells.update(relu_cells("cifar", (50, 32, 32, 32), gen))
     cells.update(pool_cells("cifar", 50, 32, 32, 32, gen))
     cells.update(affine_cells("cifar", 50, 8192, 100, gen))

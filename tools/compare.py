@@ -7,8 +7,9 @@ comparison table (markdown) of medians in milliseconds.
 
 Columns: the course's numpy "fast" layers (reference figures from the
 ConvolutionalNetworks notebook, course cells only), PyTorch, each dasecv
-backend, best dasecv / PyTorch (below 1: dasecv is faster) and the speedup
-of the best dasecv backend over the course. Only the standard library is
+backend, fast's convolution with its direct kernels off (im2col + sgemm;
+not counted as a backend), best dasecv / PyTorch (below 1: dasecv is faster)
+and the speedup of the best dasecv backend over the course. Only the standard library is
 needed here; PyTorch runs under --torch-python (default /usr/bin/python3).
 Both measurements happen in the same invocation so their ratios share the
 machine's load; absolute numbers on a busy machine are noisy.
@@ -27,8 +28,11 @@ COURSE_MS = {  # fast_layers timings given with the course's notebook
     "pool_bwd/cell": 7.85,
 }
 BACKENDS = ["naive", "fast", "onednn"]
+# fast's convolution with its direct kernels off (im2col + sgemm): its own
+# column, not counted as a backend for "best"
+VARIANTS = ["fast_im2col"]
 ORDER = ["conv_fwd/cell", "conv_bwd/cell", "pool_fwd/cell", "pool_bwd/cell",
-         "conv_fwd/cifar", "conv_bwd/cifar", "relu_fwd/cifar", "relu_bwd/cifar",
+         "conv_fwd/cifar", "conv_bwd/cifar", "conv_fwd/deep", "conv_bwd/deep", "relu_fwd/cifar", "relu_bwd/cifar",
          "pool_fwd/cifar", "pool_bwd/cifar", "affine_fwd/cifar",
          "affine_bwd/cifar", "sbn_fwd/cifar", "sbn_bwd/cifar", "bn_fwd/cifar",
          "bn_bwd/cifar", "model_step/threelayer"]
@@ -114,11 +118,12 @@ def table(dsv, torch, numpy):
     cells = list(dict.fromkeys([c for c, _ in dsv] + list(tres)))
     cells.sort(key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
     lines = ["| op | course numpy fast | numpy here | PyTorch | naive | fast "
-             "| onednn | best dasecv / PyTorch | speedup vs course |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| onednn | fast im2col | best dasecv / PyTorch | speedup vs course |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cell in cells:
         variants = sorted({v for c, v in dsv if c == cell})
-        groups = [""] if not variants or all(v in BACKENDS for v in variants) \
+        groups = [""] if not variants or \
+            all(v in BACKENDS + VARIANTS for v in variants) \
             else sorted({v.split("/", 1)[1] for v in variants if "/" in v})
         for g in groups:
             times = {}
@@ -137,8 +142,11 @@ def table(dsv, torch, numpy):
             best_be = min(times, key=times.get) if times else ""
             name = f"{cell} ({g})" if g else cell
             here = nres.get(cell, {}).get("median_ms") if not g else None
+            extra = [dsv.get((cell, v), (None,))[0] if not g else None
+                     for v in VARIANTS]
             row = [name, fmt(course), fmt(here), fmt(pt)] + \
                   [fmt(times.get(be)) for be in BACKENDS] + \
+                  [fmt(x) for x in extra] + \
                   [f"{ratio} ({best_be})" if best_be and pt else ratio, speedup]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
