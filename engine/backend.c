@@ -83,11 +83,11 @@ bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
 /*
  * "auto" for a convolution: fast's direct kernel on inputs of at most 4
  * channels (first layers on images), oneDNN otherwise. In bench/RESULTS.md
- * (2 threads) the direct kernel wins both passes of the course cell (0.44
- * against 0.53 ms forward, 1.01 against 2.29 backward) and the backward of
- * the CIFAR 7x7 layer (9.45 against 17.6 ms; forward 3.41 against 3.28); on
- * 32 input channels oneDNN wins the pair (forward 1.76 against 2.04 ms,
- * backward 5.9 against 4.91). Both passes of a node get the same answer, so
+ * (2 threads) the direct kernel wins both passes of the course cell (0.39
+ * against 0.47 ms forward, 0.95 against 2.36 backward) and the backward of
+ * the CIFAR 7x7 layer (10.4 against 18.8 ms; forward 3.91 against 3.45); on
+ * 32 input channels oneDNN wins the pair (forward 1.80 against 1.79 ms,
+ * backward 4.18 against 6.09). Both passes of a node get the same answer, so
  * its state is not rebuilt between them.
  */
 static bool conv_prefers_fast(const dsv_call *c)
