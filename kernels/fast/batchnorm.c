@@ -76,10 +76,22 @@ static void channel_sums_range(const bn_view *v, const float *a, const float *b,
         if (sb)
             sb[ch] = 0;
     }
+    if (v->S == 1) { /* (N, D): rows of channels, summed row by row */
+        for (int64_t n = 0; n < v->N; n++) {
+            const int64_t o = n * v->C;
+            if (sa)
+                for (int64_t ch = c0; ch < c1; ch++)
+                    sa[ch] += a[o + ch];
+            if (sb)
+                for (int64_t ch = c0; ch < c1; ch++)
+                    sb[ch] += (double)b[o + ch] * ((double)x[o + ch] - mean[ch]);
+        }
+        return;
+    }
     for (int64_t n = 0; n < v->N; n++)
         for (int64_t ch = c0; ch < c1; ch++) {
             int64_t o = (n * v->C + ch) * v->S;
-            if (v->S < 16) { /* (N, D) and small maps: plain loops */
+            if (v->S < 16) { /* small maps: plain loops */
                 for (int64_t i = 0; sa && i < v->S; i++)
                     sa[ch] += a[o + i];
                 for (int64_t i = 0; sb && i < v->S; i++)
