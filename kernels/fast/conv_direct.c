@@ -758,27 +758,6 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
     return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
 }
 
-/* Sums [i0, i1) of dw (0 to nw) then db from the nch chunks' partial
- * vectors: chunks in order, then lanes, so the result does not depend on
- * who adds. */
-static void reduce_parts(const bwd_job *jb, const float *parts, int64_t nch,
-                         int64_t nw, int64_t i0, int64_t i1)
-{
-    const dsv_call *c = jb->c;
-    for (int64_t i = i0; i < i1; i++) {
-        const float *p = i < nw ? parts + i * 8 : parts + jb->o_pb + (i - nw) * 8;
-        float v[8];
-        memcpy(v, p, sizeof(v));
-        for (int64_t ch = 1; ch < nch; ch++)
-            for (int l = 0; l < 8; l++)
-                v[l] += p[jb->pper * ch + l];
-        if (i < nw)
-            ((float *)c->dw->data)[i] = lanes8(v);
-        else
-            ((float *)c->db->data)[i - nw] = lanes8(v);
-    }
-}
-
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
 {
     (void)c;
