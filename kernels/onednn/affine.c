@@ -89,28 +89,16 @@ static dsv_status affine_state_get(dsv_call *c, bool backward, affine_state **ou
     int nthreads = dsv_odn_nthreads(c);
     *out = NULL;
 
-    affine_state *st = c->state ? c->state->ptr : NULL;
-    if (st && st->base.op != DSV_OP_AFFINE) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
-    }
-    if (st && (st->n != n || st->d != d || st->m != m || st->nthreads != nthreads))
+    dsv_odn_state *base;
+    dsv_status s = dsv_odn_state_get(c, DSV_OP_AFFINE, sizeof(affine_state),
+                                     affine_free, &base);
+    if (s)
+        return s;
+    affine_state *st = (affine_state *)base;
+    if (st->n != n || st->d != d || st->m != m || st->nthreads != nthreads)
         affine_release(st);
-    if (!st) {
-        st = dsv_alloc(sizeof(*st));
-        if (!st)
-            return dsv_error(DSV_NOMEM, "affine: out of memory for the onednn state");
-        memset(st, 0, sizeof(*st));
-        st->base.op = DSV_OP_AFFINE;
-        st->base.free = affine_free;
-        if (c->state) { /* the owner too: a kernel may be called directly */
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
-    }
     *out = st;
 
-    dsv_status s = DSV_OK;
     int saved = dsv_odn_threads_begin(nthreads);
     if (!st->wl.stream) {
         st->n = n, st->d = d, st->m = m, st->nthreads = nthreads;

@@ -281,29 +281,16 @@ static dsv_status bn_state_get(dsv_call *c, bool backward, bn_state **out)
     bool train = c->p.train;
     *out = NULL;
 
-    bn_state *st = c->state ? c->state->ptr : NULL;
-    if (st && st->base.op != c->op) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
-    }
-    if (st && (st->ndims != key.ndims || memcmp(st->dims, key.dims, sizeof(key.dims)) ||
-               st->eps != key.eps || st->nthreads != key.nthreads))
+    dsv_odn_state *base;
+    dsv_status s = dsv_odn_state_get(c, c->op, sizeof(bn_state), bn_free, &base);
+    if (s)
+        return s;
+    bn_state *st = (bn_state *)base;
+    if (st->ndims != key.ndims || memcmp(st->dims, key.dims, sizeof(key.dims)) ||
+        st->eps != key.eps || st->nthreads != key.nthreads)
         bn_release(st);
-    if (!st) {
-        st = dsv_alloc(sizeof(*st));
-        if (!st)
-            return dsv_error(DSV_NOMEM, "batchnorm: out of memory for the onednn state");
-        memset(st, 0, sizeof(*st));
-        st->base.op = c->op;
-        st->base.free = bn_free;
-        if (c->state) { /* the owner too: a kernel may be called directly */
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
-    }
     *out = st;
 
-    dsv_status s = DSV_OK;
     int saved = dsv_odn_threads_begin(key.nthreads);
     if (!st->stream) {
         st->ndims = key.ndims;

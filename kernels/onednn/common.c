@@ -484,3 +484,29 @@ void dsv_odn_state_free(void *state)
     if (st)
         st->free(st);
 }
+
+dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
+                             void (*free_fn)(dsv_odn_state *), dsv_odn_state **out)
+{
+    dsv_odn_state *st = c->state ? c->state->ptr : NULL;
+    *out = NULL;
+    if (st && st->op != op) {
+        dsv_odn_state_free(st);
+        c->state->ptr = st = NULL;
+    }
+    if (!st) {
+        st = dsv_alloc(size);
+        if (!st)
+            return dsv_error(DSV_NOMEM, "%s: out of memory for the onednn state",
+                             dsv_op_name(op));
+        memset(st, 0, size);
+        st->op = op;
+        st->free = free_fn;
+        if (c->state) {
+            c->state->ptr = st;
+            c->state->owner = DSV_BACKEND_ONEDNN;
+        }
+    }
+    *out = st;
+    return DSV_OK;
+}

@@ -138,6 +138,15 @@ typedef struct dsv_odn_state {
 
 DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
 
+/* The call's state for op: the one in c->state if it was made for op (a
+ * state of another op is released first), else a new zeroed one of size
+ * bytes, released through free_fn and recorded in c->state (owner onednn)
+ * when the call has a slot, since a kernel may be called directly. The
+ * caller still compares its key and releases what no longer fits. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
+                                              void (*free_fn)(dsv_odn_state *),
+                                              dsv_odn_state **out);
+
 /* A layer with weights and bias (conv, affine), in weighted.c: its stream,
  * the forward pd (the backward's hint), a forward, a backward-data and a
  * backward-weights primitive with their edges. The op owns the key and the

@@ -145,28 +145,16 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
     if (!backward && c->out && c->out->ndim == 4) /* what the caller expects */
         memcpy(key.ys, c->out->shape, sizeof(key.ys));
 
-    conv_state *st = c->state ? c->state->ptr : NULL;
-    if (st && st->base.op != DSV_OP_CONV) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
-    }
-    if (st && !conv_key_equal(st, &key))
+    dsv_odn_state *base;
+    dsv_status s = dsv_odn_state_get(c, DSV_OP_CONV, sizeof(conv_state),
+                                     conv_free, &base);
+    if (s)
+        return s;
+    conv_state *st = (conv_state *)base;
+    if (!conv_key_equal(st, &key))
         conv_release(st);
-    if (!st) {
-        st = dsv_alloc(sizeof(*st));
-        if (!st)
-            return dsv_error(DSV_NOMEM, "conv: out of memory for the onednn state");
-        memset(st, 0, sizeof(*st));
-        st->base.op = DSV_OP_CONV;
-        st->base.free = conv_free;
-        if (c->state) { /* the owner too: a kernel may be called directly */
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
-    }
     *out = st;
 
-    dsv_status s = DSV_OK;
     int saved = dsv_odn_threads_begin(key.nthreads);
     if (!st->wl.stream) {
         memcpy(st->xs, key.xs, sizeof(key.xs));

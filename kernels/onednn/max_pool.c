@@ -164,30 +164,18 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
     key.ys[2] = (key.xs[2] - key.kh) / key.stride + 1;
     key.ys[3] = (key.xs[3] - key.kw) / key.stride + 1;
 
-    pool_state *st = c->state ? c->state->ptr : NULL;
-    if (st && st->base.op != DSV_OP_MAX_POOL) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
-    }
-    if (st && (memcmp(st->xs, key.xs, sizeof(key.xs)) || st->kh != key.kh ||
-               st->kw != key.kw || st->stride != key.stride ||
-               st->nthreads != key.nthreads))
+    dsv_odn_state *base;
+    dsv_status s = dsv_odn_state_get(c, DSV_OP_MAX_POOL, sizeof(pool_state),
+                                     pool_free, &base);
+    if (s)
+        return s;
+    pool_state *st = (pool_state *)base;
+    if (memcmp(st->xs, key.xs, sizeof(key.xs)) || st->kh != key.kh ||
+        st->kw != key.kw || st->stride != key.stride ||
+        st->nthreads != key.nthreads)
         pool_release(st);
-    if (!st) {
-        st = dsv_alloc(sizeof(*st));
-        if (!st)
-            return dsv_error(DSV_NOMEM, "max_pool: out of memory for the onednn state");
-        memset(st, 0, sizeof(*st));
-        st->base.op = DSV_OP_MAX_POOL;
-        st->base.free = pool_free;
-        if (c->state) { /* the owner too: a kernel may be called directly */
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
-    }
     *out = st;
 
-    dsv_status s = DSV_OK;
     int saved = dsv_odn_threads_begin(key.nthreads);
     if (!st->stream) {
         memcpy(st->xs, key.xs, sizeof(key.xs));

@@ -144,28 +144,16 @@ static dsv_status relu_state_get(dsv_call *c, bool backward, relu_state **out)
     int nthreads = dsv_odn_nthreads(c);
     *out = NULL;
 
-    relu_state *st = c->state ? c->state->ptr : NULL;
-    if (st && st->base.op != DSV_OP_RELU) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
-    }
-    if (st && (st->n != n || st->nthreads != nthreads))
+    dsv_odn_state *base;
+    dsv_status s = dsv_odn_state_get(c, DSV_OP_RELU, sizeof(relu_state),
+                                     relu_free, &base);
+    if (s)
+        return s;
+    relu_state *st = (relu_state *)base;
+    if (st->n != n || st->nthreads != nthreads)
         relu_release(st);
-    if (!st) {
-        st = dsv_alloc(sizeof(*st));
-        if (!st)
-            return dsv_error(DSV_NOMEM, "relu: out of memory for the onednn state");
-        memset(st, 0, sizeof(*st));
-        st->base.op = DSV_OP_RELU;
-        st->base.free = relu_free;
-        if (c->state) { /* the owner too: a kernel may be called directly */
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
-    }
     *out = st;
 
-    dsv_status s = DSV_OK;
     int saved = dsv_odn_threads_begin(nthreads);
     if (!st->stream) {
         st->n = n, st->nthreads = nthreads;
