@@ -16,7 +16,7 @@
  *             then dx is read back out of dT (the inverse of the layout)
  *             (tiles of 3 taps x 2 rows x 16 columns)
  *   dw        dw[f][k] += sum_{oh, ow} dout[f][oh][ow] * Trow_k(oh)[ow],
- *             over the rows of im2col copied out of T (4 channels x 3 taps)
+ *             8 columns at a time, straight from T (4 channels x 3 taps)
  * Images are handed to threads as they free up (forward: one at a time;
  * backward: in chunks, each with its own dw/db partial sums).
  *
@@ -174,10 +174,12 @@ AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
         for (int64_t ih = 0; ih < g->H; ih++) {
             const float *tr = t + (c * g->Hp + ih + p) * s * L;
             float *dr = dx + (c * g->H + ih) * W;
-            if (s == 1) {
-                for (int64_t i = 0; i < W; i++)
-                    dr[i] = tr[p + i];
-            } else if (s == 2) {
+            if (s == 1 && W >= 8) {
+                /* whole vectors, the last one ending at the row's end */
+                for (int64_t i = 0; i + 8 < W; i += 8)
+                    _mm256_storeu_ps(dr + i, _mm256_loadu_ps(tr + p + i));
+                _mm256_storeu_ps(dr + W - 8, _mm256_loadu_ps(tr + p + W - 8));
+            } else if (s == 2 && W >= 16) {
                 const float *te = tr + (p & 1) * L + p / 2;
                 const float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
                 for (int64_t m = 0; 2 * m < W; m += 8) {
@@ -185,19 +187,23 @@ AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
                     __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
                     __m256 v0 = _mm256_permute2f128_ps(lo, hi, 0x20);
                     __m256 v1 = _mm256_permute2f128_ps(lo, hi, 0x31);
-                    if (2 * m + 16 <= W) {
+                    int64_t left = W - 2 * m;
+                    if (left >= 16) {
                         _mm256_storeu_ps(dr + 2 * m, v0);
                         _mm256_storeu_ps(dr + 2 * m + 8, v1);
                     } else {
-                        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                        int left = (int)(W - 2 * m);
-                        _mm256_maskstore_ps(dr + 2 * m,
-                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx),
-                                            v0);
+                        /* the row's end, without a masked store (slow on
+                           some CPUs): the last 8 floats of the row are
+                           stored whole, from a buffer that holds the 8
+                           floats before this run (stored already, m > 0
+                           here as W >= 16) and the run */
+                        float buf[24];
+                        _mm256_storeu_ps(buf, _mm256_loadu_ps(dr + 2 * m - 8));
+                        _mm256_storeu_ps(buf + 8, v0);
+                        _mm256_storeu_ps(buf + 16, v1);
                         if (left > 8)
-                            _mm256_maskstore_ps(
-                                dr + 2 * m + 8,
-                                _mm256_cmpgt_epi32(_mm256_set1_epi32(left - 8), idx), v1);
+                            _mm256_storeu_ps(dr + 2 * m, v0);
+                        _mm256_storeu_ps(dr + W - 8, _mm256_loadu_ps(buf + left));
                     }
                 }
             } else {
@@ -329,35 +335,16 @@ INLINE_AVX2 void dx_block(const int MB, const int R, const dgeom *g, const float
         }
 }
 
-/* col (K, P) of one image from its T: tap k's input at every output
- * position, the rows of im2col. */
-AVX2 static void phases_to_col(const dgeom *g, const float *t, const int64_t *off,
-                               float *col)
-{
-    int64_t full = g->Wo & ~(int64_t)7;
-    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(g->Wo - full)),
-                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    for (int64_t k = 0; k < g->K; k++) {
-        float *d = col + k * g->P;
-        for (int64_t oh = 0; oh < g->Ho; oh++, d += g->Wo) {
-            const float *r = t + off[k] + oh * g->rowstep;
-            int64_t ow = 0;
-            for (; ow < full; ow += 8)
-                _mm256_storeu_ps(d + ow, _mm256_loadu_ps(r + ow));
-            if (ow < g->Wo)
-                _mm256_maskstore_ps(d + ow, tail, _mm256_maskload_ps(r + ow, tail));
-        }
-    }
-}
-
 /*
  * dw over one image: MF channels x MK taps, summed over every output
- * position 8 at a time; the 8 lanes of each sum are added into pv (F*K, 8)
- * at (f0, k0). d: dout of the image at channel f0; col: its im2col rows at
- * tap k0 (both rows P apart).
+ * position 8 columns at a time, reading the taps' runs straight from T; the
+ * 8 lanes of each sum are added into pv (F*K, 8) at (f0, k0). d: dout of
+ * the image at channel f0; t: its T; off: the tile's tap offsets. Lanes past
+ * Wo are loaded as zero on both sides, so neither the next row's dout nor
+ * pixels outside the window reach the sums.
  */
 INLINE_AVX2 void dw_tile(const int MF, const int MK, const dgeom *g, const float *d,
-                         const float *col, float *pv)
+                         const float *t, const int64_t *off, float *pv)
 {
     __m256 acc[4][3];
 #pragma GCC unroll 4
@@ -365,33 +352,47 @@ INLINE_AVX2 void dw_tile(const int MF, const int MK, const dgeom *g, const float
 #pragma GCC unroll 3
         for (int j = 0; j < MK; j++)
             acc[m][j] = _mm256_setzero_ps();
-    int64_t P = g->P, full = P & ~(int64_t)7;
-    for (int64_t i = 0; i < full; i += 8) {
-        __m256 tv[3];
+    const float *tk[3];
 #pragma GCC unroll 3
-        for (int j = 0; j < MK; j++)
-            tv[j] = _mm256_loadu_ps(col + j * P + i);
-#pragma GCC unroll 4
-        for (int m = 0; m < MF; m++) {
-            __m256 dv = _mm256_loadu_ps(d + m * P + i);
+    for (int j = 0; j < MK; j++)
+        tk[j] = t + off[j];
+    int64_t P = g->P, Wo = g->Wo, full = Wo & ~(int64_t)7;
+    /* whole vectors, then the masked tails in a loop of their own (the
+       mask would take a 17th register here) */
+    for (int64_t oh = 0; oh < g->Ho; oh++) {
+        const float *dr = d + oh * Wo;
+        int64_t tr = oh * g->rowstep;
+        for (int64_t i = 0; i < full; i += 8) {
+            __m256 tv[3];
 #pragma GCC unroll 3
             for (int j = 0; j < MK; j++)
-                acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+                tv[j] = _mm256_loadu_ps(tk[j] + tr + i);
+#pragma GCC unroll 4
+            for (int m = 0; m < MF; m++) {
+                __m256 dv = _mm256_loadu_ps(dr + m * P + i);
+#pragma GCC unroll 3
+                for (int j = 0; j < MK; j++)
+                    acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+            }
         }
     }
-    if (full < P) {
-        __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(P - full)),
+    if (full < Wo) {
+        __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(Wo - full)),
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256 tv[3];
-#pragma GCC unroll 3
-        for (int j = 0; j < MK; j++)
-            tv[j] = _mm256_maskload_ps(col + j * P + full, tail);
-#pragma GCC unroll 4
-        for (int m = 0; m < MF; m++) {
-            __m256 dv = _mm256_maskload_ps(d + m * P + full, tail);
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            const float *dr = d + oh * Wo + full;
+            int64_t tr = oh * g->rowstep + full;
+            __m256 tv[3];
 #pragma GCC unroll 3
             for (int j = 0; j < MK; j++)
-                acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+                tv[j] = _mm256_maskload_ps(tk[j] + tr, tail);
+#pragma GCC unroll 4
+            for (int m = 0; m < MF; m++) {
+                __m256 dv = _mm256_maskload_ps(dr + m * P, tail);
+#pragma GCC unroll 3
+                for (int j = 0; j < MK; j++)
+                    acc[m][j] = _mm256_fmadd_ps(dv, tv[j], acc[m][j]);
+            }
         }
     }
 #pragma GCC unroll 3
@@ -437,43 +438,37 @@ AVX2 static void fwd_block_any(int mb, const dgeom *g, const float *wp,
     }
 }
 
-AVX2 static void dx_block_any(int mb, const dgeom *g, const float *wt,
-                              const float *d, float *t, const int64_t *off,
+/* Output rows [oh, oh + r), r 1 or 2, for a block of mb taps. */
+AVX2 static void dx_block_any(int mb, int r, const dgeom *g, const float *wt,
+                              const float *d, float *t, const int64_t *off, int64_t oh,
                               const rmask *rm)
 {
-    int64_t even = g->Ho & ~(int64_t)1;
-    switch (mb) {
-    case 1:
-        dx_block(1, 2, g, wt, d, t, off, 0, even, rm);
-        dx_block(1, 1, g, wt, d, t, off, even, g->Ho, rm);
-        break;
-    case 2:
-        dx_block(2, 2, g, wt, d, t, off, 0, even, rm);
-        dx_block(2, 1, g, wt, d, t, off, even, g->Ho, rm);
-        break;
-    default:
-        dx_block(3, 2, g, wt, d, t, off, 0, even, rm);
-        dx_block(3, 1, g, wt, d, t, off, even, g->Ho, rm);
-        break;
+    switch (mb * 2 + r - 1) {
+    case 1 * 2 + 1: dx_block(1, 2, g, wt, d, t, off, oh, oh + 2, rm); break;
+    case 1 * 2 + 0: dx_block(1, 1, g, wt, d, t, off, oh, oh + 1, rm); break;
+    case 2 * 2 + 1: dx_block(2, 2, g, wt, d, t, off, oh, oh + 2, rm); break;
+    case 2 * 2 + 0: dx_block(2, 1, g, wt, d, t, off, oh, oh + 1, rm); break;
+    case 3 * 2 + 1: dx_block(3, 2, g, wt, d, t, off, oh, oh + 2, rm); break;
+    default: dx_block(3, 1, g, wt, d, t, off, oh, oh + 1, rm); break;
     }
 }
 
 AVX2 static void dw_tile_any(int mf, int mk, const dgeom *g, const float *d,
-                             const float *col, float *pv)
+                             const float *t, const int64_t *off, float *pv)
 {
     switch (mf * 4 + mk) {
-    case 1 * 4 + 1: dw_tile(1, 1, g, d, col, pv); break;
-    case 1 * 4 + 2: dw_tile(1, 2, g, d, col, pv); break;
-    case 1 * 4 + 3: dw_tile(1, 3, g, d, col, pv); break;
-    case 2 * 4 + 1: dw_tile(2, 1, g, d, col, pv); break;
-    case 2 * 4 + 2: dw_tile(2, 2, g, d, col, pv); break;
-    case 2 * 4 + 3: dw_tile(2, 3, g, d, col, pv); break;
-    case 3 * 4 + 1: dw_tile(3, 1, g, d, col, pv); break;
-    case 3 * 4 + 2: dw_tile(3, 2, g, d, col, pv); break;
-    case 3 * 4 + 3: dw_tile(3, 3, g, d, col, pv); break;
-    case 4 * 4 + 1: dw_tile(4, 1, g, d, col, pv); break;
-    case 4 * 4 + 2: dw_tile(4, 2, g, d, col, pv); break;
-    default: dw_tile(4, 3, g, d, col, pv); break;
+    case 1 * 4 + 1: dw_tile(1, 1, g, d, t, off, pv); break;
+    case 1 * 4 + 2: dw_tile(1, 2, g, d, t, off, pv); break;
+    case 1 * 4 + 3: dw_tile(1, 3, g, d, t, off, pv); break;
+    case 2 * 4 + 1: dw_tile(2, 1, g, d, t, off, pv); break;
+    case 2 * 4 + 2: dw_tile(2, 2, g, d, t, off, pv); break;
+    case 2 * 4 + 3: dw_tile(2, 3, g, d, t, off, pv); break;
+    case 3 * 4 + 1: dw_tile(3, 1, g, d, t, off, pv); break;
+    case 3 * 4 + 2: dw_tile(3, 2, g, d, t, off, pv); break;
+    case 3 * 4 + 3: dw_tile(3, 3, g, d, t, off, pv); break;
+    case 4 * 4 + 1: dw_tile(4, 1, g, d, t, off, pv); break;
+    case 4 * 4 + 2: dw_tile(4, 2, g, d, t, off, pv); break;
+    default: dw_tile(4, 3, g, d, t, off, pv); break;
     }
 }
 
@@ -567,8 +562,8 @@ typedef struct bwd_job {
     const dsv_call *c;
     const float *wt; /* per tap block (F, mb), for dx */
     const int64_t *off;
-    int64_t per;     /* floats of one thread's buffers: T, dT, col */
-    int64_t o_dt, o_col;
+    int64_t per;     /* floats of one thread's buffers: T, dT */
+    int64_t o_dt;
     int64_t pper;    /* floats of one chunk's partial sums: dw, db */
     int64_t o_pb;
 } bwd_job;
@@ -601,14 +596,14 @@ AVX2 static void db_image(const dgeom *g, const float *dn, float *pb)
 }
 
 /* Images [n0, n1): dx, and the chunk's dw and db partial vectors in part
- * (zeroed here). buf holds this thread's T (zeroed before its first chunk),
- * dT and col. */
+ * (zeroed here). buf holds this thread's T (zeroed before its first chunk)
+ * and dT. */
 AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *buf,
                             float *part)
 {
     const dgeom *g = jb->g;
     const dsv_call *c = jb->c;
-    float *t = buf, *dt = buf + jb->o_dt, *col = buf + jb->o_col;
+    float *t = buf, *dt = buf + jb->o_dt;
     float *pv = part, *pb = part + jb->o_pb;
     bool want_w = c->dw != NULL, want_b = c->db != NULL, want_x = c->dx != NULL;
     split fs = split_of(g->F, 4), ks = split_of(g->K, 3), xs = split_of(g->K, 3);
@@ -621,14 +616,13 @@ AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *bu
         const float *dn = (const float *)c->dout->data + n * g->F * g->P;
         if (want_w) {
             to_phases(g, (const float *)c->x->data + n * g->C * g->H * g->W, t);
-            phases_to_col(g, t, jb->off, col);
             for (int64_t fb = 0; fb < fs.nb; fb++) {
                 int64_t f0, k0;
                 int mf, mk;
                 block(&fs, fb, &f0, &mf);
                 for (int64_t kb = 0; kb < ks.nb; kb++) {
                     block(&ks, kb, &k0, &mk);
-                    dw_tile_any(mf, mk, g, dn + f0 * g->P, col + k0 * g->P,
+                    dw_tile_any(mf, mk, g, dn + f0 * g->P, t, jb->off + k0,
                                 pv + (f0 * g->K + k0) * 8);
                 }
             }
@@ -637,11 +631,17 @@ AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *bu
             db_image(g, dn, pb);
         if (want_x) {
             memset(dt, 0, sizeof(float) * (size_t)g->tsize);
-            for (int64_t kb = 0; kb < xs.nb; kb++) {
-                int64_t k0;
-                int mb;
-                block(&xs, kb, &k0, &mb);
-                dx_block_any(mb, g, jb->wt + k0 * g->F, dn, dt, jb->off + k0, &rm);
+            /* every tap block over two output rows at a time: those rows of
+               dout stay in L1 while they are used */
+            for (int64_t oh = 0; oh < g->Ho; oh += 2) {
+                int r = oh + 2 <= g->Ho ? 2 : 1;
+                for (int64_t kb = 0; kb < xs.nb; kb++) {
+                    int64_t k0;
+                    int mb;
+                    block(&xs, kb, &k0, &mb);
+                    dx_block_any(mb, r, g, jb->wt + k0 * g->F, dn, dt, jb->off + k0, oh,
+                                 &rm);
+                }
             }
             from_phases(g, dt, (float *)c->dx->data + n * g->C * g->H * g->W);
         }
@@ -668,23 +668,24 @@ static int64_t bwd_chunks(int64_t N, int64_t pper, int nt)
 }
 
 /* Sums [i0, i1) of dw (0 to nw) then db from the nch chunks' partial
- * vectors: chunks in order, then lanes, so the result does not depend on
- * who adds. */
-static void reduce_parts(const bwd_job *jb, const float *parts, int64_t nch,
-                         int64_t nw, int64_t i0, int64_t i1)
+ * vectors (sum i at float 8 * i of a chunk's): chunks in order, then lanes,
+ * so the result does not depend on who adds. Chunk 0's vectors take the
+ * running sums; the other chunks stream through once each. */
+AVX2 static void reduce_parts(const bwd_job *jb, float *parts, int64_t nch, int64_t nw,
+                              int64_t i0, int64_t i1)
 {
     const dsv_call *c = jb->c;
+    for (int64_t ch = 1; ch < nch; ch++) {
+        const float *q = parts + jb->pper * ch;
+        for (int64_t i = i0; i < i1; i++)
+            _mm256_storeu_ps(parts + i * 8, _mm256_add_ps(_mm256_loadu_ps(parts + i * 8),
+                                                          _mm256_loadu_ps(q + i * 8)));
+    }
     for (int64_t i = i0; i < i1; i++) {
-        const float *p = i < nw ? parts + i * 8 : parts + jb->o_pb + (i - nw) * 8;
-        float v[8];
-        memcpy(v, p, sizeof(v));
-        for (int64_t ch = 1; ch < nch; ch++)
-            for (int l = 0; l < 8; l++)
-                v[l] += p[jb->pper * ch + l];
         if (i < nw)
-            ((float *)c->dw->data)[i] = lanes8(v);
+            ((float *)c->dw->data)[i] = lanes8(parts + i * 8);
         else
-            ((float *)c->db->data)[i - nw] = lanes8(v);
+            ((float *)c->db->data)[i - nw] = lanes8(parts + i * 8);
     }
 }
 
@@ -694,10 +695,9 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
     int nt = dsv_fast_nthreads(c);
     bool want_w = c->dw != NULL, want_b = c->db != NULL;
     bwd_job jb = {.g = &g, .c = c};
-    /* per thread: T, dT, col (K, P); per chunk: dw (F*K, 8), db (F, 8) */
+    /* per thread: T, dT; per chunk: dw (F*K, 8), db (F, 8) */
     jb.o_dt = g.tsize;
-    jb.o_col = jb.o_dt + (c->dx ? g.tsize : 0);
-    jb.per = jb.o_col + (want_w ? (g.K * g.P + 15) & ~(int64_t)15 : 0);
+    jb.per = jb.o_dt + (c->dx ? g.tsize : 0);
     jb.o_pb = want_w ? g.F * g.K * 8 : 0;
     jb.pper = jb.o_pb + (want_b ? g.F * 8 : 0);
     int64_t nch = bwd_chunks(g.N, jb.pper, nt);

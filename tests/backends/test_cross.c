@@ -342,6 +342,10 @@ static const tcase grid[] = {
     CONV(2, 3, 32, 32, 8, 7, 7, 1, 3),     /* CIFAR first layer: two whole tiles */
     CONV(3, 3, 9, 69, 5, 3, 3, 2, 1),      /* 35 columns: a 3-column last tile */
     CONV(3, 2, 8, 8, 3, 3, 3, 1, 0),       /* 6 columns: backward on im2col */
+    /* direct backward on rows too short for whole vectors back into dx */
+    CONV(2, 2, 4, 7, 3, 3, 3, 1, 3),       /* stride 1, 7 columns */
+    CONV(2, 2, 5, 13, 3, 3, 3, 2, 3),      /* stride 2, 13 columns */
+    CONV(2, 3, 7, 31, 4, 3, 3, 3, 1),      /* stride 3 */
     CONV(1, 64, 6, 6, 4, 5, 5, 1, 2),      /* K = 1600: forward on im2col */
     POOL(2, 3, 8, 8, 2, 2, 2),
     POOL(64, 3, 12, 12, 3, 3, 3),
