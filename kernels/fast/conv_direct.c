@@ -27,10 +27,11 @@
  *  - lanes past W' are never stored to out, and are zero in what is added
  *    into dT and into the dw sums (masked loads), so values outside the
  *    convolution's window, NaN included, never leak in;
- *  - every sum runs in a fixed order whatever the timing: dw and db partial
- *    vectors belong to chunks of images, not to threads, and are added chunk
- *    by chunk; the chunks depend on the thread count only when their
- *    partials would pass 8 MiB (bwd_chunks);
+ *  - every sum runs in a fixed order whatever the timing: dw and db sums
+ *    belong to chunks of images, not to threads (each chunk's lanes are
+ *    added in a fixed order), and are added chunk by chunk; the chunks
+ *    depend on the thread count only when their sums would pass 8 MiB
+ *    (bwd_chunks);
  *  - kernels given nthreads 1 open no parallel region.
  */
 #include <string.h>
@@ -338,13 +339,13 @@ INLINE_AVX2 void dx_block(const int MB, const int R, const dgeom *g, const float
 /*
  * dw over one image: MF channels x MK taps, summed over every output
  * position 8 columns at a time, reading the taps' runs straight from T; the
- * 8 lanes of each sum are added into pv (F*K, 8) at (f0, k0). d: dout of
- * the image at channel f0; t: its T; off: the tile's tap offsets. Lanes past
- * Wo are loaded as zero on both sides, so neither the next row's dout nor
- * pixels outside the window reach the sums.
+ * 8 lanes of each sum are added into (when first, stored in) pv (F*K, 8)
+ * at (f0, k0). d: dout of the image at channel f0; t: its T; off: the
+ * tile's tap offsets. Lanes past Wo are loaded as zero on both sides, so
+ * neither the next row's dout nor pixels outside the window reach the sums.
  */
 INLINE_AVX2 void dw_tile(const int MF, const int MK, const dgeom *g, const float *d,
-                         const float *t, const int64_t *off, float *pv)
+                         const float *t, const int64_t *off, float *pv, bool first)
 {
     __m256 acc[4][3];
 #pragma GCC unroll 4
@@ -400,7 +401,7 @@ INLINE_AVX2 void dw_tile(const int MF, const int MK, const dgeom *g, const float
 #pragma GCC unroll 3
         for (int j = 0; j < MK; j++) {
             float *p = pv + (m * g->K + j) * 8;
-            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[m][j]));
+            _mm256_storeu_ps(p, first ? acc[m][j] : _mm256_add_ps(_mm256_loadu_ps(p), acc[m][j]));
         }
 }
 
@@ -454,21 +455,21 @@ AVX2 static void dx_block_any(int mb, int r, const dgeom *g, const float *wt,
 }
 
 AVX2 static void dw_tile_any(int mf, int mk, const dgeom *g, const float *d,
-                             const float *t, const int64_t *off, float *pv)
+                             const float *t, const int64_t *off, float *pv, bool first)
 {
     switch (mf * 4 + mk) {
-    case 1 * 4 + 1: dw_tile(1, 1, g, d, t, off, pv); break;
-    case 1 * 4 + 2: dw_tile(1, 2, g, d, t, off, pv); break;
-    case 1 * 4 + 3: dw_tile(1, 3, g, d, t, off, pv); break;
-    case 2 * 4 + 1: dw_tile(2, 1, g, d, t, off, pv); break;
-    case 2 * 4 + 2: dw_tile(2, 2, g, d, t, off, pv); break;
-    case 2 * 4 + 3: dw_tile(2, 3, g, d, t, off, pv); break;
-    case 3 * 4 + 1: dw_tile(3, 1, g, d, t, off, pv); break;
-    case 3 * 4 + 2: dw_tile(3, 2, g, d, t, off, pv); break;
-    case 3 * 4 + 3: dw_tile(3, 3, g, d, t, off, pv); break;
-    case 4 * 4 + 1: dw_tile(4, 1, g, d, t, off, pv); break;
-    case 4 * 4 + 2: dw_tile(4, 2, g, d, t, off, pv); break;
-    default: dw_tile(4, 3, g, d, t, off, pv); break;
+    case 1 * 4 + 1: dw_tile(1, 1, g, d, t, off, pv, first); break;
+    case 1 * 4 + 2: dw_tile(1, 2, g, d, t, off, pv, first); break;
+    case 1 * 4 + 3: dw_tile(1, 3, g, d, t, off, pv, first); break;
+    case 2 * 4 + 1: dw_tile(2, 1, g, d, t, off, pv, first); break;
+    case 2 * 4 + 2: dw_tile(2, 2, g, d, t, off, pv, first); break;
+    case 2 * 4 + 3: dw_tile(2, 3, g, d, t, off, pv, first); break;
+    case 3 * 4 + 1: dw_tile(3, 1, g, d, t, off, pv, first); break;
+    case 3 * 4 + 2: dw_tile(3, 2, g, d, t, off, pv, first); break;
+    case 3 * 4 + 3: dw_tile(3, 3, g, d, t, off, pv, first); break;
+    case 4 * 4 + 1: dw_tile(4, 1, g, d, t, off, pv, first); break;
+    case 4 * 4 + 2: dw_tile(4, 2, g, d, t, off, pv, first); break;
+    default: dw_tile(4, 3, g, d, t, off, pv, first); break;
     }
 }
 
@@ -562,14 +563,14 @@ typedef struct bwd_job {
     const dsv_call *c;
     const float *wt; /* per tap block (F, mb), for dx */
     const int64_t *off;
-    int64_t per;     /* floats of one thread's buffers: T, dT */
-    int64_t o_dt;
-    int64_t pper;    /* floats of one chunk's partial sums: dw, db */
-    int64_t o_pb;
+    int64_t per;     /* floats of one thread's buffers: T, dT, dw and db lanes */
+    int64_t o_dt, o_pv, o_pb;
+    int64_t nw;      /* sums of dw (F*K, or 0); db's F follow them */
+    int64_t pper;    /* floats of one chunk's sums: dw, db */
 } bwd_job;
 
-/* db partial vectors pb (F, 8) += the sums of one image's dout dn. */
-AVX2 static void db_image(const dgeom *g, const float *dn, float *pb)
+/* db lane sums pb (F, 8) += (or = when first) the sums of one image's dout. */
+AVX2 static void db_image(const dgeom *g, const float *dn, float *pb, bool first)
 {
     int64_t full = g->P & ~(int64_t)7;
     __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(g->P - full)),
@@ -577,8 +578,8 @@ AVX2 static void db_image(const dgeom *g, const float *dn, float *pb)
     for (int64_t f = 0; f < g->F; f++) {
         const float *d = dn + f * g->P;
         /* four chains, so the adds are not one long dependency */
-        __m256 a0 = _mm256_loadu_ps(pb + f * 8), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 a0 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(pb + f * 8);
+        __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 32 <= full; i += 32) {
             a0 = _mm256_add_ps(a0, _mm256_loadu_ps(d + i));
@@ -595,23 +596,43 @@ AVX2 static void db_image(const dgeom *g, const float *dn, float *pb)
     }
 }
 
-/* Images [n0, n1): dx, and the chunk's dw and db partial vectors in part
- * (zeroed here). buf holds this thread's T (zeroed before its first chunk)
- * and dT. */
+/* Sum of the 8 lanes of p: ((0+1) + (2+3)) + ((4+5) + (6+7)). */
+static inline float lanes8(const float *p)
+{
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+/* out[i] = lanes8(v + 8 * i) for i < n, eight at a time in the same order. */
+AVX2 static void lanes_reduce(const float *v, int64_t n, float *out)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8, v += 64) {
+        __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(_mm256_loadu_ps(v), _mm256_loadu_ps(v + 8)),
+                                   _mm256_hadd_ps(_mm256_loadu_ps(v + 16),
+                                                  _mm256_loadu_ps(v + 24)));
+        __m256 u1 = _mm256_hadd_ps(
+            _mm256_hadd_ps(_mm256_loadu_ps(v + 32), _mm256_loadu_ps(v + 40)),
+            _mm256_hadd_ps(_mm256_loadu_ps(v + 48), _mm256_loadu_ps(v + 56)));
+        /* lanes 0-3 of u0: (0+1)+(2+3) of sums i..i+3; lanes 4-7: (4+5)+(6+7) */
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                                _mm256_permute2f128_ps(u0, u1, 0x31)));
+    }
+    for (; i < n; i++, v += 8)
+        out[i] = lanes8(v);
+}
+
+/* Images [n0, n1): dx, and the chunk's sums of dw and db into part. buf
+ * holds this thread's T (zeroed before its first chunk), dT, and the dw and
+ * db lane sums of the chunk so far. */
 AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *buf,
                             float *part)
 {
     const dgeom *g = jb->g;
     const dsv_call *c = jb->c;
-    float *t = buf, *dt = buf + jb->o_dt;
-    float *pv = part, *pb = part + jb->o_pb;
+    float *t = buf, *dt = buf + jb->o_dt, *pv = buf + jb->o_pv, *pb = buf + jb->o_pb;
     bool want_w = c->dw != NULL, want_b = c->db != NULL, want_x = c->dx != NULL;
     split fs = split_of(g->F, 4), ks = split_of(g->K, 3), xs = split_of(g->K, 3);
     rmask rm = row_masks(g);
-    if (want_w)
-        memset(pv, 0, sizeof(float) * (size_t)(g->F * g->K * 8));
-    if (want_b)
-        memset(pb, 0, sizeof(float) * (size_t)(g->F * 8));
     for (int64_t n = n0; n < n1; n++) {
         const float *dn = (const float *)c->dout->data + n * g->F * g->P;
         if (want_w) {
@@ -623,12 +644,12 @@ AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *bu
                 for (int64_t kb = 0; kb < ks.nb; kb++) {
                     block(&ks, kb, &k0, &mk);
                     dw_tile_any(mf, mk, g, dn + f0 * g->P, t, jb->off + k0,
-                                pv + (f0 * g->K + k0) * 8);
+                                pv + (f0 * g->K + k0) * 8, n == n0);
                 }
             }
         }
         if (want_b)
-            db_image(g, dn, pb);
+            db_image(g, dn, pb, n == n0);
         if (want_x) {
             memset(dt, 0, sizeof(float) * (size_t)g->tsize);
             /* every tap block over two output rows at a time: those rows of
@@ -646,46 +667,45 @@ AVX2 static void bwd_images(const bwd_job *jb, int64_t n0, int64_t n1, float *bu
             from_phases(g, dt, (float *)c->dx->data + n * g->C * g->H * g->W);
         }
     }
+    if (want_w)
+        lanes_reduce(pv, jb->nw, part);
+    if (want_b)
+        lanes_reduce(pb, g->F, part + jb->nw);
 }
 
-/* Sum of the 8 lanes of p, in a fixed order. */
-static float lanes8(const float *p)
-{
-    return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
-}
-
-/* Chunks of images whose dw/db partial sums are kept apart and added in
- * chunk order: threads take chunks as they free up, and the sums do not
- * depend on which thread took which. Up to 32, so that the last chunk to
- * finish is short; fewer when the partials would pass 8 MiB (never fewer
- * than the threads). */
+/* Chunks of images whose dw/db sums are kept apart and added in chunk
+ * order: threads take chunks as they free up, and the sums do not depend
+ * on which thread took which. Up to 64, so that the last chunk to finish
+ * is short; fewer when their sums would pass 8 MiB (never fewer than the
+ * threads). */
 static int64_t bwd_chunks(int64_t N, int64_t pper, int nt)
 {
-    int64_t n = N < 32 ? N : 32;
+    int64_t n = N < 64 ? N : 64;
     while (n > nt && n > 1 && n * pper > ((int64_t)8 << 20) / 4)
         n /= 2;
     return n;
 }
 
-/* Sums [i0, i1) of dw (0 to nw) then db from the nch chunks' partial
- * vectors (sum i at float 8 * i of a chunk's): chunks in order, then lanes,
- * so the result does not depend on who adds. Chunk 0's vectors take the
- * running sums; the other chunks stream through once each. */
-AVX2 static void reduce_parts(const bwd_job *jb, float *parts, int64_t nch, int64_t nw,
-                              int64_t i0, int64_t i1)
+/* Sums [i0, i1) of dw (0 to nw) then db: the nch chunks' sums added in
+ * chunk order, so the result does not depend on who adds. Chunk 0's sums
+ * take the running totals; the other chunks stream through once each. */
+AVX2 static void reduce_parts(const bwd_job *jb, float *parts, int64_t nch, int64_t i0,
+                              int64_t i1)
 {
-    const dsv_call *c = jb->c;
     for (int64_t ch = 1; ch < nch; ch++) {
         const float *q = parts + jb->pper * ch;
-        for (int64_t i = i0; i < i1; i++)
-            _mm256_storeu_ps(parts + i * 8, _mm256_add_ps(_mm256_loadu_ps(parts + i * 8),
-                                                          _mm256_loadu_ps(q + i * 8)));
+        int64_t i = i0;
+        for (; i + 8 <= i1; i += 8)
+            _mm256_storeu_ps(parts + i,
+                             _mm256_add_ps(_mm256_loadu_ps(parts + i), _mm256_loadu_ps(q + i)));
+        for (; i < i1; i++)
+            parts[i] += q[i];
     }
     for (int64_t i = i0; i < i1; i++) {
-        if (i < nw)
-            ((float *)c->dw->data)[i] = lanes8(parts + i * 8);
+        if (i < jb->nw)
+            ((float *)jb->c->dw->data)[i] = parts[i];
         else
-            ((float *)c->db->data)[i - nw] = lanes8(parts + i * 8);
+            ((float *)jb->c->db->data)[i - jb->nw] = parts[i];
     }
 }
 
@@ -695,11 +715,15 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
     int nt = dsv_fast_nthreads(c);
     bool want_w = c->dw != NULL, want_b = c->db != NULL;
     bwd_job jb = {.g = &g, .c = c};
-    /* per thread: T, dT; per chunk: dw (F*K, 8), db (F, 8) */
+    /* per thread: T, dT, dw lanes (F*K, 8), db lanes (F, 8); per chunk: the
+       sums of dw (F*K) and db (F), 64-byte aligned */
+    jb.nw = want_w ? g.F * g.K : 0;
     jb.o_dt = g.tsize;
-    jb.per = jb.o_dt + (c->dx ? g.tsize : 0);
-    jb.o_pb = want_w ? g.F * g.K * 8 : 0;
-    jb.pper = jb.o_pb + (want_b ? g.F * 8 : 0);
+    jb.o_pv = jb.o_dt + (c->dx ? g.tsize : 0);
+    jb.o_pb = jb.o_pv + jb.nw * 8;
+    jb.per = (jb.o_pb + (want_b ? g.F * 8 : 0) + 15) & ~(int64_t)15;
+    int64_t nsum = jb.nw + (want_b ? g.F : 0);
+    jb.pper = (nsum + 15) & ~(int64_t)15;
     int64_t nch = bwd_chunks(g.N, jb.pper, nt);
     int64_t nwt = (g.F * g.K + 15) & ~(int64_t)15;
     int64_t total = nwt + jb.pper * nch + jb.per * nt;
@@ -724,14 +748,12 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
     tap_offsets(&g, off);
     jb.off = off;
     float *parts = scratch + nwt, *bufs = parts + jb.pper * nch;
-    /* the sums to reduce: dw's F*K, then db's F */
-    int64_t nw = want_w ? g.F * g.K : 0, nsum = nw + (want_b ? g.F : 0);
     if (nt == 1) {
         memset(bufs, 0, sizeof(float) * (size_t)g.tsize);
         for (int64_t ch = 0; ch < nch; ch++)
             bwd_images(&jb, g.N * ch / nch, g.N * (ch + 1) / nch, bufs,
                        parts + jb.pper * ch);
-        reduce_parts(&jb, parts, nch, nw, 0, nsum);
+        reduce_parts(&jb, parts, nch, 0, nsum);
     } else {
 #pragma omp parallel num_threads(nt)
         {
@@ -743,7 +765,7 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
                            parts + jb.pper * ch);
             int64_t i0, i1;
             dsv_fast_share(nsum, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
-            reduce_parts(&jb, parts, nch, nw, i0, i1);
+            reduce_parts(&jb, parts, nch, i0, i1);
         }
     }
     dsv_fast_scratch_release(c, scratch);
