@@ -171,6 +171,15 @@ AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
 AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
 {
     int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
+    /* stride 2: a row's last run of 16 pixels (or fewer) starts at 2 * mlast,
+       with `left` pixels; its last 8 are the concatenation (prev, v0, v1)
+       from float `left` on (prev: the 8 pixels before the run), picked by
+       two permutes and a blend, and stored whole at the row's end */
+    int64_t mlast = (W - 1) / 16 * 8, left = W - 2 * mlast, k = left > 8 ? left - 8 : left;
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32((int)k));
+    __m256 from_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pick, _mm256_set1_epi32(7)));
+    pick = _mm256_and_si256(pick, _mm256_set1_epi32(7));
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t ih = 0; ih < g->H; ih++) {
             const float *tr = t + (c * g->Hp + ih + p) * s * L;
@@ -183,29 +192,26 @@ AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
             } else if (s == 2 && W >= 16) {
                 const float *te = tr + (p & 1) * L + p / 2;
                 const float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
-                for (int64_t m = 0; 2 * m < W; m += 8) {
+                __m256 prev = _mm256_setzero_ps();
+                for (int64_t m = 0; m <= mlast; m += 8) {
                     __m256 e = _mm256_loadu_ps(te + m), o = _mm256_loadu_ps(to + m);
                     __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
                     __m256 v0 = _mm256_permute2f128_ps(lo, hi, 0x20);
                     __m256 v1 = _mm256_permute2f128_ps(lo, hi, 0x31);
-                    int64_t left = W - 2 * m;
-                    if (left >= 16) {
+                    if (m < mlast || left == 16) {
                         _mm256_storeu_ps(dr + 2 * m, v0);
                         _mm256_storeu_ps(dr + 2 * m + 8, v1);
                     } else {
-                        /* the row's end, without a masked store (slow on
-                           some CPUs): the last 8 floats of the row are
-                           stored whole, from a buffer that holds the 8
-                           floats before this run (stored already, m > 0
-                           here as W >= 16) and the run */
-                        float buf[24];
-                        _mm256_storeu_ps(buf, _mm256_loadu_ps(dr + 2 * m - 8));
-                        _mm256_storeu_ps(buf + 8, v0);
-                        _mm256_storeu_ps(buf + 16, v1);
+                        /* m > 0 here (W >= 16), so prev holds pixels */
+                        __m256 a = left > 8 ? v0 : prev, b2 = left > 8 ? v1 : v0;
                         if (left > 8)
                             _mm256_storeu_ps(dr + 2 * m, v0);
-                        _mm256_storeu_ps(dr + W - 8, _mm256_loadu_ps(buf + left));
+                        _mm256_storeu_ps(dr + W - 8,
+                                         _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, pick),
+                                                          _mm256_permutevar8x32_ps(b2, pick),
+                                                          from_hi));
                     }
+                    prev = v1;
                 }
             } else {
                 for (int64_t i = 0; i < W; i++)
