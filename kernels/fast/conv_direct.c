@@ -134,6 +134,12 @@ INLINE_AVX2 __m256 load_row8(const float *xr, int64_t i, int64_t W)
 AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
 {
     int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
+    /* stride 2: runs of 16 pixels, the last one (rest pixels) through
+       masked loads of its four quarters */
+    int64_t nfull = W / 16, rest = W - 16 * nfull;
+    __m128i q0 = _mm_setr_epi32(0, 1, 2, 3), mq[4];
+    for (int q = 0; q < 4; q++)
+        mq[q] = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 4 * q), q0);
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t ih = 0; ih < g->H; ih++) {
             float *tr = t + (c * g->Hp + ih + p) * s * L;
@@ -143,22 +149,31 @@ AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
                     _mm256_storeu_ps(tr + p + i, load_row8(xr, i, W));
             } else if (s == 2) {
                 /* x[2m] goes to phase p%2 at m + p/2, x[2m+1] to the other
-                   phase at m + (p+1)/2 */
+                   phase at m + (p+1)/2. Pixels 0-3 and 8-11 in one vector,
+                   4-7 and 12-15 in another: their in-lane shuffles are the
+                   even and the odd pixels, in order. */
                 float *te = tr + (p & 1) * L + p / 2;
                 float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
-                for (int64_t m = 0; 2 * m < W; m += 8) {
-                    __m256 a = load_row8(xr, 2 * m, W);
-                    __m256 b = 2 * m + 8 < W ? load_row8(xr, 2 * m + 8, W)
-                                             : _mm256_setzero_ps();
-                    /* a0 a2 b0 b2 | a4 a6 b4 b6, then fix the 64-bit order */
-                    __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-                    __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-                    e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e),
-                                                               _MM_SHUFFLE(3, 1, 2, 0)));
-                    o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o),
-                                                               _MM_SHUFFLE(3, 1, 2, 0)));
-                    _mm256_storeu_ps(te + m, e);
-                    _mm256_storeu_ps(to + m, o);
+                int64_t j = 0;
+                for (; j < nfull; j++) {
+                    const float *xj = xr + 16 * j;
+                    __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(xj)),
+                                                     _mm_loadu_ps(xj + 8), 1);
+                    __m256 hi = _mm256_insertf128_ps(
+                        _mm256_castps128_ps256(_mm_loadu_ps(xj + 4)), _mm_loadu_ps(xj + 12), 1);
+                    _mm256_storeu_ps(te + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+                    _mm256_storeu_ps(to + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+                }
+                if (rest) {
+                    const float *xj = xr + 16 * j;
+                    __m256 lo = _mm256_insertf128_ps(
+                        _mm256_castps128_ps256(_mm_maskload_ps(xj, mq[0])),
+                        _mm_maskload_ps(xj + 8, mq[2]), 1);
+                    __m256 hi = _mm256_insertf128_ps(
+                        _mm256_castps128_ps256(_mm_maskload_ps(xj + 4, mq[1])),
+                        _mm_maskload_ps(xj + 12, mq[3]), 1);
+                    _mm256_storeu_ps(te + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+                    _mm256_storeu_ps(to + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
                 }
             } else {
                 for (int64_t i = 0; i < W; i++)
@@ -264,7 +279,9 @@ INLINE_AVX2 void fwd_block(const int MB, const dgeom *g, const float *wp,
 #pragma GCC unroll 6
             for (int m = 0; m < MB; m++)
                 a0[m] = a1[m] = _mm256_set1_ps(bias[m]);
-            for (int64_t k = 0; k < g->K; k++) {
+            const int64_t K = g->K;
+#pragma GCC unroll 3
+            for (int64_t k = 0; k < K; k++) {
                 const float *r = tt + off[k];
                 __m256 b0 = _mm256_loadu_ps(r), b1 = _mm256_loadu_ps(r + 8);
 #pragma GCC unroll 6

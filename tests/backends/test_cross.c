@@ -346,6 +346,7 @@ static const tcase grid[] = {
     CONV(2, 2, 4, 7, 3, 3, 3, 1, 3),       /* stride 1, 7 columns */
     CONV(2, 2, 5, 13, 3, 3, 3, 2, 3),      /* stride 2, 13 columns */
     CONV(2, 3, 7, 31, 4, 3, 3, 3, 1),      /* stride 3 */
+    CONV(2, 3, 12, 32, 4, 4, 4, 2, 1),     /* stride 2, rows of whole 16-pixel runs */
     CONV(1, 64, 6, 6, 4, 5, 5, 1, 2),      /* K = 1600: forward on im2col */
     POOL(2, 3, 8, 8, 2, 2, 2),
     POOL(64, 3, 12, 12, 3, 3, 3),
