@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs dasecv-bench and tools/bench_torch.py back to back and prints the
-comparison table (markdown) of medians in milliseconds.
+comparison table (markdown) of medians in milliseconds: on both sides the
+median single call of each repetition, then the median over repetitions.
 
     tools/compare.py [--bench build-bench/bench/dasecv-bench] [--repetitions 3]
                      [--threads 2] [--filter REGEX] [--save DIR]
@@ -84,11 +85,13 @@ def to_ms(t, unit):
 
 def dasecv_medians(doc):
     """{(cell, backend-or-variant): (ms, label)} from Google Benchmark JSON:
-    the median aggregate, or the single run without repetitions."""
+    the median aggregate, or the single run without repetitions, of the
+    median call (call_median_ms; results saved before it existed give the
+    mean call, real_time)."""
     out, errors = {}, {}
     for b in doc.get("benchmarks", []):
         name = b.get("run_name", b["name"])
-        name = re.sub(r"/real_time$", "", name)
+        name = re.sub(r"/(real|manual)_time$", "", name)
         cell, _, variant = name.rpartition("/")
         if cell.startswith("model_step/"):  # model_step/<model>/<backend>/<schedule>
             cell, _, backend = cell.rpartition("/")
@@ -101,8 +104,8 @@ def dasecv_medians(doc):
             continue
         if agg is None and (cell, variant) in out:
             continue
-        out[(cell, variant)] = (to_ms(b["real_time"], b["time_unit"]),
-                                b.get("label", ""))
+        ms = b.get("call_median_ms", to_ms(b["real_time"], b["time_unit"]))
+        out[(cell, variant)] = (ms, b.get("label", ""))
     return out, errors
 
 
@@ -196,7 +199,8 @@ def main():
           f"backends={ctx.get('dasecv_backends', '?')}; "
           f"PyTorch {torch_doc['context']['torch_version']} "
           f"threads={torch_doc['context']['threads']}; "
-          f"median of {torch_doc['context']['repetitions']} repetitions, ms; "
+          f"median call, median of {torch_doc['context']['repetitions']} "
+          f"repetitions, ms; "
           f"load average at start "
           f"{' '.join(f'{x:.1f}' for x in ctx.get('load_avg', []))}")
     if numpy_doc:
