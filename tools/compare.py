@@ -13,7 +13,9 @@ not counted as a backend), best dasecv / PyTorch (below 1: dasecv is faster)
 and the speedup of the best dasecv backend over the course. Only the standard library is
 needed here; PyTorch runs under --torch-python (default /usr/bin/python3).
 Both measurements happen in the same invocation so their ratios share the
-machine's load; absolute numbers on a busy machine are noisy.
+machine's load; absolute numbers on a busy machine are noisy. dasecv's
+repetitions are interleaved at random across its benchmarks, so its
+backends are compared over the same stretch of time.
 """
 import argparse
 import json
@@ -42,8 +44,12 @@ ROOT = os.path.dirname(HERE)
 
 
 def run_dasecv(a):
+    # Repetitions of all benchmarks are run in a random interleaved order:
+    # this VM's speed changes in stretches of seconds, and run back to back
+    # one backend could land in a slow stretch and the next in a fast one.
     cmd = [a.bench, "--benchmark_format=json",
            f"--benchmark_repetitions={a.repetitions}",
+           "--benchmark_enable_random_interleaving=true",
            "--benchmark_report_aggregates_only=true",
            f"--dsv_threads={a.threads}"]
     if a.filter:
