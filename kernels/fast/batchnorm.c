@@ -43,9 +43,10 @@ static bn_view view_of(const dsv_call *c)
 }
 
 /* Per-channel sums of one pass over x and, when given, dout d, in double,
- * with t = x - K[ch] (K: the channel's first element, a pivot that keeps
- * the squares from cancelling when a channel's mean is large against its
- * spread):  A = sum t, B = sum t*t, D = sum d, E = sum d*t. */
+ * with t = x - K[ch] (K, the pivot: the channel's first element in train
+ * mode, its running mean in test mode; it keeps the squares from
+ * cancelling when a channel's mean is large against its spread):
+ * A = sum t, B = sum t*t, D = sum d, E = sum d*t. */
 typedef struct bn_sums {
     double A, B, D, E;
 } bn_sums;
