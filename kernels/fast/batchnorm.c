@@ -96,15 +96,6 @@ static void segment_sums(const float *x, const float *d, double k, int64_t n,
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-static int have_avx2 = -1;
-
-static bool use_avx2(void)
-{
-    if (have_avx2 < 0) /* benign race: every thread finds the same */
-        have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return have_avx2 == 1;
-}
-
 /* segment_sums with AVX2: runs of up to 1024 floats summed in float, over
  * two interleaved 8-lane vectors per sum (t is centred on the pivot, so its
  * squares do not cancel; 64 adds per lane at most), each run's sums then
@@ -149,7 +140,6 @@ segment_sums_avx2(const float *x, const float *d, double k, int64_t n, bn_sums *
     }
 }
 #else
-static bool use_avx2(void) { return false; }
 static void segment_sums_avx2(const float *x, const float *d, double k, int64_t n,
                               bn_sums *q)
 {
@@ -177,7 +167,7 @@ static void channel_sums_range(const bn_view *v, const float *x, const float *d,
         }
         return;
     }
-    bool simd = v->S >= 16 && use_avx2();
+    bool simd = v->S >= 16 && dsv_fast_isa_supported(DSV_FAST_ISA_AVX2);
     for (int64_t n = 0; n < v->N; n++)
         for (int64_t ch = c0; ch < c1; ch++) {
             int64_t o = (n * v->C + ch) * v->S;

@@ -62,15 +62,6 @@ static inline int window_argmax(const pool_geom *g, const float *xp, int64_t oh,
 
 
 #if defined(__x86_64__)
-static int have_avx2 = -1;
-
-static bool use_avx2(void)
-{
-    if (have_avx2 < 0) /* benign race: every thread finds the same */
-        have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return have_avx2 == 1;
-}
-
 /* Even and odd elements of the 16 floats p0:p1, in order. */
 __attribute__((target("avx2"))) static inline void
 deinterleave(__m256 p0, __m256 p1, __m256 *even, __m256 *odd)
@@ -168,15 +159,13 @@ pool2_backward_avx2(const float *r0, const float *r1, const uint8_t *a,
     }
     return ow;
 }
-#else
-static bool use_avx2(void) { return false; }
 #endif
 
 static void forward_plane(const pool_geom *g, const float *xp, float *op,
                           uint8_t *ap)
 {
     if (g->ph == 2 && g->pw == 2 && g->s == 2) {
-        bool avx2 = use_avx2();
+        bool avx2 = dsv_fast_isa_supported(DSV_FAST_ISA_AVX2);
         for (int64_t oh = 0; oh < g->Ho; oh++) {
             const float *r0 = xp + 2 * oh * g->W, *r1 = r0 + g->W;
             float *o = op + oh * g->Wo;
@@ -285,8 +274,8 @@ static void backward_plane_tiles(const pool_geom *g, const float *xp,
                                  const float *dp, const uint8_t *ap, float *dxp)
 {
     int k = g->s;
-    if (k == 2 && (ap || use_avx2())) {
-        bool avx2 = use_avx2();
+    bool avx2 = dsv_fast_isa_supported(DSV_FAST_ISA_AVX2);
+    if (k == 2 && (ap || avx2)) {
         for (int64_t oh = 0; oh < g->Ho; oh++) {
             const uint8_t *a = ap ? ap + oh * g->Wo : NULL;
             const float *d = dp + oh * g->Wo;

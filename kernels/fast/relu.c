@@ -43,15 +43,6 @@ static void backward_range(const float *x, const float *g, float *y, int64_t i0,
 }
 
 #if defined(__x86_64__)
-static int have_avx2 = -1;
-
-static bool use_avx2(void)
-{
-    if (have_avx2 < 0) /* benign race: every thread finds the same */
-        have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return have_avx2 == 1;
-}
-
 /* y = x > 0 ? g : 0 over [i0, i1), 16 at a time; g = x for the forward. */
 __attribute__((target("avx2"))) static void
 range_avx2(const float *x, const float *g, float *y, int64_t i0, int64_t i1)
@@ -72,14 +63,12 @@ range_avx2(const float *x, const float *g, float *y, int64_t i0, int64_t i1)
     else
         backward_range(x, g, y, i, i1);
 }
-#else
-static bool use_avx2(void) { return false; }
 #endif
 
 static void range(const float *x, const float *g, float *y, int64_t i0, int64_t i1)
 {
 #if defined(__x86_64__)
-    if (use_avx2()) {
+    if (dsv_fast_isa_supported(DSV_FAST_ISA_AVX2)) {
         range_avx2(x, g ? g : x, y, i0, i1);
         return;
     }
