@@ -131,83 +131,93 @@ INLINE_AVX2 __m256 load_row8(const float *xr, int64_t i, int64_t W)
  * must be zeroed once for the geometry (its padding then stays zero). Runs
  * of 8 or 16 pixels are written whole, with zeros past the row's end; those
  * land in T's right padding (L has 8 floats to spare for them).
+ *
+ * Here and in from_phases each stride has its own row loop, with the row
+ * pointers stepped and the masks made once: with the stride tested per row
+ * and the pointers recomputed, the stride-2 split took twice as long.
  */
 AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
 {
-    int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
-    /* stride 2: runs of 16 pixels, the last one (rest pixels) through
-       masked loads of its four quarters */
-    int64_t nfull = W / 16, rest = W - 16 * nfull;
-    __m128i q0 = _mm_setr_epi32(0, 1, 2, 3), mq[4];
-    for (int q = 0; q < 4; q++)
-        mq[q] = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 4 * q), q0);
-    for (int64_t c = 0; c < g->C; c++)
-        for (int64_t ih = 0; ih < g->H; ih++) {
-            float *tr = t + (c * g->Hp + ih + p) * s * L;
-            const float *xr = x + (c * g->H + ih) * W;
-            if (s == 1) {
+    const int64_t s = g->s, L = g->L, W = g->W, H = g->H, p = g->pad, sL = s * L;
+    for (int64_t c = 0; c < g->C; c++) {
+        float *tr = t + (c * g->Hp + p) * sL;
+        const float *xr = x + c * H * W;
+        if (s == 1) {
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, xr += W)
                 for (int64_t i = 0; i < W; i += 8)
                     _mm256_storeu_ps(tr + p + i, load_row8(xr, i, W));
-            } else if (s == 2) {
-                /* x[2m] goes to phase p%2 at m + p/2, x[2m+1] to the other
-                   phase at m + (p+1)/2. Pixels 0-3 and 8-11 in one vector,
-                   4-7 and 12-15 in another: their in-lane shuffles are the
-                   even and the odd pixels, in order. */
-                float *te = tr + (p & 1) * L + p / 2;
-                float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
-                int64_t j = 0;
-                for (; j < nfull; j++) {
-                    const float *xj = xr + 16 * j;
-                    __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(xj)),
-                                                     _mm_loadu_ps(xj + 8), 1);
+        } else if (s == 2) {
+            /* runs of 16 pixels, the last one (rest pixels) through masked
+               loads of its four quarters. x[2m] goes to phase p%2 at
+               m + p/2, x[2m+1] to the other phase at m + (p+1)/2. Pixels
+               0-3 and 8-11 in one vector, 4-7 and 12-15 in another: their
+               in-lane shuffles are the even and the odd pixels, in order. */
+            const int64_t nfull = W / 16, rest = W - 16 * nfull;
+            const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
+            __m128i q0 = _mm_setr_epi32(0, 1, 2, 3);
+            __m128i m0 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest), q0);
+            __m128i m1 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 4), q0);
+            __m128i m2 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 8), q0);
+            __m128i m3 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 12), q0);
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, xr += W) {
+                float *te = tr + eo, *to = tr + oo;
+                const float *xj = xr;
+                for (int64_t j = 0; j < nfull; j++, xj += 16, te += 8, to += 8) {
+                    __m256 lo = _mm256_insertf128_ps(
+                        _mm256_castps128_ps256(_mm_loadu_ps(xj)), _mm_loadu_ps(xj + 8), 1);
                     __m256 hi = _mm256_insertf128_ps(
                         _mm256_castps128_ps256(_mm_loadu_ps(xj + 4)), _mm_loadu_ps(xj + 12), 1);
-                    _mm256_storeu_ps(te + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
-                    _mm256_storeu_ps(to + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+                    _mm256_storeu_ps(te, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+                    _mm256_storeu_ps(to, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
                 }
                 if (rest) {
-                    const float *xj = xr + 16 * j;
                     __m256 lo = _mm256_insertf128_ps(
-                        _mm256_castps128_ps256(_mm_maskload_ps(xj, mq[0])),
-                        _mm_maskload_ps(xj + 8, mq[2]), 1);
+                        _mm256_castps128_ps256(_mm_maskload_ps(xj, m0)),
+                        _mm_maskload_ps(xj + 8, m2), 1);
                     __m256 hi = _mm256_insertf128_ps(
-                        _mm256_castps128_ps256(_mm_maskload_ps(xj + 4, mq[1])),
-                        _mm_maskload_ps(xj + 12, mq[3]), 1);
-                    _mm256_storeu_ps(te + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
-                    _mm256_storeu_ps(to + 8 * j, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+                        _mm256_castps128_ps256(_mm_maskload_ps(xj + 4, m1)),
+                        _mm_maskload_ps(xj + 12, m3), 1);
+                    _mm256_storeu_ps(te, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+                    _mm256_storeu_ps(to, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
                 }
-            } else {
+            }
+        } else {
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, xr += W)
                 for (int64_t i = 0; i < W; i++)
                     tr[((i + p) % s) * L + (i + p) / s] = xr[i];
-            }
         }
+    }
 }
 
 /* dx of one image from its dT: the pixels of to_phases read back. */
 AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
 {
-    int64_t s = g->s, L = g->L, W = g->W, p = g->pad;
-    /* stride 2: a row's last run of 16 pixels (or fewer) starts at 2 * mlast,
-       with `left` pixels; its last 8 are the concatenation (prev, v0, v1)
-       from float `left` on (prev: the 8 pixels before the run), picked by
-       two permutes and a blend, and stored whole at the row's end */
-    int64_t mlast = (W - 1) / 16 * 8, left = W - 2 * mlast, k = left > 8 ? left - 8 : left;
-    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32((int)k));
-    __m256 from_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pick, _mm256_set1_epi32(7)));
-    pick = _mm256_and_si256(pick, _mm256_set1_epi32(7));
-    for (int64_t c = 0; c < g->C; c++)
-        for (int64_t ih = 0; ih < g->H; ih++) {
-            const float *tr = t + (c * g->Hp + ih + p) * s * L;
-            float *dr = dx + (c * g->H + ih) * W;
-            if (s == 1 && W >= 8) {
-                /* whole vectors, the last one ending at the row's end */
+    const int64_t s = g->s, L = g->L, W = g->W, H = g->H, p = g->pad, sL = s * L;
+    for (int64_t c = 0; c < g->C; c++) {
+        const float *tr = t + (c * g->Hp + p) * sL;
+        float *dr = dx + c * H * W;
+        if (s == 1 && W >= 8) {
+            /* whole vectors, the last one ending at the row's end */
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, dr += W) {
                 for (int64_t i = 0; i + 8 < W; i += 8)
                     _mm256_storeu_ps(dr + i, _mm256_loadu_ps(tr + p + i));
                 _mm256_storeu_ps(dr + W - 8, _mm256_loadu_ps(tr + p + W - 8));
-            } else if (s == 2 && W >= 16) {
-                const float *te = tr + (p & 1) * L + p / 2;
-                const float *to = tr + (1 - (p & 1)) * L + (p + 1) / 2;
+            }
+        } else if (s == 2 && W >= 16) {
+            /* a row's last run of 16 pixels (or fewer) starts at 2 * mlast,
+               with `left` pixels; its last 8 are the concatenation (prev,
+               v0, v1) from float `left` on (prev: the 8 pixels before the
+               run), picked by two permutes and a blend, and stored whole at
+               the row's end */
+            const int64_t mlast = (W - 1) / 16 * 8, left = W - 2 * mlast;
+            const int64_t k = left > 8 ? left - 8 : left;
+            const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
+            __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32((int)k));
+            __m256 from_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pick, _mm256_set1_epi32(7)));
+            pick = _mm256_and_si256(pick, _mm256_set1_epi32(7));
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, dr += W) {
+                const float *te = tr + eo, *to = tr + oo;
                 __m256 prev = _mm256_setzero_ps();
                 for (int64_t m = 0; m <= mlast; m += 8) {
                     __m256 e = _mm256_loadu_ps(te + m), o = _mm256_loadu_ps(to + m);
@@ -229,11 +239,13 @@ AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
                     }
                     prev = v1;
                 }
-            } else {
+            }
+        } else {
+            for (int64_t ih = 0; ih < H; ih++, tr += sL, dr += W)
                 for (int64_t i = 0; i < W; i++)
                     dr[i] = tr[((i + p) % s) * L + (i + p) / s];
-            }
         }
+    }
 }
 
 /* Lane masks for a tile of n valid columns (all 16 when n >= 16). */
