@@ -18,6 +18,11 @@
  * dasecv-bench: forward 0.62-0.75 ms before (three passes, the sums in
  * double on SSE2), 0.22-0.33 after; backward 1.29-1.35 before (four
  * passes), 0.46-0.54 after.
+ *
+ * On (N, D) each channel is one float per row, so both passes run along
+ * the rows, across channels. On (50, 100), alternating runs as above:
+ * forward 0.016-0.024 ms with a pass per (row, channel) pair, 0.0046
+ * along rows; backward 0.026-0.027, 0.0066.
  */
 #include <math.h>
 #include <string.h>
@@ -152,18 +157,33 @@ static void channel_sums_range(const bn_view *v, const float *x, const float *d,
                                const double *K, bn_sums *q, int64_t c0, int64_t c1)
 {
     memset(q + c0, 0, sizeof(*q) * (size_t)(c1 - c0));
-    if (v->S == 1) { /* (N, D): rows of channels, summed row by row */
-        for (int64_t n = 0; n < v->N; n++) {
-            const float *xr = x + n * v->C, *dr = d ? d + n * v->C : NULL;
-            for (int64_t ch = c0; ch < c1; ch++) {
-                double t = (double)xr[ch] - K[ch];
-                q[ch].A += t;
-                q[ch].B += t * t;
-                if (dr) {
-                    q[ch].D += dr[ch];
-                    q[ch].E += dr[ch] * t;
+    if (v->S == 1) {
+        /* (N, D): rows of channels, summed row by row into contiguous
+           arrays for a block of channels at a time (they vectorise across
+           channels; each channel's sums still run over n in order) */
+        enum { CB = 64 };
+        double a[CB], b[CB], dd[CB], e[CB], k[CB];
+        for (int64_t cb = c0; cb < c1; cb += CB) {
+            int64_t nc = c1 - cb < CB ? c1 - cb : CB;
+            for (int64_t j = 0; j < nc; j++)
+                a[j] = b[j] = dd[j] = e[j] = 0, k[j] = K[cb + j];
+            for (int64_t n = 0; n < v->N; n++) {
+                const float *xr = x + n * v->C + cb;
+                if (d) {
+                    const float *dr = d + n * v->C + cb;
+                    for (int64_t j = 0; j < nc; j++) {
+                        double t = (double)xr[j] - k[j], g = dr[j];
+                        a[j] += t, b[j] += t * t, dd[j] += g, e[j] += g * t;
+                    }
+                } else {
+                    for (int64_t j = 0; j < nc; j++) {
+                        double t = (double)xr[j] - k[j];
+                        a[j] += t, b[j] += t * t;
+                    }
                 }
             }
+            for (int64_t j = 0; j < nc; j++)
+                q[cb + j].A = a[j], q[cb + j].B = b[j], q[cb + j].D = dd[j], q[cb + j].E = e[j];
         }
         return;
     }
@@ -236,6 +256,22 @@ static void affine_range(const bn_view *v, const float *a, const float *u,
                          const float *ml, const float *sh, float *y, int64_t b0,
                          int64_t b1)
 {
+    if (v->S == 1) {
+        /* (N, D): the same, along each row's channels from block b0 on */
+        for (int64_t nb = b0; nb < b1;) {
+            int64_t ch0 = nb % v->C, n = (b1 - nb) < (v->C - ch0) ? b1 - nb : v->C - ch0;
+            const float *ar = a ? a + nb - ch0 : NULL, *ur = u + nb - ch0;
+            float *yr = y + nb - ch0;
+            if (ar)
+                for (int64_t ch = ch0; ch < ch0 + n; ch++)
+                    yr[ch] = k[ch] * ar[ch] + z[ch] * ((ur[ch] - mu[ch]) - ml[ch]) + sh[ch];
+            else
+                for (int64_t ch = ch0; ch < ch0 + n; ch++)
+                    yr[ch] = z[ch] * ((ur[ch] - mu[ch]) - ml[ch]) + sh[ch];
+            nb += n;
+        }
+        return;
+    }
     for (int64_t nb = b0; nb < b1; nb++) {
         int64_t ch = nb % v->C, o = nb * v->S;
         float kk = k[ch], zz = z[ch], mm = mu[ch], ll = ml[ch], ss = sh[ch];
