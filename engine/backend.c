@@ -83,12 +83,13 @@ bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
 /*
  * "auto" for a convolution: fast's direct kernel on inputs of at most 4
  * channels (first layers on images), oneDNN otherwise. In bench/RESULTS.md
- * (2 threads, adf1b99) the direct kernel wins both passes of the course
- * cell (0.36 against 0.48 ms forward, 0.96 against 1.80 backward) and the
- * backward of the CIFAR 7x7 layer (8.9 against 17.6 ms; forward 3.19
- * against 3.31); on 32 input channels the pair tied at 2 threads (fast
- * 1.67 + 5.17 ms, oneDNN 2.10 + 4.78) and was oneDNN's at 1 thread (12.3
- * against 10.4). Both passes of a node get the same answer, so its state is
+ * (2 threads, 942841e) the direct kernel wins both passes of the course
+ * cell (0.34 against 0.53 ms forward, 0.73 against 1.95 backward) and the
+ * backward of the CIFAR 7x7 layer (8.7 against 17.6 ms; forward 3.22
+ * against 3.29); on 32 input channels the pair is within 5% either way
+ * (fast's at 2 threads, 1.74 + 4.54 ms against 1.83 + 4.75; oneDNN's at 1
+ * thread, 12.3 against 12.9; in the adf1b99 tables a tie and oneDNN's).
+ * Both passes of a node get the same answer, so its state is
  * not rebuilt between them.
  */
 static bool conv_prefers_fast(const dsv_call *c)
