@@ -156,7 +156,6 @@ static void segment_sums_avx2(const float *x, const float *d, double k, int64_t 
 static void channel_sums_range(const bn_view *v, const float *x, const float *d,
                                const double *K, bn_sums *q, int64_t c0, int64_t c1)
 {
-    memset(q + c0, 0, sizeof(*q) * (size_t)(c1 - c0));
     if (v->S == 1) {
         /* (N, D): rows of channels, summed row by row into contiguous
            arrays for a block of channels at a time (they vectorise across
@@ -187,6 +186,7 @@ static void channel_sums_range(const bn_view *v, const float *x, const float *d,
         }
         return;
     }
+    memset(q + c0, 0, sizeof(*q) * (size_t)(c1 - c0));
     bool simd = v->S >= 16 && dsv_fast_isa_supported(DSV_FAST_ISA_AVX2);
     for (int64_t n = 0; n < v->N; n++)
         for (int64_t ch = c0; ch < c1; ch++) {
