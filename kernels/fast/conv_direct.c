@@ -140,6 +140,16 @@ INLINE_AVX2 __m256 load_row8(const float *xr, int64_t i, int64_t W)
 AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
 {
     const int64_t s = g->s, L = g->L, W = g->W, H = g->H, p = g->pad, sL = s * L;
+    /* stride 2: offsets in a T row of the even and the odd pixels' phase
+       runs, whole runs of 16 pixels, and the masks of the last one's
+       quarters */
+    const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
+    const int64_t nfull = W / 16, rest = W - 16 * nfull;
+    __m128i q0 = _mm_setr_epi32(0, 1, 2, 3);
+    __m128i m0 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest), q0);
+    __m128i m1 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 4), q0);
+    __m128i m2 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 8), q0);
+    __m128i m3 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 12), q0);
     for (int64_t c = 0; c < g->C; c++) {
         float *tr = t + (c * g->Hp + p) * sL;
         const float *xr = x + c * H * W;
@@ -153,13 +163,6 @@ AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
                m + p/2, x[2m+1] to the other phase at m + (p+1)/2. Pixels
                0-3 and 8-11 in one vector, 4-7 and 12-15 in another: their
                in-lane shuffles are the even and the odd pixels, in order. */
-            const int64_t nfull = W / 16, rest = W - 16 * nfull;
-            const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
-            __m128i q0 = _mm_setr_epi32(0, 1, 2, 3);
-            __m128i m0 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest), q0);
-            __m128i m1 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 4), q0);
-            __m128i m2 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 8), q0);
-            __m128i m3 = _mm_cmpgt_epi32(_mm_set1_epi32((int)rest - 12), q0);
             for (int64_t ih = 0; ih < H; ih++, tr += sL, xr += W) {
                 float *te = tr + eo, *to = tr + oo;
                 const float *xj = xr;
@@ -194,6 +197,15 @@ AVX2 static void to_phases(const dgeom *g, const float *x, float *t)
 AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
 {
     const int64_t s = g->s, L = g->L, W = g->W, H = g->H, p = g->pad, sL = s * L;
+    /* stride 2: the phase runs' offsets as in to_phases, and the pick of
+       each row's last 8 pixels (below) */
+    const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
+    const int64_t mlast = (W - 1) / 16 * 8, left = W - 2 * mlast;
+    const int64_t k = left > 8 ? left - 8 : left;
+    __m256i pick = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                    _mm256_set1_epi32((int)k));
+    __m256 from_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pick, _mm256_set1_epi32(7)));
+    pick = _mm256_and_si256(pick, _mm256_set1_epi32(7));
     for (int64_t c = 0; c < g->C; c++) {
         const float *tr = t + (c * g->Hp + p) * sL;
         float *dr = dx + c * H * W;
@@ -210,13 +222,6 @@ AVX2 static void from_phases(const dgeom *g, const float *t, float *dx)
                v0, v1) from float `left` on (prev: the 8 pixels before the
                run), picked by two permutes and a blend, and stored whole at
                the row's end */
-            const int64_t mlast = (W - 1) / 16 * 8, left = W - 2 * mlast;
-            const int64_t k = left > 8 ? left - 8 : left;
-            const int64_t eo = (p & 1) * L + p / 2, oo = (1 - (p & 1)) * L + (p + 1) / 2;
-            __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32((int)k));
-            __m256 from_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pick, _mm256_set1_epi32(7)));
-            pick = _mm256_and_si256(pick, _mm256_set1_epi32(7));
             for (int64_t ih = 0; ih < H; ih++, tr += sL, dr += W) {
                 const float *te = tr + eo, *to = tr + oo;
                 __m256 prev = _mm256_setzero_ps();
