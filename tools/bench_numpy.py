@@ -4,11 +4,17 @@
 Run with Debian's /usr/bin/python3 (python3-numpy). The course's fast layers
 are: convolution as a strided view turned into a column matrix and one matrix
 product (its backward scatters the column gradient back with a compiled
-col2im, written here as one strided add per filter tap), and 2x2 max pooling
-through a reshape (backward through an equality mask). They run in float64
-by default, as the course's notebook does. Same JSON layout and timing
-method as tools/bench_torch.py; only the four course cells. BLAS threads
-follow OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (tools/compare.py sets 2).
+col2im loop, written here as one strided add per filter tap), and 2x2 max
+pooling through a reshape (backward through an equality mask). Everything
+but that scatter is the same sequence of numpy calls as the course's code.
+The scatter was timed against the course's compiled col2im (Cython, built
+with the course's setup) on the conv cell in float32, 2 BLAS threads, five
+interleaved repetitions: 4.67 ms against 4.74 ms (median), the same results
+bit for bit. float32 by default, as in the reference figures the speed
+targets come from (the course's notebook itself runs float64). Same JSON
+layout and timing method as tools/bench_torch.py; only the four course
+cells. BLAS threads follow OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
+(tools/compare.py sets them to its --threads).
 """
 import argparse
 import json
@@ -141,7 +147,7 @@ def self_check():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--min-runs", type=int, default=20)
