@@ -83,12 +83,13 @@ bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
 /*
  * "auto" for a convolution: fast's direct kernel on inputs of at most 4
  * channels (first layers on images), oneDNN otherwise. In bench/RESULTS.md
- * (2 threads, 942841e) the direct kernel wins both passes of the course
- * cell (0.34 against 0.53 ms forward, 0.73 against 1.95 backward) and the
- * backward of the CIFAR 7x7 layer (8.7 against 17.6 ms; forward 3.22
- * against 3.29); on 32 input channels the pair is within 5% either way
- * (fast's at 2 threads, 1.74 + 4.54 ms against 1.83 + 4.75; oneDNN's at 1
- * thread, 12.3 against 12.9; in the adf1b99 tables a tie and oneDNN's).
+ * (2 threads, 4d80d16) the direct kernel wins both passes of the course
+ * cell (0.30 against 0.42 ms forward, 0.77 against 2.38 backward) and the
+ * CIFAR 7x7 layer as a whole (backward 8.7 against 17.8 ms; forward 2.95
+ * against oneDNN's 2.67, a tie at 1 thread); on 32 input channels oneDNN
+ * won at either thread count (2 threads: 1.49 + 4.00 ms against 1.56 +
+ * 4.27; 1 thread: 10.7 against 12.3), fast by as little at 2 threads in
+ * the 942841e tables.
  * Both passes of a node get the same answer, so its state is
  * not rebuilt between them.
  */
