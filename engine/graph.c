@@ -1635,32 +1635,95 @@ static dsv_status check_options(const dsv_exec_options *o)
     return DSV_OK;
 }
 
-static void add_reg(dsv_graph *g, double reg, double *loss)
+/* The L2 term over the weights: dw += reg * w, and 0.5 * reg * sum(w^2) added
+ * to the loss. It runs over every weight each step (4.1M of them in the
+ * course's CIFAR ThreeLayerConvNet with hidden 500), so it is split across
+ * threads in blocks of REG_BLOCK elements. Each block sums its squares in
+ * eight interleaved partial sums (a loop the compiler vectorises) and the
+ * block sums are added in block order, so the loss is the same for any
+ * number of threads; dw is element-wise, the same as a plain loop. */
+enum { REG_BLOCK = 1 << 14 };
+
+static double reg_block_f32(const float *w, float *dw, int64_t n, double reg)
+{
+    double s[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            const double v = w[j + l];
+            s[l] += v * v;
+            dw[j + l] += (float)(reg * v);
+        }
+    double t = 0;
+    for (; j < n; j++) {
+        const double v = w[j];
+        t += v * v;
+        dw[j] += (float)(reg * v);
+    }
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+static double reg_block_f64(const double *w, double *dw, int64_t n, double reg)
+{
+    double s[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            s[l] += w[j + l] * w[j + l];
+            dw[j + l] += reg * w[j + l];
+        }
+    double t = 0;
+    for (; j < n; j++) {
+        t += w[j] * w[j];
+        dw[j] += reg * w[j];
+    }
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+static dsv_status add_reg(dsv_graph *g, const dsv_exec_options *o, double reg,
+                          double *loss)
 {
     if (reg == 0)
-        return;
-    double sum = 0;
-    for (int i = 0; i < g->nparams; i++) {
-        const param *p = &g->params[i];
-        if (p->kind != DSV_PARAM_WEIGHT)
-            continue;
-        if (g->dtype == DSV_F32) {
-            const float *w = (const float *)g->pblock + p->off;
-            float *dw = (float *)g->gblock + p->off;
-            for (int64_t j = 0; j < p->n; j++) {
-                sum += (double)w[j] * w[j];
-                dw[j] += (float)(reg * w[j]);
-            }
-        } else {
-            const double *w = (const double *)g->pblock + p->off;
-            double *dw = (double *)g->gblock + p->off;
-            for (int64_t j = 0; j < p->n; j++) {
-                sum += w[j] * w[j];
-                dw[j] += reg * w[j];
-            }
+        return DSV_OK;
+    int64_t nblocks = 0;
+    for (int i = 0; i < g->nparams; i++)
+        if (g->params[i].kind == DSV_PARAM_WEIGHT)
+            nblocks += (g->params[i].n + REG_BLOCK - 1) / REG_BLOCK;
+    if (nblocks == 0)
+        return DSV_OK;
+    double *sums = dsv_alloc((size_t)nblocks * sizeof(double));
+    if (!sums)
+        return dsv_error(DSV_NOMEM, "regularisation: out of memory");
+    const int nt = team_size(o, nblocks);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t b = 0; b < nblocks; b++) {
+        /* the weight that block b falls in (a model has a few of them) */
+        int64_t first = 0, nb = 0;
+        const param *p = NULL;
+        for (int i = 0; i < g->nparams; i++) {
+            if (g->params[i].kind != DSV_PARAM_WEIGHT)
+                continue;
+            p = &g->params[i];
+            nb = (p->n + REG_BLOCK - 1) / REG_BLOCK;
+            if (b < first + nb)
+                break;
+            first += nb;
         }
+        const int64_t j0 = (b - first) * REG_BLOCK;
+        const int64_t n = p->n - j0 < REG_BLOCK ? p->n - j0 : REG_BLOCK;
+        if (g->dtype == DSV_F32)
+            sums[b] = reg_block_f32((const float *)g->pblock + p->off + j0,
+                                    (float *)g->gblock + p->off + j0, n, reg);
+        else
+            sums[b] = reg_block_f64((const double *)g->pblock + p->off + j0,
+                                    (double *)g->gblock + p->off + j0, n, reg);
     }
+    double sum = 0;
+    for (int64_t b = 0; b < nblocks; b++)
+        sum += sums[b];
+    dsv_free(sums);
     *loss += 0.5 * reg * sum;
+    return DSV_OK;
 }
 
 dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
@@ -1684,7 +1747,8 @@ dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
     double l = 0;
     if ((s = run(g, o, sched, true, x, y, &l)))
         return s;
-    add_reg(g, reg, &l);
+    if ((s = add_reg(g, o, reg, &l)))
+        return s;
     g->step++;
     *loss = l;
     return DSV_OK;

@@ -272,6 +272,68 @@ static void test_describe_backends(void **st)
     dsv_model_destroy(m);
 }
 
+/* The L2 term of a training step, on weights that span several of the
+ * blocks it is summed in (35119 values: two full blocks of 16384 and a tail
+ * that is not a multiple of 8): loss = data loss + 0.5 * reg * sum(w^2)
+ * against a plain loop, dw = data dw + reg * w exactly, biases untouched,
+ * and the same loss bits on 1 and 2 threads. */
+static void test_reg_term(void **st)
+{
+    (void)st;
+    dsv_graph *g;
+    TU_OK(dsv_graph_create(&g, DSV_F32));
+    dsv_value x, y, h, s;
+    TU_OK(dsv_graph_input(g, 1, (int64_t[]){203}, &x));
+    TU_OK(dsv_graph_labels(g, &y));
+    TU_OK(dsv_graph_affine(g, "1", x, 173, &h));
+    TU_OK(dsv_graph_affine(g, "2", h, 10, &s));
+    TU_OK(dsv_graph_softmax_loss(g, "loss", s, y));
+    TU_OK(dsv_graph_finalize(g));
+    dsv_graph_init_params(g, 7, 0.1);
+    tu_rng r = {5};
+    dsv_tensor xt = tu_randn(&r, DSV_F32, 2, (int64_t[]){4, 203}, 1.0);
+    dsv_tensor yt = tu_labels(&r, 4, 10);
+    dsv_exec_options o = dsv_exec_options_default();
+    o.backend = DSV_BACKEND_NAIVE;
+    o.threads = 1;
+    const int64_t np = dsv_graph_num_param_values(g);
+    const double reg = 0.37;
+    double l0, l1, l2;
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, 0.0, &l0));
+    float *g0 = malloc(sizeof(float) * (size_t)np);
+    assert_non_null(g0);
+    memcpy(g0, dsv_graph_grads(g), sizeof(float) * (size_t)np);
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, reg, &l1));
+    double sum = 0;
+    int64_t nweights = 0;
+    for (int i = 0; i < dsv_graph_num_params(g); i++) {
+        dsv_tensor p = dsv_graph_param(g, i), gr = dsv_graph_grad(g, i);
+        const float *w = p.data, *dw = gr.data;
+        const float *d0 = g0 + (dw - (const float *)dsv_graph_grads(g));
+        const bool weight = dsv_graph_param_kind(g, i) == DSV_PARAM_WEIGHT;
+        for (int64_t j = 0; j < dsv_tensor_numel(&p); j++) {
+            if (weight)
+                sum += (double)w[j] * w[j];
+            float want = weight ? d0[j] + (float)(reg * w[j]) : d0[j];
+            if (dw[j] != want)
+                fail_msg("%s[%lld]: dw %.9g, want %.9g", dsv_graph_param_name(g, i),
+                         (long long)j, dw[j], want);
+        }
+        nweights += weight ? dsv_tensor_numel(&p) : 0;
+    }
+    assert_int_equal(nweights, 203 * 173 + 173 * 10);
+    const double term = 0.5 * reg * sum;
+    printf("  reg term %.12g, from the step %.12g\n", term, l1 - l0);
+    assert_true(fabs((l1 - l0) - term) <= 1e-9 * term);
+    o.threads = 2;
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, reg, &l2));
+    assert_true(l2 == l1);
+    free(g0);
+    dsv_tensor_free(&xt);
+    dsv_tensor_free(&yt);
+    dsv_graph_destroy(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_build_errors),
         cmocka_unit_test(test_memory_plan),
         cmocka_unit_test(test_describe_backends),
+        cmocka_unit_test(test_reg_term),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
