@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
+
 #include "solver_priv.h"
 
 uint64_t dsv_solver_rng_next_(uint64_t *state)
@@ -305,21 +307,36 @@ done:
 
 static size_t esize(const dsv_solver *s) { return dsv_dtype_size(s->dtype); }
 
+/* Below this many bytes the solver's passes over the parameters stay on one
+ * thread (a parallel region costs more than it saves). */
+enum { PAR_MIN_BYTES = 1 << 18 };
+
+/* Threads for those passes: the model's. */
+static int threads_of(const dsv_solver *s)
+{
+    int t = dsv_model_exec(s->m)->threads;
+    return t > 0 ? t : dsv_get_num_threads();
+}
+
 /* True when no value is NaN or Inf: an all-ones exponent field. Written on the
- * bit patterns so that the loop vectorises (it runs over every gradient and
- * parameter each iteration). */
-static bool all_finite(const void *p, int64_t n, dsv_dtype dt)
+ * bit patterns so that the loop vectorises; split across threads, as it runs
+ * over every gradient and parameter each iteration. */
+static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
 {
     unsigned bad = 0;
+    const unsigned char *b = p;
+    const int64_t es = (int64_t)dsv_dtype_size(dt);
     if (dt == DSV_F32) {
-        const unsigned char *b = p;
+#pragma omp parallel for simd reduction(| : bad) schedule(static) num_threads(nt) \
+    if (n * es >= PAR_MIN_BYTES)
         for (int64_t i = 0; i < n; i++) {
             uint32_t u;
             memcpy(&u, b + 4 * i, 4);
             bad |= (u & 0x7f800000u) == 0x7f800000u;
         }
     } else {
-        const unsigned char *b = p;
+#pragma omp parallel for simd reduction(| : bad) schedule(static) num_threads(nt) \
+    if (n * es >= PAR_MIN_BYTES)
         for (int64_t i = 0; i < n; i++) {
             uint64_t u;
             memcpy(&u, b + 8 * i, 8);
@@ -329,14 +346,33 @@ static bool all_finite(const void *p, int64_t n, dsv_dtype dt)
     return !bad;
 }
 
+/* memcpy split across threads in 64-byte aligned pieces. */
+static void copy(void *dst, const void *src, size_t bytes, int nt)
+{
+    if (nt < 2 || bytes < PAR_MIN_BYTES) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const size_t k = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        const size_t piece = (bytes / k + 63) & ~(size_t)63;
+        const size_t a = t * piece;
+        if (a < bytes)
+            memcpy((char *)dst + a, (const char *)src + a,
+                   bytes - a < piece ? bytes - a : piece);
+    }
+}
+
 static void backup(dsv_solver *s)
 {
     size_t es = esize(s);
-    memcpy(s->bak_params, dsv_model_params(s->m), (size_t)s->nparams * es);
+    int nt = threads_of(s);
+    copy(s->bak_params, dsv_model_params(s->m), (size_t)s->nparams * es, nt);
     if (s->nbuffers)
-        memcpy(s->bak_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es);
+        copy(s->bak_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es, nt);
     for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
-        memcpy(s->bak_state[k], dsv_optimizer_state(s->opt, k), (size_t)s->nparams * es);
+        copy(s->bak_state[k], dsv_optimizer_state(s->opt, k), (size_t)s->nparams * es, nt);
     s->bak_t = *dsv_optimizer_step_count(s->opt);
     s->bak_model_steps = dsv_model_train_steps(s->m);
 }
@@ -344,11 +380,12 @@ static void backup(dsv_solver *s)
 static void restore(dsv_solver *s)
 {
     size_t es = esize(s);
-    memcpy(dsv_model_params(s->m), s->bak_params, (size_t)s->nparams * es);
+    int nt = threads_of(s);
+    copy(dsv_model_params(s->m), s->bak_params, (size_t)s->nparams * es, nt);
     if (s->nbuffers)
-        memcpy(dsv_model_buffers(s->m), s->bak_buffers, (size_t)s->nbuffers * es);
+        copy(dsv_model_buffers(s->m), s->bak_buffers, (size_t)s->nbuffers * es, nt);
     for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
-        memcpy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es);
+        copy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es, nt);
     *dsv_optimizer_step_count(s->opt) = s->bak_t;
     dsv_model_set_train_steps(s->m, s->bak_model_steps);
     /* an epoch's first step that fails leaves its permutation undrawn */
@@ -463,13 +500,14 @@ dsv_status dsv_solver_train(dsv_solver *s)
         }
         if (!isfinite(loss))
             return bad_step(s, isnan(loss) ? "the loss is NaN" : "the loss is infinite", loss);
-        if (!all_finite(dsv_model_grads(s->m), s->nparams, s->dtype))
+        const int nt = threads_of(s);
+        if (!all_finite(dsv_model_grads(s->m), s->nparams, s->dtype, nt))
             return bad_step(s, "a gradient is NaN or infinite", loss);
-        if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype))
+        if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, nt))
             return bad_step(s, "a running statistic is NaN or infinite", loss);
         double lr = dsv_optimizer_config(s->opt)->learning_rate;
         dsv_optimizer_step(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
-        if (!all_finite(dsv_model_params(s->m), s->nparams, s->dtype))
+        if (!all_finite(dsv_model_params(s->m), s->nparams, s->dtype, nt))
             return bad_step(s, "the update made a parameter NaN or infinite", loss);
 
         s->iteration++;

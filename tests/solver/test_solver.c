@@ -354,6 +354,48 @@ static void test_nan_loss(void **st)
     gen_free(&tr);
 }
 
+/* A model whose parameters (131k values) are large enough for the solver to
+ * back them up, check them and restore them on two threads: an Adam update
+ * that overflows is undone exactly, moments, step count and all (the whole
+ * checkpoint is the same bytes as before the step). */
+static void test_overflow_undone_on_threads(void **st)
+{
+    (void)st;
+    gen_data tr = gen_make(51, C, H, W, K, 4, 20);
+    dsv_model_config mc = small_config(DSV_F32);
+    mc.num_filters = 8;
+    mc.hidden_dim = 1024;
+    dsv_model *m;
+    TU_OK(dsv_model_create(&m, &mc));
+    assert_true(dsv_model_num_params(m) > 131072);
+    dsv_exec_options o = dsv_exec_options_default();
+    o.threads = 2;
+    TU_OK(dsv_model_set_exec(m, &o));
+    record r = {0};
+    dsv_solver_config c = base_config(&r);
+    c.optim = dsv_optim_config_default(DSV_UPDATE_ADAM);
+    c.optim.learning_rate = 1e42;
+    dsv_solver *s;
+    TU_OK(dsv_solver_create(&s, m, &tr.s, NULL, &c));
+    r.s = s;
+    char p0[512], p1[512];
+    snprintf(p0, sizeof(p0), "%s", tu_scratch("overflow_before.ckpt"));
+    snprintf(p1, sizeof(p1), "%s", tu_scratch("overflow_after.ckpt"));
+    TU_OK(dsv_checkpoint_save(s, p0));
+    assert_int_equal(dsv_solver_train(s), DSV_INVALID);
+    assert_non_null(strstr(dsv_errmsg(), "update made a parameter"));
+    assert_int_equal(dsv_solver_iteration(s), 0);
+    TU_OK(dsv_checkpoint_save(s, p1));
+    size_t n0, n1;
+    uint8_t *b0 = slurp(p0, &n0), *b1 = slurp(p1, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(b0, b1, n0);
+    free(b0), free(b1);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+    gen_free(&tr);
+}
+
 static void test_check_accuracy(void **st)
 {
     (void)st;
@@ -518,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_best_params_swapped_in),
         cmocka_unit_test(test_stop_requests),
         cmocka_unit_test(test_nan_loss),
+        cmocka_unit_test(test_overflow_undone_on_threads),
         cmocka_unit_test(test_check_accuracy),
         cmocka_unit_test(test_resume_identity),
         cmocka_unit_test(test_resume_identity_fc),
