@@ -152,52 +152,118 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
 
 /*
  * One kernel per rule and dtype, written once as a macro over the element
- * type T and its sqrt. Scalars arrive already rounded to T.
+ * type T and its sqrt. Scalars arrive already rounded to T. Each rule's new
+ * values of element i (wi, and its state's) come from one expression macro,
+ * used by both loops of its kernel: with store the kernel writes them, without
+ * it writes nothing and returns nonzero when any of them is NaN or Inf. The
+ * two loops compute the same values, so a check that passes means the step
+ * that follows is finite.
  */
+#define PAR_STORE \
+    _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)")
+#define PAR_CHECK \
+    _Pragma("omp parallel for simd schedule(static) reduction(| : bad) if (n >= PARALLEL_MIN) num_threads(nt)")
+#define NONFINITE(x) ((unsigned)!isfinite(x))
+
+#define SGD_NEW(T, SQRT) const T wi = w[i] - lr * dw[i]
+#define MOMENTUM_NEW(T, SQRT)                                                  \
+    const T vi = mu * v[i] - lr * dw[i];                                       \
+    const T wi = w[i] + vi
+#define RMSPROP_NEW(T, SQRT)                                                   \
+    const T g = dw[i];                                                         \
+    const T ci = dr * cache[i] + one_m * (g * g);                              \
+    const T wi = w[i] - lr * g / (SQRT(ci) + eps)
+#define ADAM_NEW(T, SQRT)                                                      \
+    const T g = dw[i];                                                         \
+    const T mi = b1 * m[i] + one_m1 * g;                                       \
+    const T vi = b2 * v[i] + one_m2 * (g * g);                                 \
+    const T wi = w[i] - lr * (mi / c1) / (SQRT(vi / c2) + eps)
+
 #define DEFINE_STEPS(T, SUF, SQRT)                                             \
-    static void sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,      \
-                          T lr)                                                \
+    static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,  \
+                              T lr, bool store)                                \
     {                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
-        for (int64_t i = 0; i < n; i++)                                        \
-            w[i] -= lr * dw[i];                                                \
-    }                                                                          \
-    static void momentum_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
-                               T *restrict v, T lr, T mu)                      \
-    {                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            T vi = mu * v[i] - lr * dw[i];                                     \
-            v[i] = vi;                                                         \
-            w[i] += vi;                                                        \
+        unsigned bad = 0;                                                      \
+        if (store) {                                                           \
+            PAR_STORE                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                SGD_NEW(T, SQRT);                                              \
+                w[i] = wi;                                                     \
+            }                                                                  \
+        } else {                                                               \
+            PAR_CHECK                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                SGD_NEW(T, SQRT);                                              \
+                bad |= NONFINITE(wi);                                          \
+            }                                                                  \
         }                                                                      \
+        return bad;                                                            \
     }                                                                          \
-    static void rmsprop_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,  \
-                              T *restrict cache, T lr, T dr, T eps)            \
+    static unsigned momentum_##SUF(int nt, int64_t n, T *restrict w,           \
+                                   const T *restrict dw, T *restrict v, T lr, T mu, \
+                                   bool store)                                 \
+    {                                                                          \
+        unsigned bad = 0;                                                      \
+        if (store) {                                                           \
+            PAR_STORE                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                MOMENTUM_NEW(T, SQRT);                                         \
+                v[i] = vi;                                                     \
+                w[i] = wi;                                                     \
+            }                                                                  \
+        } else {                                                               \
+            PAR_CHECK                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                MOMENTUM_NEW(T, SQRT);                                         \
+                bad |= NONFINITE(vi) | NONFINITE(wi);                          \
+            }                                                                  \
+        }                                                                      \
+        return bad;                                                            \
+    }                                                                          \
+    static unsigned rmsprop_##SUF(int nt, int64_t n, T *restrict w,            \
+                                  const T *restrict dw, T *restrict cache, T lr, \
+                                  T dr, T eps, bool store)                     \
     {                                                                          \
         const T one_m = (T)1 - dr;                                             \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            T g = dw[i];                                                       \
-            T c = dr * cache[i] + one_m * (g * g);                             \
-            cache[i] = c;                                                      \
-            w[i] -= lr * g / (SQRT(c) + eps);                                  \
+        unsigned bad = 0;                                                      \
+        if (store) {                                                           \
+            PAR_STORE                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                RMSPROP_NEW(T, SQRT);                                          \
+                cache[i] = ci;                                                 \
+                w[i] = wi;                                                     \
+            }                                                                  \
+        } else {                                                               \
+            PAR_CHECK                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                RMSPROP_NEW(T, SQRT);                                          \
+                bad |= NONFINITE(ci) | NONFINITE(wi);                          \
+            }                                                                  \
         }                                                                      \
+        return bad;                                                            \
     }                                                                          \
-    static void adam_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,     \
-                           T *restrict m, T *restrict v, T lr, T b1, T b2,     \
-                           T c1, T c2, T eps)                                  \
+    static unsigned adam_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
+                               T *restrict m, T *restrict v, T lr, T b1, T b2, \
+                               T c1, T c2, T eps, bool store)                  \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)") \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            T g = dw[i];                                                       \
-            T mi = b1 * m[i] + one_m1 * g;                                     \
-            T vi = b2 * v[i] + one_m2 * (g * g);                               \
-            m[i] = mi;                                                         \
-            v[i] = vi;                                                         \
-            w[i] -= lr * (mi / c1) / (SQRT(vi / c2) + eps);                    \
+        unsigned bad = 0;                                                      \
+        if (store) {                                                           \
+            PAR_STORE                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                ADAM_NEW(T, SQRT);                                             \
+                m[i] = mi;                                                     \
+                v[i] = vi;                                                     \
+                w[i] = wi;                                                     \
+            }                                                                  \
+        } else {                                                               \
+            PAR_CHECK                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                ADAM_NEW(T, SQRT);                                             \
+                bad |= NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi);          \
+            }                                                                  \
         }                                                                      \
+        return bad;                                                            \
     }
 
 DEFINE_STEPS(float, f32, sqrtf)
@@ -208,38 +274,36 @@ void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
     o->threads = threads > 0 ? threads : 0;
 }
 
-void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
+/* The update with Adam's step count t (stored, or only checked: see
+ * DEFINE_STEPS); nonzero when not stored and some new value is not finite. */
+static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t,
+                    bool store)
 {
     const dsv_optim_config *c = &o->cfg;
     int64_t n = o->n;
     int nt = o->threads ? o->threads : dsv_get_num_threads();
     double c1 = 1, c2 = 1;
     if (c->rule == DSV_UPDATE_ADAM) {
-        o->t++;
         /* Bias corrections as the course divides by them: m / (1 - beta1^t). */
-        c1 = 1.0 - pow(c->beta1, (double)o->t);
-        c2 = 1.0 - pow(c->beta2, (double)o->t);
+        c1 = 1.0 - pow(c->beta1, (double)t);
+        c2 = 1.0 - pow(c->beta2, (double)t);
     }
     if (o->dtype == DSV_F32) {
         float *w = params;
         const float *g = grads;
         switch (c->rule) {
         case DSV_UPDATE_SGD:
-            sgd_f32(nt, n, w, g, (float)c->learning_rate);
-            break;
+            return sgd_f32(nt, n, w, g, (float)c->learning_rate, store);
         case DSV_UPDATE_SGD_MOMENTUM:
-            momentum_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
-                         (float)c->momentum);
-            break;
+            return momentum_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
+                                (float)c->momentum, store);
         case DSV_UPDATE_RMSPROP:
-            rmsprop_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
-                        (float)c->decay_rate, (float)c->epsilon);
-            break;
+            return rmsprop_f32(nt, n, w, g, o->state[0], (float)c->learning_rate,
+                               (float)c->decay_rate, (float)c->epsilon, store);
         case DSV_UPDATE_ADAM:
-            adam_f32(nt, n, w, g, o->state[0], o->state[1], (float)c->learning_rate,
-                     (float)c->beta1, (float)c->beta2, (float)c1, (float)c2,
-                     (float)c->epsilon);
-            break;
+            return adam_f32(nt, n, w, g, o->state[0], o->state[1],
+                            (float)c->learning_rate, (float)c->beta1, (float)c->beta2,
+                            (float)c1, (float)c2, (float)c->epsilon, store);
         default:
             DSV_ASSERT(!"update rule checked at creation");
         }
@@ -248,21 +312,32 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
         const double *g = grads;
         switch (c->rule) {
         case DSV_UPDATE_SGD:
-            sgd_f64(nt, n, w, g, c->learning_rate);
-            break;
+            return sgd_f64(nt, n, w, g, c->learning_rate, store);
         case DSV_UPDATE_SGD_MOMENTUM:
-            momentum_f64(nt, n, w, g, o->state[0], c->learning_rate, c->momentum);
-            break;
+            return momentum_f64(nt, n, w, g, o->state[0], c->learning_rate, c->momentum,
+                                store);
         case DSV_UPDATE_RMSPROP:
-            rmsprop_f64(nt, n, w, g, o->state[0], c->learning_rate, c->decay_rate,
-                        c->epsilon);
-            break;
+            return rmsprop_f64(nt, n, w, g, o->state[0], c->learning_rate,
+                               c->decay_rate, c->epsilon, store);
         case DSV_UPDATE_ADAM:
-            adam_f64(nt, n, w, g, o->state[0], o->state[1], c->learning_rate,
-                     c->beta1, c->beta2, c1, c2, c->epsilon);
-            break;
+            return adam_f64(nt, n, w, g, o->state[0], o->state[1], c->learning_rate,
+                            c->beta1, c->beta2, c1, c2, c->epsilon, store);
         default:
             DSV_ASSERT(!"update rule checked at creation");
         }
     }
+    return 0;
+}
+
+void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
+{
+    if (o->cfg.rule == DSV_UPDATE_ADAM)
+        o->t++;
+    run(o, params, grads, o->t, true);
+}
+
+bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
+{
+    /* nothing is written when store is false */
+    return run(o, (void *)params, grads, o->t + 1, false) == 0;
 }

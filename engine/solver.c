@@ -8,15 +8,15 @@
  * training N epochs straight and k epochs, save, load, N - k epochs give the
  * same bits (same thread count). Minibatches are consecutive slices of a
  * per-epoch permutation drawn from the solver's own splitmix64 state; a last
- * partial batch is dropped. A step that yields a NaN or Inf loss, gradient or
- * parameter is undone before train returns the error.
+ * partial batch is dropped. A step whose loss, gradients or running
+ * statistics are NaN or Inf, or whose update would make a parameter or an
+ * optimizer state NaN or Inf, is undone (the update is never applied) before
+ * train returns the error.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#include <omp.h>
 
 #include "solver_priv.h"
 
@@ -161,12 +161,9 @@ dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
     s->best_buffers = alloc_block(s->nbuffers, esz);
     s->last_params = alloc_block(s->nparams, esz);
     s->last_buffers = alloc_block(s->nbuffers, esz);
-    s->bak_params = alloc_block(s->nparams, esz);
     s->bak_buffers = alloc_block(s->nbuffers, esz);
     int ok = s->perm && s->best_params && s->best_buffers && s->last_params &&
-             s->last_buffers && s->bak_params && s->bak_buffers;
-    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
-        ok = ok && (s->bak_state[k] = alloc_block(s->nparams, esz));
+             s->last_buffers && s->bak_buffers;
     if (!ok) {
         st = dsv_error(DSV_NOMEM, "solver: cannot allocate copies of %lld parameters",
                        (long long)s->nparams);
@@ -194,10 +191,7 @@ void dsv_solver_destroy(dsv_solver *s)
     dsv_free(s->best_buffers);
     dsv_free(s->last_params);
     dsv_free(s->last_buffers);
-    dsv_free(s->bak_params);
     dsv_free(s->bak_buffers);
-    dsv_free(s->bak_state[0]);
-    dsv_free(s->bak_state[1]);
     dsv_tensor_free(&s->xb);
     dsv_tensor_free(&s->yb);
     free(s);
@@ -307,11 +301,11 @@ done:
 
 static size_t esize(const dsv_solver *s) { return dsv_dtype_size(s->dtype); }
 
-/* Below this many bytes the solver's passes over the parameters stay on one
- * thread (a parallel region costs more than it saves). */
+/* Below this many bytes the scans for NaN and Inf stay on one thread (a
+ * parallel region costs more than it saves). */
 enum { PAR_MIN_BYTES = 1 << 18 };
 
-/* Threads for those passes: the model's. */
+/* Threads for those scans: the model's. */
 static int threads_of(const dsv_solver *s)
 {
     int t = dsv_model_exec(s->m)->threads;
@@ -346,47 +340,21 @@ static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
     return !bad;
 }
 
-/* memcpy split across threads in 64-byte aligned pieces. */
-static void copy(void *dst, const void *src, size_t bytes, int nt)
-{
-    if (nt < 2 || bytes < PAR_MIN_BYTES) {
-        memcpy(dst, src, bytes);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        const size_t k = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        const size_t piece = (bytes / k + 63) & ~(size_t)63;
-        const size_t a = t * piece;
-        if (a < bytes)
-            memcpy((char *)dst + a, (const char *)src + a,
-                   bytes - a < piece ? bytes - a : piece);
-    }
-}
-
+/* What a step changes before its update: the running statistics (the
+ * forward), the model's step count, the RNG. The parameters and optimizer
+ * state change only in the update, which runs only once
+ * dsv_optimizer_step_finite has passed, so they need no copy. */
 static void backup(dsv_solver *s)
 {
-    size_t es = esize(s);
-    int nt = threads_of(s);
-    copy(s->bak_params, dsv_model_params(s->m), (size_t)s->nparams * es, nt);
     if (s->nbuffers)
-        copy(s->bak_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * es, nt);
-    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
-        copy(s->bak_state[k], dsv_optimizer_state(s->opt, k), (size_t)s->nparams * es, nt);
-    s->bak_t = *dsv_optimizer_step_count(s->opt);
+        memcpy(s->bak_buffers, dsv_model_buffers(s->m), (size_t)s->nbuffers * esize(s));
     s->bak_model_steps = dsv_model_train_steps(s->m);
 }
 
 static void restore(dsv_solver *s)
 {
-    size_t es = esize(s);
-    int nt = threads_of(s);
-    copy(dsv_model_params(s->m), s->bak_params, (size_t)s->nparams * es, nt);
     if (s->nbuffers)
-        copy(dsv_model_buffers(s->m), s->bak_buffers, (size_t)s->nbuffers * es, nt);
-    for (int k = 0; k < dsv_optimizer_num_states(s->opt); k++)
-        copy(dsv_optimizer_state(s->opt, k), s->bak_state[k], (size_t)s->nparams * es, nt);
-    *dsv_optimizer_step_count(s->opt) = s->bak_t;
+        memcpy(dsv_model_buffers(s->m), s->bak_buffers, (size_t)s->nbuffers * esize(s));
     dsv_model_set_train_steps(s->m, s->bak_model_steps);
     /* an epoch's first step that fails leaves its permutation undrawn */
     s->rng = s->bak_rng;
@@ -506,9 +474,10 @@ dsv_status dsv_solver_train(dsv_solver *s)
         if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, nt))
             return bad_step(s, "a running statistic is NaN or infinite", loss);
         double lr = dsv_optimizer_config(s->opt)->learning_rate;
+        if (!dsv_optimizer_step_finite(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m)))
+            return bad_step(s, "the update would make a parameter or optimizer state NaN "
+                               "or infinite", loss);
         dsv_optimizer_step(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
-        if (!all_finite(dsv_model_params(s->m), s->nparams, s->dtype, nt))
-            return bad_step(s, "the update made a parameter NaN or infinite", loss);
 
         s->iteration++;
         s->loss_hist[s->loss_n++] = loss;

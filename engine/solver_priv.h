@@ -47,9 +47,9 @@ struct dsv_solver {
     int swapped;
     void *last_params, *last_buffers;
 
-    /* State before the current step, restored when it produces NaN or Inf. */
-    void *bak_params, *bak_buffers, *bak_state[2];
-    int64_t bak_t;
+    /* What the current step changes before its update, restored when it
+     * produces NaN or Inf (solver.c: backup). */
+    void *bak_buffers;
     uint64_t bak_model_steps, bak_rng, bak_rng_epoch;
 
     volatile sig_atomic_t stop_request;

@@ -3,6 +3,7 @@
  * expected arrays computed by numpy from optim.py's formulas, and a check that
  * the comparison catches a wrong update.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -373,6 +374,68 @@ static void test_f32_and_parallel(void **st)
     dsv_optimizer_destroy(f.o);
 }
 
+static bool finite_block(const void *p, int64_t n, dsv_dtype dt)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(dt == DSV_F32 ? ((const float *)p)[i] : ((const double *)p)[i]))
+            return false;
+    return true;
+}
+
+/* dsv_optimizer_step_finite, every rule and dtype, on two threads: true on
+ * ordinary values; false, writing nothing, when one element near the end
+ * (in the second thread's share) would overflow, in the parameter (sgd,
+ * momentum) or in the state (rmsprop's cache, adam's v); and the step it
+ * judged does make that value non-finite. */
+static void test_step_finite(void **st)
+{
+    (void)st;
+    const int64_t n = 100003, bad = n - 5;
+    for (int dt = DSV_F32; dt <= DSV_F64; dt++)
+        for (int r = 0; r < DSV_UPDATE_COUNT; r++) {
+            dsv_optim_config c = dsv_optim_config_default((dsv_update_rule)r);
+            dsv_optimizer *o;
+            TU_OK(dsv_optimizer_create(&o, &c, n, (dsv_dtype)dt));
+            dsv_optimizer_set_threads(o, 2);
+            const size_t es = dt == DSV_F32 ? 4 : 8, bytes = (size_t)n * es;
+            void *w = malloc(bytes), *g = malloc(bytes), *w0 = malloc(bytes);
+            void *s0[2] = {malloc(bytes), malloc(bytes)};
+            tu_rng rng = {7};
+            for (int64_t i = 0; i < n; i++) {
+                double a = tu_normal(&rng), b = tu_normal(&rng);
+                if (dt == DSV_F32)
+                    ((float *)w)[i] = (float)a, ((float *)g)[i] = (float)b;
+                else
+                    ((double *)w)[i] = a, ((double *)g)[i] = b;
+            }
+            for (int step = 0; step < 2; step++) {
+                assert_true(dsv_optimizer_step_finite(o, w, g));
+                dsv_optimizer_step(o, w, g);
+            }
+            if (dt == DSV_F32)
+                ((float *)w)[bad] = -FLT_MAX, ((float *)g)[bad] = FLT_MAX;
+            else
+                ((double *)w)[bad] = -DBL_MAX, ((double *)g)[bad] = DBL_MAX;
+            const int ns = dsv_optimizer_num_states(o);
+            memcpy(w0, w, bytes);
+            for (int k = 0; k < ns; k++)
+                memcpy(s0[k], dsv_optimizer_state(o, k), bytes);
+            const int64_t t0 = *dsv_optimizer_step_count(o);
+            assert_false(dsv_optimizer_step_finite(o, w, g));
+            assert_memory_equal(w, w0, bytes);
+            for (int k = 0; k < ns; k++)
+                assert_memory_equal(dsv_optimizer_state(o, k), s0[k], bytes);
+            assert_int_equal(*dsv_optimizer_step_count(o), t0);
+            dsv_optimizer_step(o, w, g);
+            bool all = finite_block(w, n, (dsv_dtype)dt);
+            for (int k = 0; k < ns; k++)
+                all = all && finite_block(dsv_optimizer_state(o, k), n, (dsv_dtype)dt);
+            assert_false(all);
+            free(w), free(g), free(w0), free(s0[0]), free(s0[1]);
+            dsv_optimizer_destroy(o);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_adam),
         cmocka_unit_test(test_wrong_update_caught),
         cmocka_unit_test(test_f32_and_parallel),
+        cmocka_unit_test(test_step_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,9 @@ dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
 void dsv_optimizer_destroy(dsv_optimizer *o);
 /* params -= update(grads), one flat loop over n values. */
 void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads);
+/* Whether that step would leave every parameter and state value finite
+ * (computes it the same way and writes nothing). */
+bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads);
 /* Threads the step may use when n is large (0, the default: all of
  * dsv_get_num_threads()); the result does not depend on it. */
 void dsv_optimizer_set_threads(dsv_optimizer *o, int threads);
@@ -93,7 +96,9 @@ dsv_status dsv_solver_create(dsv_solver **s, dsv_model *m,
 void dsv_solver_destroy(dsv_solver *s);
 /* Trains from the current position to num_epochs. Returns DSV_OK when done or
  * stopped (dsv_solver_stopped tells which); DSV_INVALID with a message if the
- * loss becomes NaN or Inf (parameters are those before the bad step). */
+ * loss, a gradient or a running statistic becomes NaN or Inf, or the update
+ * would make a parameter or optimizer state so (the whole state is then that
+ * from before the bad step). */
 dsv_status dsv_solver_train(dsv_solver *s);
 /* Async-signal-safe: asks train to return after the current iteration. */
 void dsv_solver_request_stop(dsv_solver *s);
