@@ -10,8 +10,8 @@ Each repetition warms up, then times single calls until it has at least
 --min-runs calls and --min-time seconds, and keeps their median. Backward
 cells time the backward kernel alone (aten's convolution_backward,
 max_pool2d_with_indices_backward, threshold_backward,
-native_batch_norm_backward; affine as its three matrix products) after one
-forward, as the dasecv benchmarks do. Batch norms run in train mode
+native_batch_norm_backward; affine as its three matrix products), each call
+after an untimed forward on the same tensors, as dasecv-bench does. Batch norms run in train mode
 (batch statistics, running statistics updated): sbn is spatial batch norm
 of the conv activations, bn the one over the hidden affine's features.
 """
@@ -46,6 +46,7 @@ def conv_cells(name, n, c, h, w, f, k, stride, pad, gen):
         aten.convolution_backward(dout, x, wt, [f], [stride, stride],
                                   [pad, pad], [1, 1], False, [0, 0], 1,
                                   [True, True, True])
+    bwd.prepare = fwd
     return {f"conv_fwd/{name}": fwd, f"conv_bwd/{name}": bwd}
 
 
@@ -60,6 +61,10 @@ def pool_cells(name, n, c, h, w, gen):
     def bwd():
         aten.max_pool2d_with_indices_backward(dout, x, [2, 2], [2, 2], [0, 0],
                                               [1, 1], False, idx)
+
+    def fwd_indices():  # the training forward, which the backward follows
+        aten.max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    bwd.prepare = fwd_indices
     return {f"pool_fwd/{name}": fwd, f"pool_bwd/{name}": bwd}
 
 
@@ -72,6 +77,7 @@ def relu_cells(name, shape, gen):
 
     def bwd():
         aten.threshold_backward(dout, x, 0)
+    bwd.prepare = fwd
     return {f"relu_fwd/{name}": fwd, f"relu_bwd/{name}": bwd}
 
 
@@ -89,6 +95,7 @@ def affine_cells(name, n, d, m, gen):
         torch.mm(dout, w.t())
         torch.mm(x.t(), dout)
         dout.sum(0)
+    bwd.prepare = fwd
     return {f"affine_fwd/{name}": fwd, f"affine_bwd/{name}": bwd}
 
 
@@ -112,6 +119,7 @@ def batchnorm_cells(prefix, name, shape, gen):
         aten.native_batch_norm_backward(dout, x, gamma, rm, rv, save_mean,
                                         save_invstd, True, eps,
                                         [True, True, True])
+    bwd.prepare = fwd
     return {f"{prefix}_fwd/{name}": fwd, f"{prefix}_bwd/{name}": bwd}
 
 
@@ -153,11 +161,16 @@ def all_cells(gen):
 
 
 def time_once(fn, warmup, min_runs, min_time):
+    """Median of single timed calls after warm-up; a backward cell's forward
+    (fn.prepare) runs untimed before each call."""
+    prepare = getattr(fn, "prepare", None) or (lambda: None)
     for _ in range(warmup):
+        prepare()
         fn()
     times = []
     start = time.perf_counter()
     while len(times) < min_runs or time.perf_counter() - start < min_time:
+        prepare()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
