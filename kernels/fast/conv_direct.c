@@ -55,8 +55,8 @@ static bool direct_allowed = true;
 void dsv_fast_conv_set_direct(bool allowed) { direct_allowed = allowed; }
 
 /* Against im2col + sgemm (the fast_im2col column of bench/RESULTS.md,
- * commit 4d80d16) the direct forward is 1.7-2.8x faster on every conv cell
- * and the backward 1.3-2.9x (1.0 on the CIFAR 7x7 layer at 1 thread in the
+ * commit 92fd1cc) the direct forward is 1.6-3.6x faster on every conv cell
+ * and the backward 1.3-3.5x (1.0 on the CIFAR 7x7 layer at 1 thread in the
  * adf1b99 tables). An
  * earlier standalone run over K from 27 to 800 agreed, except for the
  * backward on outputs 8 columns wide or less, where half of each 16-column
