@@ -179,8 +179,8 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     const T vi = b2 * v[i] + one_m2 * (g * g);                                 \
     const T wi = w[i] - lr * (mi / c1) / (SQRT(vi / c2) + eps)
 
-#define DEFINE_STEPS(T, SUF, SQRT, ATTR)                                           \
-    ATTR static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw,  \
+#define DEFINE_STEPS(T, SUF, SQRT, ATTR)                                       \
+    ATTR static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
                               T lr, bool store)                                \
     {                                                                          \
         unsigned bad = 0;                                                      \
@@ -199,7 +199,7 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
         }                                                                      \
         return bad;                                                            \
     }                                                                          \
-    ATTR static unsigned momentum_##SUF(int nt, int64_t n, T *restrict w,           \
+    ATTR static unsigned momentum_##SUF(int nt, int64_t n, T *restrict w,      \
                                    const T *restrict dw, T *restrict v, T lr, T mu, \
                                    bool store)                                 \
     {                                                                          \
@@ -220,7 +220,7 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
         }                                                                      \
         return bad;                                                            \
     }                                                                          \
-    ATTR static unsigned rmsprop_##SUF(int nt, int64_t n, T *restrict w,            \
+    ATTR static unsigned rmsprop_##SUF(int nt, int64_t n, T *restrict w,       \
                                   const T *restrict dw, T *restrict cache, T lr, \
                                   T dr, T eps, bool store)                     \
     {                                                                          \
