@@ -1680,50 +1680,52 @@ static double reg_block_f64(const double *w, double *dw, int64_t n, double reg)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
 }
 
-static dsv_status add_reg(dsv_graph *g, const dsv_exec_options *o, double reg,
-                          double *loss)
+/* Block b of the weights (counted over the weight tensors in order): its
+ * regularisation, returning its sum of squares. */
+static double reg_block(dsv_graph *g, int64_t b, double reg)
+{
+    int64_t first = 0, nb = 0;
+    const param *p = NULL;
+    for (int i = 0; i < g->nparams; i++) { /* a model has a few weights */
+        if (g->params[i].kind != DSV_PARAM_WEIGHT)
+            continue;
+        p = &g->params[i];
+        nb = (p->n + REG_BLOCK - 1) / REG_BLOCK;
+        if (b < first + nb)
+            break;
+        first += nb;
+    }
+    const int64_t j0 = (b - first) * REG_BLOCK;
+    const int64_t n = p->n - j0 < REG_BLOCK ? p->n - j0 : REG_BLOCK;
+    if (g->dtype == DSV_F32)
+        return reg_block_f32((const float *)g->pblock + p->off + j0,
+                             (float *)g->gblock + p->off + j0, n, reg);
+    return reg_block_f64((const double *)g->pblock + p->off + j0,
+                         (double *)g->gblock + p->off + j0, n, reg);
+}
+
+static void add_reg(dsv_graph *g, const dsv_exec_options *o, double reg, double *loss)
 {
     if (reg == 0)
-        return DSV_OK;
+        return;
     int64_t nblocks = 0;
     for (int i = 0; i < g->nparams; i++)
         if (g->params[i].kind == DSV_PARAM_WEIGHT)
             nblocks += (g->params[i].n + REG_BLOCK - 1) / REG_BLOCK;
-    if (nblocks == 0)
-        return DSV_OK;
-    double *sums = dsv_alloc((size_t)nblocks * sizeof(double));
-    if (!sums)
-        return dsv_error(DSV_NOMEM, "regularisation: out of memory");
-    const int nt = team_size(o, nblocks);
+    /* up to REG_GROUP blocks (8M weights) per parallel region, their sums
+       kept here and added in block order */
+    enum { REG_GROUP = 512 };
+    double sums[REG_GROUP], sum = 0;
+    for (int64_t b0 = 0; b0 < nblocks; b0 += REG_GROUP) {
+        const int64_t nb = nblocks - b0 < REG_GROUP ? nblocks - b0 : REG_GROUP;
+        const int nt = team_size(o, nb);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t b = 0; b < nblocks; b++) {
-        /* the weight that block b falls in (a model has a few of them) */
-        int64_t first = 0, nb = 0;
-        const param *p = NULL;
-        for (int i = 0; i < g->nparams; i++) {
-            if (g->params[i].kind != DSV_PARAM_WEIGHT)
-                continue;
-            p = &g->params[i];
-            nb = (p->n + REG_BLOCK - 1) / REG_BLOCK;
-            if (b < first + nb)
-                break;
-            first += nb;
-        }
-        const int64_t j0 = (b - first) * REG_BLOCK;
-        const int64_t n = p->n - j0 < REG_BLOCK ? p->n - j0 : REG_BLOCK;
-        if (g->dtype == DSV_F32)
-            sums[b] = reg_block_f32((const float *)g->pblock + p->off + j0,
-                                    (float *)g->gblock + p->off + j0, n, reg);
-        else
-            sums[b] = reg_block_f64((const double *)g->pblock + p->off + j0,
-                                    (double *)g->gblock + p->off + j0, n, reg);
+        for (int64_t k = 0; k < nb; k++)
+            sums[k] = reg_block(g, b0 + k, reg);
+        for (int64_t k = 0; k < nb; k++)
+            sum += sums[k];
     }
-    double sum = 0;
-    for (int64_t b = 0; b < nblocks; b++)
-        sum += sums[b];
-    dsv_free(sums);
     *loss += 0.5 * reg * sum;
-    return DSV_OK;
 }
 
 dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
@@ -1747,8 +1749,7 @@ dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
     double l = 0;
     if ((s = run(g, o, sched, true, x, y, &l)))
         return s;
-    if ((s = add_reg(g, o, reg, &l)))
-        return s;
+    add_reg(g, o, reg, &l);
     g->step++;
     *loss = l;
     return DSV_OK;

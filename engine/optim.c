@@ -179,91 +179,53 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     const T vi = b2 * v[i] + one_m2 * (g * g);                                 \
     const T wi = w[i] - lr * (mi / c1) / (SQRT(vi / c2) + eps)
 
+/* The two loops of a kernel: NEW declares the new values of element i, STORE
+ * writes them, BAD is nonzero when one of them is NaN or Inf. */
+#define STEP_LOOPS(NEW, STORE, BAD)                                            \
+    unsigned bad = 0;                                                          \
+    if (store) {                                                               \
+        PAR_STORE                                                              \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            NEW;                                                               \
+            STORE;                                                             \
+        }                                                                      \
+    } else {                                                                   \
+        PAR_CHECK                                                              \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            NEW;                                                               \
+            bad |= BAD;                                                        \
+        }                                                                      \
+    }                                                                          \
+    return bad
+
 #define DEFINE_STEPS(T, SUF, SQRT, ATTR)                                       \
     ATTR static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
-                              T lr, bool store)                                \
+                                   T lr, bool store)                           \
     {                                                                          \
-        unsigned bad = 0;                                                      \
-        if (store) {                                                           \
-            PAR_STORE                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                SGD_NEW(T, SQRT);                                              \
-                w[i] = wi;                                                     \
-            }                                                                  \
-        } else {                                                               \
-            PAR_CHECK                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                SGD_NEW(T, SQRT);                                              \
-                bad |= NONFINITE(wi);                                          \
-            }                                                                  \
-        }                                                                      \
-        return bad;                                                            \
+        STEP_LOOPS(SGD_NEW(T, SQRT), w[i] = wi, NONFINITE(wi));                \
     }                                                                          \
     ATTR static unsigned momentum_##SUF(int nt, int64_t n, T *restrict w,      \
-                                   const T *restrict dw, T *restrict v, T lr, T mu, \
-                                   bool store)                                 \
+                                        const T *restrict dw, T *restrict v, T lr, \
+                                        T mu, bool store)                      \
     {                                                                          \
-        unsigned bad = 0;                                                      \
-        if (store) {                                                           \
-            PAR_STORE                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                MOMENTUM_NEW(T, SQRT);                                         \
-                v[i] = vi;                                                     \
-                w[i] = wi;                                                     \
-            }                                                                  \
-        } else {                                                               \
-            PAR_CHECK                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                MOMENTUM_NEW(T, SQRT);                                         \
-                bad |= NONFINITE(vi) | NONFINITE(wi);                          \
-            }                                                                  \
-        }                                                                      \
-        return bad;                                                            \
+        STEP_LOOPS(MOMENTUM_NEW(T, SQRT), v[i] = vi; w[i] = wi,                \
+                   NONFINITE(vi) | NONFINITE(wi));                             \
     }                                                                          \
     ATTR static unsigned rmsprop_##SUF(int nt, int64_t n, T *restrict w,       \
-                                  const T *restrict dw, T *restrict cache, T lr, \
-                                  T dr, T eps, bool store)                     \
+                                       const T *restrict dw, T *restrict cache, T lr, \
+                                       T dr, T eps, bool store)                \
     {                                                                          \
         const T one_m = (T)1 - dr;                                             \
-        unsigned bad = 0;                                                      \
-        if (store) {                                                           \
-            PAR_STORE                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                RMSPROP_NEW(T, SQRT);                                          \
-                cache[i] = ci;                                                 \
-                w[i] = wi;                                                     \
-            }                                                                  \
-        } else {                                                               \
-            PAR_CHECK                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                RMSPROP_NEW(T, SQRT);                                          \
-                bad |= NONFINITE(ci) | NONFINITE(wi);                          \
-            }                                                                  \
-        }                                                                      \
-        return bad;                                                            \
+        STEP_LOOPS(RMSPROP_NEW(T, SQRT), cache[i] = ci; w[i] = wi,             \
+                   NONFINITE(ci) | NONFINITE(wi));                             \
     }                                                                          \
-    ATTR static unsigned adam_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
-                               T *restrict m, T *restrict v, T lr, T b1, T b2, \
-                               T c1, T c2, T eps, bool store)                  \
+    ATTR static unsigned adam_##SUF(int nt, int64_t n, T *restrict w,          \
+                                    const T *restrict dw, T *restrict m, T *restrict v, \
+                                    T lr, T b1, T b2, T c1, T c2, T eps, bool store) \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        unsigned bad = 0;                                                      \
-        if (store) {                                                           \
-            PAR_STORE                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                ADAM_NEW(T, SQRT);                                             \
-                m[i] = mi;                                                     \
-                v[i] = vi;                                                     \
-                w[i] = wi;                                                     \
-            }                                                                  \
-        } else {                                                               \
-            PAR_CHECK                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                ADAM_NEW(T, SQRT);                                             \
-                bad |= NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi);          \
-            }                                                                  \
-        }                                                                      \
-        return bad;                                                            \
+        STEP_LOOPS(ADAM_NEW(T, SQRT), m[i] = mi; v[i] = vi; w[i] = wi,         \
+                   NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi));             \
     }
 
 DEFINE_STEPS(float, f32, sqrtf, )
