@@ -126,6 +126,21 @@ static uint8_t *slurp(const char *path, size_t *n)
     return p;
 }
 
+/* Saves s as the scratch file `name` and asserts that its bytes are those of
+ * the checkpoint at `before`: the whole solver state is unchanged. */
+static void assert_same_checkpoint(const dsv_solver *s, const char *before,
+                                   const char *name)
+{
+    char after[512];
+    snprintf(after, sizeof(after), "%s", tu_scratch(name));
+    TU_OK(dsv_checkpoint_save(s, after));
+    size_t n0, n1;
+    uint8_t *b0 = slurp(before, &n0), *b1 = slurp(after, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(b0, b1, n0);
+    free(b0), free(b1);
+}
+
 /* ---- tests ----------------------------------------------------------------- */
 
 static void test_histories_and_lr_decay(void **st)
@@ -331,9 +346,8 @@ static void test_nan_loss(void **st)
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, &bad, NULL, &c));
     r.s = s;
-    char p0[512], p1[512];
+    char p0[512];
     snprintf(p0, sizeof(p0), "%s", tu_scratch("nan_before.ckpt"));
-    snprintf(p1, sizeof(p1), "%s", tu_scratch("nan_after.ckpt"));
     TU_OK(dsv_checkpoint_save(s, p0));
     assert_int_equal(dsv_solver_train(s), DSV_INVALID);
     assert_non_null(strstr(dsv_errmsg(), "NaN"));
@@ -341,12 +355,7 @@ static void test_nan_loss(void **st)
     assert_int_equal(r.calls, 0);
     assert_memory_equal(dsv_model_params(m), before, param_bytes(m));
     /* the whole state is as before the failed step: RNG, counters, buffers */
-    TU_OK(dsv_checkpoint_save(s, p1));
-    size_t n0, n1;
-    uint8_t *b0 = slurp(p0, &n0), *b1 = slurp(p1, &n1);
-    assert_int_equal(n0, n1);
-    assert_memory_equal(b0, b1, n0);
-    free(b0), free(b1);
+    assert_same_checkpoint(s, p0, "nan_after.ckpt");
     free(before);
     free(mean);
     dsv_solver_destroy(s);
@@ -378,19 +387,13 @@ static void test_overflow_not_applied_on_threads(void **st)
     dsv_solver *s;
     TU_OK(dsv_solver_create(&s, m, &tr.s, NULL, &c));
     r.s = s;
-    char p0[512], p1[512];
+    char p0[512];
     snprintf(p0, sizeof(p0), "%s", tu_scratch("overflow_before.ckpt"));
-    snprintf(p1, sizeof(p1), "%s", tu_scratch("overflow_after.ckpt"));
     TU_OK(dsv_checkpoint_save(s, p0));
     assert_int_equal(dsv_solver_train(s), DSV_INVALID);
     assert_non_null(strstr(dsv_errmsg(), "update would make a parameter"));
     assert_int_equal(dsv_solver_iteration(s), 0);
-    TU_OK(dsv_checkpoint_save(s, p1));
-    size_t n0, n1;
-    uint8_t *b0 = slurp(p0, &n0), *b1 = slurp(p1, &n1);
-    assert_int_equal(n0, n1);
-    assert_memory_equal(b0, b1, n0);
-    free(b0), free(b1);
+    assert_same_checkpoint(s, p0, "overflow_after.ckpt");
     dsv_solver_destroy(s);
     dsv_model_destroy(m);
     gen_free(&tr);
