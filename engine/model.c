@@ -1,24 +1,51 @@
 /*
- * The course's networks (ThreeLayerConvNet, FullyConnectedNet) and a small
- * residual CIFAR net, built as graphs (graph.c does the work).
+ * Models: a graph built from model-file text (netfile.c does the parsing),
+ * with its options, input preprocessing and class names; and the course's
+ * configurations (ThreeLayerConvNet, FullyConnectedNet, a small residual
+ * net) written as model-file text.
  *
- * What must stay true: parameter names and order follow the course (W1 b1 W2
- * b2 ...; gamma1 beta1 for the norms), since checkpoints and tests refer to
- * them; weights are drawn in parameter order from cfg->seed, so a config
- * always gives the same initial model.
+ * What must stay true: the text of a course configuration declares the
+ * parameters in the course's order (conv/affine w then b, norms gamma then
+ * beta, layer by layer) with init=scale, so a configuration and seed always
+ * give the same initial weights, the ones the course's networks have always
+ * had here; the built-in files threelayer.cfg, fc.cfg and resnet.cfg are that
+ * text for the default configurations (a test keeps them equal).
  */
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dasecv/graph.h"
 #include "dasecv/model.h"
+#include "netfile.h"
 
 struct dsv_model {
-    dsv_model_config cfg;
+    dsv_model_options opt; /* resolved: dtype, input shape, classes set */
+    char *text, *source;
+    dsv_model_config cfg;  /* valid when has_cfg (made from the course's options) */
+    bool has_cfg;
     dsv_graph *g;
     dsv_exec_options exec;
+    float *mean;           /* (C, H, W) or NULL */
+    float scale;
+    bool has_preprocess;
+    char **class_names;
+    int nclass_names;
 };
+
+#define MAX_TEXT (1 << 20)
+
+static char *dup_text(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
 
 /* ---- names ------------------------------------------------------------------ */
 
@@ -209,115 +236,332 @@ dsv_exec_options dsv_exec_options_default(void)
         .backend = DSV_BACKEND_AUTO, .schedule = DSV_SCHEDULE_LAYER, .threads = 0};
 }
 
-/* ---- building ------------------------------------------------------------------ */
+/* ---- the course's configurations as model files -------------------------------- */
 
-static dsv_status build_threelayer(dsv_graph *g, const dsv_model_config *c, dsv_value x,
-                                   dsv_value y)
+typedef struct tbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} tbuf;
+
+static void put(tbuf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(tbuf *t, const char *fmt, ...)
 {
-    dsv_value h1, h2, s;
-    dsv_status st;
-    if ((st = dsv_graph_conv_relu_pool(g, "1", x, c->num_filters, c->filter_size, 1,
-                                       (c->filter_size - 1) / 2, 2, &h1)) ||
-        (st = dsv_graph_affine_relu(g, "2", h1, c->hidden_dim, &h2)) ||
-        (st = dsv_graph_affine(g, "3", h2, c->num_classes, &s)))
-        return st;
-    return dsv_graph_softmax_loss(g, "loss", s, y);
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = t->oom ? -1 : vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t nc = t->cap * 2 + (size_t)n + 256;
+        char *q = realloc(t->p, nc);
+        if (!q) {
+            t->oom = true;
+            return;
+        }
+        t->p = q;
+        t->cap = nc;
+    }
 }
 
-/* {affine - [norm] - relu - [dropout]} x (L - 1) - affine - softmax */
-static dsv_status build_fc(dsv_graph *g, const dsv_model_config *c, dsv_value x,
-                           dsv_value y)
+/* The shortest decimal that reads back as v. */
+static void put_number(tbuf *t, const char *key, double v)
 {
-    dsv_value h = x;
-    dsv_status st;
-    char id[16], nm[32];
-    uint64_t dseed = c->seed ^ 0x5DEECE66Dull;
-    for (int i = 0; i < c->num_hidden; i++) {
-        snprintf(id, sizeof(id), "%d", i + 1);
-        if ((st = dsv_graph_affine(g, id, h, c->hidden_dims[i], &h)))
-            return st;
-        if (c->normalization == DSV_NORM_BATCHNORM && (st = dsv_graph_batchnorm(g, id, h, &h)))
-            return st;
-        if (c->normalization == DSV_NORM_LAYERNORM && (st = dsv_graph_layernorm(g, id, h, &h)))
-            return st;
-        snprintf(nm, sizeof(nm), "relu%s", id);
-        if ((st = dsv_graph_relu(g, nm, h, &h)))
-            return st;
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    put(t, "%s=%s\n", key, buf);
+}
+
+static void put_net(tbuf *t, const dsv_model_config *c, const char *what)
+{
+    put(t, "# %s\n", what);
+    put(t, "# Written by the course's options (dasecv train --model %s); the input\n"
+           "# shape and the number of classes come from the dataset.\n",
+        kind_names[c->kind]);
+    put(t, "\n[net]\ninit=scale\n");
+    put_number(t, "weight_scale", c->weight_scale);
+}
+
+static void put_conv(tbuf *t, const char *name, int filters, int size, int stride, int pad)
+{
+    put(t, "\n[conv]\nname=%s\nfilters=%d\nsize=%d\n", name, filters, size);
+    if (stride != 1)
+        put(t, "stride=%d\n", stride);
+    if (pad)
+        put(t, "pad=%d\n", pad);
+}
+
+static void put_layer(tbuf *t, const char *type, const char *name)
+{
+    put(t, "\n[%s]\nname=%s\n", type, name);
+}
+
+static void text_threelayer(tbuf *t, const dsv_model_config *c)
+{
+    put_net(t, c,
+            "ThreeLayerConvNet of the course (classifiers/cnn.py):\n"
+            "# conv - relu - 2x2 max pool - affine - relu - affine - softmax.");
+    put_conv(t, "conv1", c->num_filters, c->filter_size, 1, (c->filter_size - 1) / 2);
+    put_layer(t, "relu", "relu1");
+    put_layer(t, "max_pool", "pool1");
+    put(t, "size=2\nstride=2\n");
+    put_layer(t, "affine", "affine2");
+    put(t, "outputs=%d\n", c->hidden_dim);
+    put_layer(t, "relu", "relu2");
+    put_layer(t, "affine", "affine3");
+    put(t, "outputs=classes\n");
+    put_layer(t, "softmax_loss", "loss");
+}
+
+static void text_fc(tbuf *t, const dsv_model_config *c)
+{
+    put_net(t, c,
+            "FullyConnectedNet of the course (classifiers/fc_net.py):\n"
+            "# {affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax.");
+    for (int i = 1; i <= c->num_hidden; i++) {
+        char nm[32];
+        snprintf(nm, sizeof(nm), "affine%d", i);
+        put_layer(t, "affine", nm);
+        put(t, "outputs=%d\n", c->hidden_dims[i - 1]);
+        if (c->normalization == DSV_NORM_BATCHNORM) {
+            snprintf(nm, sizeof(nm), "bn%d", i);
+            put_layer(t, "batchnorm", nm);
+        } else if (c->normalization == DSV_NORM_LAYERNORM) {
+            snprintf(nm, sizeof(nm), "ln%d", i);
+            put_layer(t, "layernorm", nm);
+        }
+        snprintf(nm, sizeof(nm), "relu%d", i);
+        put_layer(t, "relu", nm);
         if (c->dropout_keep < 1) {
-            snprintf(nm, sizeof(nm), "dropout%s", id);
-            if ((st = dsv_graph_dropout(g, nm, h, c->dropout_keep, dseed + (uint64_t)i, &h)))
-                return st;
+            snprintf(nm, sizeof(nm), "dropout%d", i);
+            put_layer(t, "dropout", nm);
+            put_number(t, "keep", c->dropout_keep);
         }
     }
-    snprintf(id, sizeof(id), "%d", c->num_hidden + 1);
-    if ((st = dsv_graph_affine(g, id, h, c->num_classes, &h)))
-        return st;
-    return dsv_graph_softmax_loss(g, "loss", h, y);
+    char nm[32];
+    snprintf(nm, sizeof(nm), "affine%d", c->num_hidden + 1);
+    put_layer(t, "affine", nm);
+    put(t, "outputs=classes\n");
+    put_layer(t, "softmax_loss", "loss");
 }
 
-/* conv-bn-relu stem; blocks of conv-bn-relu-conv-bn + identity, relu; 2x2 max
- * pool; affine. */
-static dsv_status build_resnet(dsv_graph *g, const dsv_model_config *c, dsv_value x,
-                               dsv_value y)
+static void text_resnet(tbuf *t, const dsv_model_config *c)
 {
-    dsv_value h, a, b;
-    dsv_status st;
-    char id[16], id2[16], nm[32];
+    put_net(t, c,
+            "A small residual CIFAR net: a conv-bn-relu stem, blocks of\n"
+            "# conv-bn-relu-conv-bn plus the identity, relu; 2x2 max pool; affine.");
     int C = c->res_channels, layer = 1;
-    if ((st = dsv_graph_conv_bn_relu(g, "1", x, C, 3, 1, 1, &h)))
-        return st;
-    for (int k = 0; k < c->res_blocks; k++) {
-        snprintf(id, sizeof(id), "%d", ++layer);
-        snprintf(id2, sizeof(id2), "%d", ++layer);
-        if ((st = dsv_graph_conv_bn_relu(g, id, h, C, 3, 1, 1, &a)) ||
-            (st = dsv_graph_conv(g, id2, a, C, 3, 3, 1, 1, &a)) ||
-            (st = dsv_graph_batchnorm(g, id2, a, &a)))
-            return st;
-        snprintf(nm, sizeof(nm), "add%d", k + 1);
-        if ((st = dsv_graph_add(g, nm, a, h, &b)))
-            return st;
-        snprintf(nm, sizeof(nm), "relu%s", id2);
-        if ((st = dsv_graph_relu(g, nm, b, &h)))
-            return st;
+    put_conv(t, "conv1", C, 3, 1, 1);
+    put_layer(t, "spatial_batchnorm", "bn1");
+    put_layer(t, "relu", "relu1");
+    char prev[32] = "relu1", nm[32];
+    for (int k = 1; k <= c->res_blocks; k++) {
+        int a = ++layer, b = ++layer;
+        snprintf(nm, sizeof(nm), "conv%d", a);
+        put_conv(t, nm, C, 3, 1, 1);
+        snprintf(nm, sizeof(nm), "bn%d", a);
+        put_layer(t, "spatial_batchnorm", nm);
+        snprintf(nm, sizeof(nm), "relu%d", a);
+        put_layer(t, "relu", nm);
+        snprintf(nm, sizeof(nm), "conv%d", b);
+        put_conv(t, nm, C, 3, 1, 1);
+        snprintf(nm, sizeof(nm), "bn%d", b);
+        put_layer(t, "spatial_batchnorm", nm);
+        snprintf(nm, sizeof(nm), "add%d", k);
+        put_layer(t, "add", nm);
+        put(t, "input2=%s\n", prev);
+        snprintf(prev, sizeof(prev), "relu%d", b);
+        put_layer(t, "relu", prev);
     }
-    if ((st = dsv_graph_max_pool(g, "pool", h, 2, 2, 2, &h)))
-        return st;
-    snprintf(id, sizeof(id), "%d", ++layer);
-    if ((st = dsv_graph_affine(g, id, h, c->num_classes, &h)))
-        return st;
-    return dsv_graph_softmax_loss(g, "loss", h, y);
+    put_layer(t, "max_pool", "pool");
+    put(t, "size=2\nstride=2\n");
+    snprintf(nm, sizeof(nm), "affine%d", ++layer);
+    put_layer(t, "affine", nm);
+    put(t, "outputs=classes\n");
+    put_layer(t, "softmax_loss", "loss");
+}
+
+dsv_status dsv_model_config_text(const dsv_model_config *cfg, char **text)
+{
+    *text = NULL;
+    dsv_status s = dsv_model_config_check(cfg);
+    if (s)
+        return s;
+    tbuf t = {0};
+    switch (cfg->kind) {
+    case DSV_MODEL_THREELAYER: text_threelayer(&t, cfg); break;
+    case DSV_MODEL_FC: text_fc(&t, cfg); break;
+    default: text_resnet(&t, cfg); break;
+    }
+    if (t.oom) {
+        free(t.p);
+        return dsv_error(DSV_NOMEM, "model: out of memory");
+    }
+    *text = t.p;
+    return DSV_OK;
+}
+
+/* ---- creating ------------------------------------------------------------------- */
+
+dsv_model_options dsv_model_options_default(void)
+{
+    return (dsv_model_options){.dtype = -1};
+}
+
+static dsv_status create(dsv_model **out, const char *text, const char *source,
+                         const dsv_model_options *o, const dsv_model_config *cfg)
+{
+    *out = NULL;
+    if (o->dtype != -1 && o->dtype != DSV_F32 && o->dtype != DSV_F64)
+        return dsv_error(DSV_INVALID, "model: dtype must be float32 or float64");
+    if (!(o->reg >= 0) || !isfinite(o->reg))
+        return dsv_error(DSV_INVALID, "model: reg must be >= 0, got %g", o->reg);
+    for (int d = 0; d < 3; d++)
+        if (o->input_dim[d] < 0 || o->input_dim[d] > MAX_DIM)
+            return dsv_error(DSV_INVALID, "model: input_dim[%d] = %d must be 0..%d", d,
+                             o->input_dim[d], MAX_DIM);
+    if (o->num_classes < 0 || o->num_classes > MAX_DIM)
+        return dsv_error(DSV_INVALID, "model: num_classes = %d must be 0..%d",
+                         o->num_classes, MAX_DIM);
+    dsv_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return dsv_error(DSV_NOMEM, "model: out of memory");
+    m->exec = dsv_exec_options_default();
+    m->opt = *o;
+    m->scale = 1.0f;
+    dsv_status s = DSV_NOMEM;
+    if (!(m->text = dup_text(text)) || !(m->source = dup_text(source ? source : "<model>"))) {
+        dsv_error(s, "model: out of memory");
+        goto fail;
+    }
+    if (cfg) {
+        m->cfg = *cfg;
+        m->has_cfg = true;
+    }
+    dsv_netfile_info info;
+    if ((s = dsv_netfile_build(text, m->source, o, &m->g, &info)))
+        goto fail;
+    m->opt.dtype = (int)info.dtype;
+    memcpy(m->opt.input_dim, info.input_dim, sizeof(info.input_dim));
+    m->opt.num_classes = info.num_classes;
+    /* weights carry their own std (init=scale/he/xavier), so the scale passed
+       here is only a fallback the model files never leave in use */
+    dsv_graph_init_params(m->g, o->seed, 1.0);
+    *out = m;
+    return DSV_OK;
+fail:
+    dsv_model_destroy(m);
+    return s;
 }
 
 dsv_status dsv_model_create(dsv_model **out, const dsv_model_config *cfg)
 {
     *out = NULL;
-    dsv_status s = dsv_model_config_check(cfg);
+    char *text;
+    dsv_status s = dsv_model_config_text(cfg, &text);
     if (s)
         return s;
-    dsv_model *m = calloc(1, sizeof(*m));
-    if (!m)
-        return dsv_error(DSV_NOMEM, "model: out of memory");
-    m->cfg = *cfg;
-    m->exec = dsv_exec_options_default();
-    if ((s = dsv_graph_create(&m->g, cfg->dtype)))
-        goto fail;
-    dsv_value x, y;
-    int64_t in[3] = {cfg->input_dim[0], cfg->input_dim[1], cfg->input_dim[2]};
-    if ((s = dsv_graph_input(m->g, 3, in, &x)) || (s = dsv_graph_labels(m->g, &y)))
-        goto fail;
-    switch (cfg->kind) {
-    case DSV_MODEL_THREELAYER: s = build_threelayer(m->g, cfg, x, y); break;
-    case DSV_MODEL_FC: s = build_fc(m->g, cfg, x, y); break;
-    default: s = build_resnet(m->g, cfg, x, y); break;
+    dsv_model_options o = dsv_model_options_default();
+    o.dtype = cfg->dtype;
+    for (int d = 0; d < 3; d++)
+        o.input_dim[d] = cfg->input_dim[d];
+    o.num_classes = cfg->num_classes;
+    o.seed = cfg->seed;
+    o.reg = cfg->reg;
+    s = create(out, text, kind_names[cfg->kind], &o, cfg);
+    free(text);
+    return s;
+}
+
+dsv_status dsv_model_create_from_text(dsv_model **out, const char *text, const char *source,
+                                      const dsv_model_options *o)
+{
+    dsv_model_options d = dsv_model_options_default();
+    return create(out, text, source, o ? o : &d, NULL);
+}
+
+/* Reads a whole model file (at most 1 MiB). */
+static dsv_status read_text(const char *path, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dsv_error(DSV_IO, "cannot open model file %s: %s", path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    dsv_status s = DSV_OK;
+    while (buf) {
+        if (len + 1 >= cap) {
+            if (cap >= MAX_TEXT) {
+                s = dsv_error(DSV_INVALID, "model file %s is larger than %d bytes", path,
+                              MAX_TEXT);
+                break;
+            }
+            char *q = realloc(buf, cap * 2);
+            if (!q)
+                break;
+            buf = q;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - 1 - len, f);
+        len += n;
+        if (n == 0)
+            break;
     }
-    if (s || (s = dsv_graph_finalize(m->g)))
-        goto fail;
-    dsv_graph_init_params(m->g, cfg->seed, cfg->weight_scale);
-    *out = m;
+    if (!buf)
+        s = dsv_error(DSV_NOMEM, "out of memory reading %s", path);
+    else if (!s && ferror(f))
+        s = dsv_error(DSV_IO, "cannot read model file %s", path);
+    fclose(f);
+    if (s) {
+        free(buf);
+        return s;
+    }
+    buf[len] = '\0';
+    if (strlen(buf) != len) {
+        free(buf);
+        return dsv_error(DSV_INVALID, "%s: contains a NUL byte: not a model file (binary data?)",
+                         path);
+    }
+    *out = buf;
     return DSV_OK;
-fail:
-    dsv_graph_destroy(m->g);
-    free(m);
+}
+
+dsv_status dsv_model_create_from_file(dsv_model **out, const char *name, const dsv_model_options *o)
+{
+    *out = NULL;
+    const char *builtin = dsv_builtin_model_text(name);
+    struct stat st;
+    bool is_path = strchr(name, '/') || stat(name, &st) == 0;
+    if (builtin && !is_path)
+        return dsv_model_create_from_text(out, builtin, name, o);
+    if (!is_path) {
+        char names[256];
+        int len = 0;
+        for (int i = 0; i < dsv_builtin_model_count() && len < (int)sizeof(names); i++)
+            len += snprintf(names + len, sizeof(names) - (size_t)len, "%s%s", i ? ", " : "",
+                            dsv_builtin_model_name(i));
+        return dsv_error(DSV_INVALID, "no model file or built-in model named '%s' (built-ins: %s)",
+                         name, names);
+    }
+    char *text;
+    dsv_status s = read_text(name, &text);
+    if (s)
+        return s;
+    s = dsv_model_create_from_text(out, text, name, o);
+    free(text);
     return s;
 }
 
@@ -326,10 +570,83 @@ void dsv_model_destroy(dsv_model *m)
     if (!m)
         return;
     dsv_graph_destroy(m->g);
+    free(m->text);
+    free(m->source);
+    free(m->mean);
+    for (int i = 0; i < m->nclass_names; i++)
+        free(m->class_names[i]);
+    free(m->class_names);
     free(m);
 }
 
-const dsv_model_config *dsv_model_config_of(const dsv_model *m) { return &m->cfg; }
+const dsv_model_config *dsv_model_config_of(const dsv_model *m)
+{
+    return m->has_cfg ? &m->cfg : NULL;
+}
+
+const char *dsv_model_text(const dsv_model *m) { return m->text; }
+const dsv_model_options *dsv_model_options_of(const dsv_model *m) { return &m->opt; }
+dsv_dtype dsv_model_dtype(const dsv_model *m) { return (dsv_dtype)m->opt.dtype; }
+
+dsv_status dsv_model_set_preprocess(dsv_model *m, const float *mean, float scale)
+{
+    if (!isfinite(scale) || scale == 0)
+        return dsv_error(DSV_INVALID, "model: the input scale must be finite and non-zero");
+    int64_t n = (int64_t)m->opt.input_dim[0] * m->opt.input_dim[1] * m->opt.input_dim[2];
+    float *copy = NULL;
+    if (mean) {
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(mean[i]))
+                return dsv_error(DSV_INVALID, "model: the mean image has a NaN or Inf");
+        if (!(copy = malloc((size_t)n * sizeof(float))))
+            return dsv_error(DSV_NOMEM, "model: out of memory");
+        memcpy(copy, mean, (size_t)n * sizeof(float));
+    }
+    free(m->mean);
+    m->mean = copy;
+    m->scale = scale;
+    m->has_preprocess = true;
+    return DSV_OK;
+}
+
+bool dsv_model_preprocess(const dsv_model *m, const float **mean, float *scale)
+{
+    if (mean)
+        *mean = m->mean;
+    if (scale)
+        *scale = m->scale;
+    return m->has_preprocess;
+}
+
+dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *const *names)
+{
+    if (n != 0 && n != m->opt.num_classes)
+        return dsv_error(DSV_INVALID, "model: %d class names for %d classes", n,
+                         m->opt.num_classes);
+    char **copy = n ? calloc((size_t)n, sizeof(char *)) : NULL;
+    if (n && !copy)
+        return dsv_error(DSV_NOMEM, "model: out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!names[i] || strlen(names[i]) > 255 || !(copy[i] = dup_text(names[i]))) {
+            for (int k = 0; k <= i && k < n; k++)
+                free(copy[k]);
+            free(copy);
+            return dsv_error(names[i] && strlen(names[i]) <= 255 ? DSV_NOMEM : DSV_INVALID,
+                             "model: class name %d is missing or longer than 255 bytes", i);
+        }
+    }
+    for (int i = 0; i < m->nclass_names; i++)
+        free(m->class_names[i]);
+    free(m->class_names);
+    m->class_names = copy;
+    m->nclass_names = n;
+    return DSV_OK;
+}
+
+const char *dsv_model_class_name(const dsv_model *m, int i)
+{
+    return i >= 0 && i < m->nclass_names ? m->class_names[i] : NULL;
+}
 dsv_graph *dsv_model_graph(dsv_model *m) { return m->g; }
 
 dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o)
@@ -379,7 +696,7 @@ bool dsv_model_tensor_is_weight(const dsv_model *m, int i)
 dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x, const dsv_tensor *y,
                           double *loss)
 {
-    return dsv_graph_train_step(m->g, &m->exec, x, y, m->cfg.reg, loss);
+    return dsv_graph_train_step(m->g, &m->exec, x, y, m->opt.reg, loss);
 }
 
 uint64_t dsv_model_train_steps(const dsv_model *m) { return dsv_graph_step(m->g); }

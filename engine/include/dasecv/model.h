@@ -1,5 +1,15 @@
 /*
- * Models: the course's networks built as graphs of layer nodes (graph.h).
+ * Models: networks built as graphs of layer nodes (graph.h) from model files
+ * (docs/model-files.md): text in Darknet's INI style, a file of the user's,
+ * or one of the built-ins compiled in from models/ (the course's
+ * ThreeLayerConvNet, FullyConnectedNet, a residual net, a VGG-style CIFAR net
+ * and a LeNet-style net). The course's configuration struct
+ * (dsv_model_config, the command line's --hidden-dim and friends) is turned
+ * into the text of a built-in by dsv_model_config_text.
+ *
+ * A model keeps the text it was built from, its options, and optionally the
+ * input preprocessing (mean image, scale) and class names of the data it was
+ * trained on; checkpoints store all of them.
  *
  * A model owns one flat block of parameters and one of gradients with the same
  * layout (an optimizer step is one loop, zeroing gradients one memset), plus a
@@ -86,11 +96,67 @@ typedef struct dsv_exec_options {
 
 dsv_exec_options dsv_exec_options_default(void);
 
-/* Builds the graph and initialises the weights (Gaussian * weight_scale, zero
- * biases, gamma 1, beta 0) from cfg->seed. */
+/* Builds the course configuration's network (dsv_model_config_text) and
+ * initialises the weights (Gaussian * weight_scale, zero biases, gamma 1,
+ * beta 0) from cfg->seed. */
 dsv_status dsv_model_create(dsv_model **m, const dsv_model_config *cfg);
 void dsv_model_destroy(dsv_model *m);
+/* The course configuration of a model made by dsv_model_create (or loaded
+ * from a version-1 checkpoint); NULL for a model made from a model file. */
 const dsv_model_config *dsv_model_config_of(const dsv_model *m);
+
+/* ---- model files ------------------------------------------------------------ */
+
+typedef struct dsv_model_options {
+    int dtype;          /* -1: the file's [net] dtype (float32 if it has none);
+                           else DSV_F32 or DSV_F64, overriding the file */
+    int input_dim[3];   /* C, H, W of the data; 0: from [net]. When both are
+                           given they must agree */
+    int num_classes;    /* likewise, the number of classes */
+    uint64_t seed;      /* weight initialisation, default dropout seeds */
+    double reg;         /* L2 strength of the training loss */
+} dsv_model_options;
+
+/* dtype -1, shape and classes 0 (from the file), seed 0, reg 0. */
+dsv_model_options dsv_model_options_default(void);
+
+/* Builds a model from model-file text; source names it in error messages
+ * ("source:line: [conv] conv1: filters: ..."). Errors are DSV_INVALID. */
+dsv_status dsv_model_create_from_text(dsv_model **m, const char *text,
+                                      const char *source,
+                                      const dsv_model_options *o);
+/* name_or_path: a file, or the name of a built-in ("threelayer", ...). A
+ * name with a '/' or an existing file is read as a file. */
+dsv_status dsv_model_create_from_file(dsv_model **m, const char *name_or_path,
+                                      const dsv_model_options *o);
+
+/* Built-in model files, compiled in from models/*.cfg. */
+int dsv_builtin_model_count(void);
+const char *dsv_builtin_model_name(int i);     /* NULL out of range */
+const char *dsv_builtin_model_text(const char *name); /* NULL if unknown */
+
+/* The model-file text of a course configuration (threelayer, fc, resnet with
+ * their sizes, normalization, dropout and weight_scale); *text is malloc'ed,
+ * the caller frees it. The input shape, classes, dtype, seed and reg are
+ * options (dsv_model_options), not text. */
+dsv_status dsv_model_config_text(const dsv_model_config *cfg, char **text);
+
+/* The text the model was built from and the options as resolved (dtype,
+ * input shape and classes filled in). Valid until destroy. */
+const char *dsv_model_text(const dsv_model *m);
+const dsv_model_options *dsv_model_options_of(const dsv_model *m);
+dsv_dtype dsv_model_dtype(const dsv_model *m);
+
+/* Input preprocessing of the data the model is trained on: the mean image
+ * (C, H, W of the model's input; NULL: none) is subtracted, then the result
+ * multiplied by scale. Copied. */
+dsv_status dsv_model_set_preprocess(dsv_model *m, const float *mean, float scale);
+/* Whether it is known; *mean (may be NULL: none) and *scale. */
+bool dsv_model_preprocess(const dsv_model *m, const float **mean, float *scale);
+/* Class names (n must be the number of classes, or 0 to forget them); copied. */
+dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *const *names);
+/* Name of class i, or NULL when the model has none. */
+const char *dsv_model_class_name(const dsv_model *m, int i);
 
 dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o);
 const dsv_exec_options *dsv_model_exec(const dsv_model *m);
