@@ -45,6 +45,7 @@ typedef struct param {
     int64_t shape[DSV_MAX_DIMS];
     int64_t off, n;
     dsv_param_kind kind;
+    double std; /* weights: NaN means the weight_scale of init_params */
     int used_by;
 } param;
 
@@ -346,9 +347,28 @@ dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
     p->n = n;
     p->off = g->np;
     p->kind = kind;
+    p->std = NAN;
     p->used_by = -1;
     g->np += n; /* packed: the block is exactly the parameters */
     *id = g->nparams++;
+    return DSV_OK;
+}
+
+dsv_status dsv_graph_set_param_std(dsv_graph *g, int id, double std)
+{
+    dsv_status s = not_final(g, "set a parameter's std");
+    if (s)
+        return s;
+    if (id < 0 || id >= g->nparams)
+        return dsv_error(DSV_INVALID, "graph: no parameter %d", id);
+    if (g->params[id].kind != DSV_PARAM_WEIGHT)
+        return dsv_error(DSV_INVALID, "graph: parameter %s is not a weight",
+                         g->params[id].name);
+    /* NaN restores the default; otherwise a finite, non-negative scale */
+    if (!isnan(std) && !(std >= 0 && isfinite(std)))
+        return dsv_error(DSV_INVALID, "graph: parameter %s: std %g is not finite and >= 0",
+                         g->params[id].name, std);
+    g->params[id].std = std;
     return DSV_OK;
 }
 
@@ -652,15 +672,16 @@ void dsv_graph_init_params(dsv_graph *g, uint64_t seed, double weight_scale)
                        p->kind == DSV_PARAM_GAMMA ? 1.0 : 0.0);
             continue;
         }
+        double scale = isnan(p->std) ? weight_scale : p->std;
         for (int64_t j = 0; j < p->n; j += 2) {
             /* Box-Muller: two normals from two uniforms in (0, 1] x [0, 1) */
             double u1 = ((double)(splitmix64(&st) >> 11) + 1.0) * 0x1.0p-53;
             double u2 = (double)(splitmix64(&st) >> 11) * 0x1.0p-53;
             double r = sqrt(-2.0 * log(u1));
             double z0 = r * cos(2.0 * M_PI * u2), z1 = r * sin(2.0 * M_PI * u2);
-            fill_block(g->pblock, g->dtype, p->off + j, 1, z0 * weight_scale);
+            fill_block(g->pblock, g->dtype, p->off + j, 1, z0 * scale);
             if (j + 1 < p->n)
-                fill_block(g->pblock, g->dtype, p->off + j + 1, 1, z1 * weight_scale);
+                fill_block(g->pblock, g->dtype, p->off + j + 1, 1, z1 * scale);
         }
     }
     reset_buffers(g);
@@ -861,6 +882,16 @@ dsv_param_kind dsv_graph_param_kind(const dsv_graph *g, int i)
     return i >= 0 && i < g->nparams ? g->params[i].kind : DSV_PARAM_KIND_COUNT;
 }
 
+dsv_status dsv_graph_param_shape(const dsv_graph *g, int i, int *ndim,
+                                 int64_t shape[DSV_MAX_DIMS])
+{
+    if (i < 0 || i >= g->nparams)
+        return dsv_error(DSV_INVALID, "graph: no parameter %d", i);
+    *ndim = g->params[i].ndim;
+    memcpy(shape, g->params[i].shape, sizeof(int64_t) * DSV_MAX_DIMS);
+    return DSV_OK;
+}
+
 static dsv_tensor block_view(const dsv_graph *g, char *blk, int i)
 {
     if (!blk || i < 0 || i >= g->nparams) {
@@ -925,6 +956,16 @@ static dsv_node_desc desc_of(const dsv_graph *g, int i)
     d.running_mean = nd->rm;
     d.running_var = nd->rv;
     return d;
+}
+
+dsv_status dsv_graph_node_info(const dsv_graph *g, int i, dsv_node_desc *d, dsv_value *out)
+{
+    if (i < 0 || i >= g->nnodes)
+        return dsv_error(DSV_INVALID, "graph: no node %d", i);
+    *d = desc_of(g, i);
+    if (out)
+        *out = g->nodes[i].out;
+    return DSV_OK;
 }
 
 dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf, size_t n)

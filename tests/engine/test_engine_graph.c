@@ -334,6 +334,138 @@ static void test_reg_term(void **st)
     dsv_graph_destroy(g);
 }
 
+static int param_id(const dsv_graph *g, const char *name)
+{
+    for (int i = 0; i < dsv_graph_num_params(g); i++)
+        if (strcmp(dsv_graph_param_name(g, i), name) == 0)
+            return i;
+    fail_msg("no parameter %s", name);
+    return -1;
+}
+
+/* x (5) -> affine1 (7) -> affine2 (3) -> loss, float64; std of W1/W2 set
+ * when not NaN. Not finalized. */
+static dsv_graph *make_mlp(void)
+{
+    dsv_graph *g;
+    TU_OK(dsv_graph_create(&g, DSV_F64));
+    dsv_value x, y, h, s;
+    TU_OK(dsv_graph_input(g, 1, (int64_t[]){5}, &x));
+    TU_OK(dsv_graph_labels(g, &y));
+    TU_OK(dsv_graph_affine(g, "1", x, 7, &h));
+    TU_OK(dsv_graph_affine(g, "2", h, 3, &s));
+    TU_OK(dsv_graph_softmax_loss(g, "loss", s, y));
+    return g;
+}
+
+/* A weight's own std multiplies the same draws of the one stream: W1 at its
+ * default, W2 at std 0.25 and W1 at std == weight_scale give exactly the
+ * N(0, 1) draws times the scale, in the same order and pairing. */
+static void test_param_std(void **st)
+{
+    (void)st;
+    dsv_graph *ref = make_mlp(), *def = make_mlp(), *g = make_mlp();
+    TU_OK(dsv_graph_finalize(ref));
+    dsv_graph_init_params(ref, 11, 1.0);
+    TU_OK(dsv_graph_finalize(def));
+    dsv_graph_init_params(def, 11, 0.5);
+    const int w1 = param_id(g, "W1"), w2 = param_id(g, "W2");
+    TU_OK(dsv_graph_set_param_std(g, w2, 0.25));
+    TU_OK(dsv_graph_set_param_std(g, w1, 3.0));
+    TU_OK(dsv_graph_set_param_std(g, w1, NAN)); /* back to the default */
+    expect_msg(dsv_graph_set_param_std(g, param_id(g, "b1"), 1.0), "not a weight");
+    expect_msg(dsv_graph_set_param_std(g, w1, -1.0), "std -1");
+    expect_msg(dsv_graph_set_param_std(g, w1, INFINITY), "not finite");
+    expect_msg(dsv_graph_set_param_std(g, 99, 1.0), "no parameter 99");
+    TU_OK(dsv_graph_finalize(g));
+    expect_msg(dsv_graph_set_param_std(g, w1, 1.0), "after finalize");
+    dsv_graph_init_params(g, 11, 0.5);
+    for (int i = 0; i < dsv_graph_num_params(g); i++) {
+        dsv_tensor r = dsv_graph_param(ref, i), d = dsv_graph_param(def, i);
+        dsv_tensor t = dsv_graph_param(g, i);
+        const double *rv = r.data, *dv = d.data, *tv = t.data;
+        const bool weight = dsv_graph_param_kind(g, i) == DSV_PARAM_WEIGHT;
+        const double scale = i == w2 ? 0.25 : 0.5;
+        for (int64_t j = 0; j < dsv_tensor_numel(&t); j++) {
+            double want = weight ? rv[j] * scale : rv[j];
+            if (tv[j] != want)
+                fail_msg("%s[%lld] = %.17g, want %.17g", dsv_graph_param_name(g, i),
+                         (long long)j, tv[j], want);
+            if (i != w2 && tv[j] != dv[j])
+                fail_msg("%s[%lld] differs from the default init",
+                         dsv_graph_param_name(g, i), (long long)j);
+        }
+    }
+    dsv_graph_destroy(ref);
+    dsv_graph_destroy(def);
+    dsv_graph_destroy(g);
+}
+
+/* Nodes read back as they were added, with their output values. */
+static void test_node_info(void **st)
+{
+    (void)st;
+    dsv_value s;
+    dsv_graph *g = make_dag(&s);
+    dsv_node_desc d;
+    dsv_value out;
+    const int n = dsv_graph_num_nodes(g);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < n; i++) {
+        TU_OK(dsv_graph_node_info(g, i, &d, &out));
+        assert_string_equal(d.name, dsv_graph_node_name(g, i));
+    }
+    TU_OK(dsv_graph_node_info(g, dsv_graph_find_node(g, "add_cc"), &d, &out));
+    assert_int_equal(d.op, DSV_OP_ADD);
+    assert_true(d.x >= 0 && d.x == d.x2);
+    assert_int_equal(d.w, -1);
+    dsv_value c = d.x;
+    TU_OK(dsv_graph_node_info(g, dsv_graph_find_node(g, "add_ar"), &d, &out));
+    assert_int_equal(out, c);
+    TU_OK(dsv_graph_node_info(g, dsv_graph_find_node(g, "affine2"), &d, NULL));
+    assert_int_equal(d.op, DSV_OP_AFFINE);
+    assert_int_equal(d.w, param_id(g, "W2"));
+    assert_int_equal(d.b, param_id(g, "b2"));
+    assert_int_equal(d.running_mean, -1);
+    TU_OK(dsv_graph_node_info(g, dsv_graph_find_node(g, "affine2"), &d, &out));
+    assert_int_equal(out, s);
+    TU_OK(dsv_graph_node_info(g, n - 1, &d, &out));
+    assert_int_equal(d.op, DSV_OP_SOFTMAX_LOSS);
+    assert_int_equal(out, DSV_NO_VALUE);
+    assert_int_equal(d.x, s);
+    assert_true(d.y >= 0);
+    expect_msg(dsv_graph_node_info(g, n, &d, &out), "no node 6");
+    expect_msg(dsv_graph_node_info(g, -1, &d, &out), "no node -1");
+    dsv_graph_destroy(g);
+}
+
+static void test_param_shape(void **st)
+{
+    (void)st;
+    dsv_graph *g;
+    TU_OK(dsv_graph_create(&g, DSV_F32));
+    dsv_value x, y, a, s;
+    TU_OK(dsv_graph_input(g, 3, (int64_t[]){3, 8, 8}, &x));
+    TU_OK(dsv_graph_labels(g, &y));
+    TU_OK(dsv_graph_conv(g, "1", x, 4, 3, 5, 1, 1, &a));
+    TU_OK(dsv_graph_affine(g, "2", a, 10, &s));
+    TU_OK(dsv_graph_softmax_loss(g, "loss", s, y));
+    int nd;
+    int64_t sh[DSV_MAX_DIMS];
+    TU_OK(dsv_graph_param_shape(g, param_id(g, "W1"), &nd, sh));
+    assert_int_equal(nd, 4);
+    assert_true(sh[0] == 4 && sh[1] == 3 && sh[2] == 3 && sh[3] == 5);
+    TU_OK(dsv_graph_param_shape(g, param_id(g, "b1"), &nd, sh));
+    assert_int_equal(nd, 1);
+    assert_int_equal(sh[0], 4);
+    TU_OK(dsv_graph_finalize(g));
+    TU_OK(dsv_graph_param_shape(g, param_id(g, "W2"), &nd, sh));
+    assert_int_equal(nd, 2);
+    assert_true(sh[0] == 4 * 8 * 6 && sh[1] == 10);
+    expect_msg(dsv_graph_param_shape(g, 4, &nd, sh), "no parameter 4");
+    dsv_graph_destroy(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +475,9 @@ int main(void)
         cmocka_unit_test(test_memory_plan),
         cmocka_unit_test(test_describe_backends),
         cmocka_unit_test(test_reg_term),
+        cmocka_unit_test(test_param_std),
+        cmocka_unit_test(test_node_info),
+        cmocka_unit_test(test_param_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,6 +75,10 @@ dsv_status dsv_graph_labels(dsv_graph *g, dsv_value *v);
 dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
                                const int64_t *shape, dsv_param_kind kind,
                                int *id);
+/* Initialisation of one weight parameter: N(0, 1) * std. A NaN std (the
+ * default) means "the weight_scale given to dsv_graph_init_params"; otherwise
+ * std must be finite and >= 0. Before finalize. */
+dsv_status dsv_graph_set_param_std(dsv_graph *g, int id, double std);
 /* Declares a buffer of n values (running statistics), filled with `fill`. */
 dsv_status dsv_graph_add_buffer(dsv_graph *g, const char *name, int64_t n,
                                 double fill, int *id);
@@ -106,8 +110,9 @@ dsv_status dsv_graph_value_shape(const dsv_graph *g, dsv_value v, int64_t n,
  * buffers their fill). */
 dsv_status dsv_graph_finalize(dsv_graph *g);
 
-/* Weights N(0, 1) * weight_scale from a splitmix64/Box-Muller stream seeded
- * with seed (in parameter order), biases and betas 0, gammas 1; buffers reset. */
+/* Weights N(0, 1) * weight_scale (or the weight's own std, when set) from
+ * one splitmix64/Box-Muller stream seeded with seed (in parameter order),
+ * biases and betas 0, gammas 1; buffers reset. */
 void dsv_graph_init_params(dsv_graph *g, uint64_t seed, double weight_scale);
 
 /* ---- builders (the course's layers and layer_utils sandwiches) -------------
@@ -158,6 +163,9 @@ void *dsv_graph_buffers(dsv_graph *g);
 int dsv_graph_num_params(const dsv_graph *g); /* named tensors */
 const char *dsv_graph_param_name(const dsv_graph *g, int i);
 dsv_param_kind dsv_graph_param_kind(const dsv_graph *g, int i);
+/* Shape of parameter i (ndim and dims; unused dims are 1). */
+dsv_status dsv_graph_param_shape(const dsv_graph *g, int i, int *ndim,
+                                 int64_t shape[DSV_MAX_DIMS]);
 /* Views into the blocks (valid after finalize, until destroy). */
 dsv_tensor dsv_graph_param(dsv_graph *g, int i);
 dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
@@ -191,6 +199,10 @@ dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
                               size_t n);
 int dsv_graph_num_nodes(const dsv_graph *g);
 const char *dsv_graph_node_name(const dsv_graph *g, int i);
+/* Node i as it was added (names and pointers valid until destroy), and its
+ * output value (DSV_NO_VALUE for the loss); out may be NULL. */
+dsv_status dsv_graph_node_info(const dsv_graph *g, int i, dsv_node_desc *d,
+                               dsv_value *out);
 /* Index of the node named name, or -1. */
 int dsv_graph_find_node(const dsv_graph *g, const char *name);
 
