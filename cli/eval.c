@@ -38,7 +38,7 @@ typedef struct eval_result {
 static dsv_status eval_split(dsv_model *m, const dsv_split *sp, int batch,
                              eval_result *r)
 {
-    const dsv_model_config *mc = dsv_model_config_of(m);
+    const dsv_model_options *mc = dsv_model_options_of(m);
     dsv_tensor x = {0}, y = {0}, scores = {0};
     dsv_status s = DSV_OK;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)batch);
@@ -53,8 +53,8 @@ static dsv_status eval_split(dsv_model *m, const dsv_split *sp, int batch,
         dsv_tensor_free(&y);
         dsv_tensor_free(&scores);
         int64_t ss[2] = {cnt, mc->num_classes};
-        if ((s = dsv_split_batch(sp, idx, cnt, &x, &y, mc->dtype)) ||
-            (s = dsv_tensor_init(&scores, mc->dtype, 2, ss)) ||
+        if ((s = dsv_split_batch(sp, idx, cnt, &x, &y, (dsv_dtype)mc->dtype)) ||
+            (s = dsv_tensor_init(&scores, (dsv_dtype)mc->dtype, 2, ss)) ||
             (s = dsv_model_scores(m, &x, &scores)))
             break;
         const int32_t *yd = y.data;

@@ -154,7 +154,7 @@ int dsv_cmd_predict(int argc, char **argv)
         fprintf(stderr, "dasecv predict: %s\n", dsv_errmsg());
         goto out;
     }
-    const dsv_model_config *mc = dsv_model_config_of(m);
+    const dsv_model_options *mc = dsv_model_options_of(m);
     int nc = mc->num_classes;
     if (nc > 64) { /* print_top's bookkeeping */
         fprintf(stderr, "dasecv predict: models with more than 64 classes are not supported\n");
@@ -185,8 +185,8 @@ int dsv_cmd_predict(int argc, char **argv)
     sp.images = pix;
     sp.labels = labels;
     int64_t ss[2] = {nimg, nc};
-    if (dsv_split_batch(&sp, NULL, nimg, &x, &y, mc->dtype) != DSV_OK ||
-        dsv_tensor_init(&scores, mc->dtype, 2, ss) != DSV_OK ||
+    if (dsv_split_batch(&sp, NULL, nimg, &x, &y, (dsv_dtype)mc->dtype) != DSV_OK ||
+        dsv_tensor_init(&scores, (dsv_dtype)mc->dtype, 2, ss) != DSV_OK ||
         dsv_model_scores(m, &x, &scores) != DSV_OK) {
         fprintf(stderr, "dasecv predict: %s\n", dsv_errmsg());
         goto out;

@@ -227,7 +227,7 @@ bool cli_load_dataset(const char *cmd, const char *spec, const dsv_data_options 
 
 bool cli_model_fits(const char *cmd, const dsv_model *m, const dsv_dataset *ds)
 {
-    const dsv_model_config *c = dsv_model_config_of(m);
+    const dsv_model_options *c = dsv_model_options_of(m);
     if (c->input_dim[0] != ds->train.c || c->input_dim[1] != ds->train.h ||
         c->input_dim[2] != ds->train.w || c->num_classes != ds->num_classes) {
         fprintf(stderr,

@@ -25,7 +25,7 @@
 #include "solver_priv.h"
 
 #define CKPT_MAGIC "DSVCKPT\x1a"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 #define CKPT_HEADER 24 /* magic, version, reserved, length */
 
 /* ---- little-endian writer ------------------------------------------------ */
@@ -194,7 +194,18 @@ static void copy_block(void *dst, const uint8_t *src, int64_t n, dsv_dtype dt)
 
 /* Everything a checkpoint holds; blocks point into the file's bytes. */
 typedef struct ckpt {
-    dsv_model_config mc;
+    uint32_t version;
+    dsv_model_config mc;      /* version 1; version 2 when has_config */
+    int has_config;
+    dsv_model_options mo;     /* version 2 */
+    dsv_dtype dtype;
+    const uint8_t *text;      /* version 2: the model file, text_n bytes */
+    uint64_t text_n;
+    int has_pre;
+    float scale;
+    const uint8_t *mean;      /* f32 (C, H, W) or NULL */
+    uint32_t nclasses;
+    const uint8_t *class_names; /* nclasses times (u32 length, bytes) */
     int64_t nparams, nbuffers;
     const uint8_t *params, *buffers;
     int has_best;
@@ -285,10 +296,101 @@ static void get_optim(rbuf *r, dsv_optim_config *o)
     o->epsilon = get_f64(r, w);
 }
 
+/* Version 2's model section: options, the model file's text, the input
+ * preprocessing and the class names (docs/checkpoint.md). */
+static void put_model(wbuf *b, const dsv_model *m)
+{
+    const dsv_model_options *o = dsv_model_options_of(m);
+    put_u32(b, (uint32_t)o->dtype);
+    for (int i = 0; i < 3; i++)
+        put_i32(b, o->input_dim[i]);
+    put_i32(b, o->num_classes);
+    put_u64(b, o->seed);
+    put_f64(b, o->reg);
+    const dsv_model_config *mc = dsv_model_config_of(m);
+    put_u32(b, mc != NULL);
+    if (mc)
+        put_model_config(b, mc);
+    const char *text = dsv_model_text(m);
+    put_u64(b, strlen(text));
+    put_bytes(b, text, strlen(text));
+    const float *mean;
+    float scale;
+    bool pre = dsv_model_preprocess(m, &mean, &scale);
+    put_u32(b, pre ? (mean ? 2u : 1u) : 0u);
+    if (pre) {
+        put_block(b, &scale, 1, DSV_F32);
+        if (mean)
+            put_block(b, mean, (int64_t)o->input_dim[0] * o->input_dim[1] * o->input_dim[2],
+                      DSV_F32);
+    }
+    uint32_t nc = dsv_model_class_name(m, 0) ? (uint32_t)o->num_classes : 0;
+    put_u32(b, nc);
+    for (uint32_t i = 0; i < nc; i++) {
+        const char *name = dsv_model_class_name(m, (int)i);
+        put_u32(b, (uint32_t)strlen(name));
+        put_bytes(b, name, strlen(name));
+    }
+}
+
+static dsv_status get_model(rbuf *r, ckpt *k)
+{
+    const char *w = "the model section";
+    k->mo = dsv_model_options_default();
+    uint32_t dt = get_u32(r, w);
+    k->mo.dtype = (int)dt;
+    for (int i = 0; i < 3; i++)
+        k->mo.input_dim[i] = get_i32(r, w);
+    k->mo.num_classes = get_i32(r, w);
+    k->mo.seed = get_u64(r, w);
+    k->mo.reg = get_f64(r, w);
+    k->has_config = get_u32(r, w) == 1;
+    if (k->has_config)
+        get_model_config(r, &k->mc);
+    k->text_n = get_u64(r, "the model text");
+    if (!r->st && k->text_n > r->n - r->pos)
+        return dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: the model text runs past the end",
+                         r->path);
+    if (!r->st && !take(r, (size_t)k->text_n, "the model text", &k->text))
+        return r->st;
+    if (r->st)
+        return r->st;
+    k->dtype = (dsv_dtype)dt;
+    if ((dt != DSV_F32 && dt != DSV_F64) || k->mo.num_classes < 1 || k->mo.input_dim[0] < 1 ||
+        k->mo.input_dim[1] < 1 || k->mo.input_dim[2] < 1 || k->mo.input_dim[0] > (1 << 24) ||
+        k->mo.input_dim[1] > (1 << 24) || k->mo.input_dim[2] > (1 << 24) ||
+        k->mo.num_classes > (1 << 24))
+        return dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: invalid model options", r->path);
+    uint32_t pre = get_u32(r, "the preprocessing");
+    k->has_pre = pre != 0;
+    if (!r->st && pre > 2)
+        return dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: preprocessing flag %u",
+                         r->path, pre);
+    if (pre) {
+        const uint8_t *sc = get_block(r, 1, DSV_F32, "the preprocessing");
+        if (sc)
+            copy_block(&k->scale, sc, 1, DSV_F32);
+        if (pre == 2) {
+            int64_t n = (int64_t)k->mo.input_dim[0] * k->mo.input_dim[1] * k->mo.input_dim[2];
+            k->mean = get_block(r, n, DSV_F32, "the mean image");
+        }
+    }
+    k->nclasses = get_u32(r, "the class names");
+    k->class_names = r->p + r->pos;
+    for (uint32_t i = 0; i < k->nclasses && !r->st; i++) {
+        uint32_t len = get_u32(r, "the class names");
+        const uint8_t *name;
+        if (!r->st && (len > 255 || !take(r, len, "the class names", &name)))
+            return r->st ? r->st
+                         : dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: a class name of "
+                                     "%u bytes", r->path, len);
+    }
+    return r->st;
+}
+
 /* Serialises s into b (without the trailing checksum). */
 static void encode(wbuf *b, const dsv_solver *s)
 {
-    const dsv_model_config *mc = dsv_model_config_of(s->m);
     dsv_model *m = s->m;
     dsv_dtype dt = s->dtype;
 
@@ -297,7 +399,7 @@ static void encode(wbuf *b, const dsv_solver *s)
     put_u32(b, 0);
     put_u64(b, 0); /* total length, patched in by the caller */
 
-    put_model_config(b, mc);
+    put_model(b, m);
     put_i64(b, s->nparams);
     put_i64(b, s->nbuffers);
     put_block(b, s->swapped ? s->last_params : dsv_model_params(m), s->nparams, dt);
@@ -343,12 +445,24 @@ static void encode(wbuf *b, const dsv_solver *s)
 static dsv_status decode(rbuf *r, ckpt *k)
 {
     memset(k, 0, sizeof(*k));
+    r->pos = 8;
+    k->version = get_u32(r, "the version");
     r->pos = CKPT_HEADER;
-    get_model_config(r, &k->mc);
-    dsv_dtype dt = k->mc.dtype;
-    if (!r->st && dt != DSV_F32 && dt != DSV_F64)
-        return dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: dtype %u is not float32/float64",
-                         r->path, (unsigned)dt);
+    dsv_dtype dt;
+    if (k->version == 1) {
+        get_model_config(r, &k->mc);
+        k->has_config = 1;
+        dt = k->dtype = k->mc.dtype;
+        if (!r->st && dt != DSV_F32 && dt != DSV_F64)
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s is corrupt: dtype %u is not float32/float64",
+                             r->path, (unsigned)dt);
+    } else {
+        dsv_status st = get_model(r, k);
+        if (st)
+            return st;
+        dt = k->dtype;
+    }
     k->nparams = get_i64(r, "the parameter count");
     k->nbuffers = get_i64(r, "the buffer count");
     k->params = get_block(r, k->nparams, dt, "the parameters");
@@ -563,31 +677,109 @@ fail:
     return st;
 }
 
+/* The model k describes: version 1 holds a course configuration, version 2
+ * the model file's text and options. */
+static dsv_status build_model(const char *path, const ckpt *k, dsv_model **m)
+{
+    dsv_status st;
+    if (k->has_config) {
+        if ((st = dsv_model_config_check(&k->mc))) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "%s", dsv_errmsg());
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s holds an invalid model configuration: %s", path,
+                             msg);
+        }
+        if ((st = dsv_model_create(m, &k->mc)))
+            return st;
+    } else {
+        char *text = malloc((size_t)k->text_n + 1);
+        if (!text)
+            return dsv_error(DSV_NOMEM, "checkpoint %s: out of memory", path);
+        memcpy(text, k->text, (size_t)k->text_n);
+        text[k->text_n] = '\0';
+        char source[PATH_MAX + 32];
+        snprintf(source, sizeof(source), "%s (its model text)", path);
+        if (strlen(text) != k->text_n)
+            st = dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: a NUL byte in the model text",
+                           path);
+        else
+            st = dsv_model_create_from_text(m, text, source, &k->mo);
+        free(text);
+        if (st) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "%s", dsv_errmsg());
+            return dsv_error(DSV_CORRUPT, "checkpoint %s holds a model that does not build: %s",
+                             path, msg);
+        }
+    }
+    if (k->has_pre && !k->mean && (st = dsv_model_set_preprocess(*m, NULL, k->scale)))
+        goto fail;
+    if (k->mean) {
+        int64_t n = (int64_t)k->mo.input_dim[0] * k->mo.input_dim[1] * k->mo.input_dim[2];
+        float *mean = malloc((size_t)n * sizeof(float));
+        if (!mean) {
+            st = dsv_error(DSV_NOMEM, "checkpoint %s: out of memory", path);
+            goto fail;
+        }
+        copy_block(mean, k->mean, n, DSV_F32);
+        st = dsv_model_set_preprocess(*m, mean, k->scale);
+        free(mean);
+        if (st)
+            goto fail;
+    }
+    if (k->nclasses) {
+        if ((int64_t)k->nclasses != k->mo.num_classes) {
+            st = dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: %u class names for %d classes",
+                           path, k->nclasses, k->mo.num_classes);
+            goto fail;
+        }
+        char **names = calloc(k->nclasses, sizeof(char *));
+        rbuf r = {.p = k->class_names, .n = SIZE_MAX, .path = path};
+        for (uint32_t i = 0; names && i < k->nclasses; i++) {
+            uint32_t len = get_u32(&r, "");
+            if ((names[i] = malloc(len + 1))) {
+                memcpy(names[i], r.p + r.pos, len);
+                names[i][len] = '\0';
+            }
+            r.pos += len;
+        }
+        st = names ? dsv_model_set_class_names(*m, (int)k->nclasses, (const char *const *)names)
+                   : dsv_error(DSV_NOMEM, "checkpoint %s: out of memory", path);
+        for (uint32_t i = 0; names && i < k->nclasses; i++)
+            free(names[i]);
+        free(names);
+        if (st)
+            goto fail;
+    }
+    return DSV_OK;
+fail:
+    dsv_model_destroy(*m);
+    *m = NULL;
+    return st;
+}
+
 /* Creates the model of k with the given parameter blocks. */
 static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *params,
                              const uint8_t *buffers, dsv_model **out)
 {
     *out = NULL;
-    dsv_status st = dsv_model_config_check(&k->mc);
-    if (st)
-        return dsv_error(DSV_CORRUPT, "checkpoint %s holds an invalid model configuration: %s",
-                         path, dsv_errmsg());
     dsv_model *m;
-    if ((st = dsv_model_create(&m, &k->mc)))
+    dsv_status st = build_model(path, k, &m);
+    if (st)
         return st;
     if (dsv_model_num_params(m) != k->nparams || dsv_model_num_buffers(m) != k->nbuffers) {
         st = dsv_error(DSV_CORRUPT,
                        "checkpoint %s does not match its model: %lld parameters and %lld buffers "
-                       "stored, the %s model has %lld and %lld",
+                       "stored, the model has %lld and %lld",
                        path, (long long)k->nparams, (long long)k->nbuffers,
-                       dsv_model_kind_name(k->mc.kind), (long long)dsv_model_num_params(m),
-                       (long long)dsv_model_num_buffers(m));
+                       (long long)dsv_model_num_params(m), (long long)dsv_model_num_buffers(m));
         dsv_model_destroy(m);
         return st;
     }
-    copy_block(dsv_model_params(m), params, k->nparams, k->mc.dtype);
+    copy_block(dsv_model_params(m), params, k->nparams, k->dtype);
     if (k->nbuffers)
-        copy_block(dsv_model_buffers(m), buffers, k->nbuffers, k->mc.dtype);
+        copy_block(dsv_model_buffers(m), buffers, k->nbuffers, k->dtype);
     *out = m;
     return DSV_OK;
 }
@@ -706,13 +898,13 @@ dsv_status dsv_checkpoint_load(const char *path, dsv_model **mout,
     }
     *dsv_optimizer_step_count(s->opt) = k.t;
     for (uint32_t i = 0; i < k.nstates; i++)
-        copy_block(dsv_optimizer_state(s->opt, (int)i), k.state[i], k.nparams, k.mc.dtype);
+        copy_block(dsv_optimizer_state(s->opt, (int)i), k.state[i], k.nparams, k.dtype);
     s->has_best = k.has_best;
     s->best_val_acc = k.best_val_acc;
     if (k.has_best) {
-        copy_block(s->best_params, k.best_params, k.nparams, k.mc.dtype);
+        copy_block(s->best_params, k.best_params, k.nparams, k.dtype);
         if (k.nbuffers)
-            copy_block(s->best_buffers, k.best_buffers, k.nbuffers, k.mc.dtype);
+            copy_block(s->best_buffers, k.best_buffers, k.nbuffers, k.dtype);
     }
     s->rng = k.rng;
     s->rng_epoch = k.rng_epoch;

@@ -523,7 +523,7 @@ static dsv_status per_sample(nf_build *b, dsv_value v, int *ndim, int64_t shape[
 static dsv_status layer_conv(nf_build *b, dsv_node_desc *d)
 {
     int nd, filters = 0, size = 0;
-    int64_t sh[DSV_MAX_DIMS], row;
+    int64_t sh[DSV_MAX_DIMS], row = 0;
     bool given;
     dsv_status s;
     if ((s = per_sample(b, d->x, &nd, sh, &row)))
@@ -553,7 +553,7 @@ static dsv_status layer_conv(nf_build *b, dsv_node_desc *d)
 static dsv_status layer_affine(nf_build *b, dsv_node_desc *d)
 {
     int nd, outputs = 0;
-    int64_t sh[DSV_MAX_DIMS], row;
+    int64_t sh[DSV_MAX_DIMS], row = 0;
     dsv_status s;
     if ((s = per_sample(b, d->x, &nd, sh, &row)))
         return s;
@@ -579,7 +579,7 @@ static dsv_status layer_pool(nf_build *b, dsv_node_desc *d)
 {
     int size = 2, nd;
     bool given_stride, global = false;
-    int64_t sh[DSV_MAX_DIMS], row;
+    int64_t sh[DSV_MAX_DIMS], row = 0;
     dsv_status s;
     if ((s = per_sample(b, d->x, &nd, sh, &row)))
         return s;
@@ -613,7 +613,7 @@ static dsv_status layer_pool(nf_build *b, dsv_node_desc *d)
 static dsv_status layer_norm(nf_build *b, dsv_node_desc *d)
 {
     int nd;
-    int64_t sh[DSV_MAX_DIMS], row;
+    int64_t sh[DSV_MAX_DIMS], row = 0;
     dsv_status s;
     if ((s = per_sample(b, d->x, &nd, sh, &row)))
         return s;
@@ -746,7 +746,7 @@ static dsv_status build_layer(nf_build *b, int index, bool last)
         return s;
     if (info->is_loss) {
         int nd;
-        int64_t sh[DSV_MAX_DIMS], row;
+        int64_t sh[DSV_MAX_DIMS], row = 0;
         if ((s = per_sample(b, d.x, &nd, sh, &row)))
             return s;
         if (nd != 2 || row != b->classes)

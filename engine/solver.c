@@ -100,7 +100,7 @@ dsv_status dsv_solver_hist_reserve_(dsv_solver *s, int64_t nloss, int nacc)
     return DSV_OK;
 }
 
-static dsv_status check_split(const dsv_model_config *mc, const dsv_split *sp,
+static dsv_status check_split(const dsv_model_options *mc, const dsv_split *sp,
                               const char *what)
 {
     if (sp->n < 1 || !sp->images || !sp->labels)
@@ -125,7 +125,7 @@ dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
     *out = NULL;
     if (!m || !train || !cfg)
         return dsv_error(DSV_INVALID, "solver: model, training split and config are required");
-    const dsv_model_config *mc = dsv_model_config_of(m);
+    const dsv_model_options *mc = dsv_model_options_of(m);
     dsv_status st = check_split(mc, train, "training");
     if (!st && val)
         st = check_split(mc, val, "validation");
@@ -147,7 +147,7 @@ dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
     s->train = train;
     s->val = val;
     s->cfg = *cfg;
-    s->dtype = mc->dtype;
+    s->dtype = (dsv_dtype)mc->dtype;
     s->nparams = dsv_model_num_params(m);
     s->nbuffers = dsv_model_num_buffers(m);
     s->rng = s->rng_epoch = cfg->seed;
@@ -246,7 +246,7 @@ dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
     *acc = NAN;
     if (!m || !split)
         return dsv_error(DSV_INVALID, "check_accuracy: model and split are required");
-    const dsv_model_config *mc = dsv_model_config_of(m);
+    const dsv_model_options *mc = dsv_model_options_of(m);
     dsv_status st = check_split(mc, split, "evaluated");
     if (st)
         return st;
@@ -272,8 +272,8 @@ dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
     int64_t k = mc->num_classes;
     dsv_tensor x = {0}, y = {0}, scores = {0};
     int64_t correct = 0;
-    if ((st = dsv_tensor_init(&scores, mc->dtype, 2, (int64_t[]){bs, k})) ||
-        (st = dsv_tensor_init(&x, mc->dtype, 4,
+    if ((st = dsv_tensor_init(&scores, (dsv_dtype)mc->dtype, 2, (int64_t[]){bs, k})) ||
+        (st = dsv_tensor_init(&x, (dsv_dtype)mc->dtype, 4,
                               (int64_t[]){bs, split->c, split->h, split->w})) ||
         (st = dsv_tensor_init(&y, DSV_I32, 1, (int64_t[]){bs})))
         goto done;
@@ -281,7 +281,7 @@ dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
         int64_t nb = count - i0 < bs ? count - i0 : bs;
         dsv_tensor xs = dsv_tensor_slice(&x, 0, nb), ys = dsv_tensor_slice(&y, 0, nb);
         dsv_tensor ss = dsv_tensor_slice(&scores, 0, nb);
-        if ((st = dsv_split_batch(split, idx + i0, nb, &xs, &ys, mc->dtype)) ||
+        if ((st = dsv_split_batch(split, idx + i0, nb, &xs, &ys, (dsv_dtype)mc->dtype)) ||
             (st = dsv_model_scores(m, &xs, &ss)))
             goto done;
         const int32_t *yl = ys.data;

@@ -70,7 +70,7 @@ static inline void eu_data(uint64_t seed, dsv_dtype dt, int64_t n, int c, int h,
 static inline void eu_sgd(dsv_model *m, double lr)
 {
     int64_t n = dsv_model_num_params(m);
-    if (dsv_model_config_of(m)->dtype == DSV_F32) {
+    if (dsv_model_dtype(m) == DSV_F32) {
         float *p = dsv_model_params(m);
         const float *g = dsv_model_grads(m);
         for (int64_t i = 0; i < n; i++)

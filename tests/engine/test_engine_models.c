@@ -21,7 +21,8 @@ static void test_threelayer_initial_loss(void **st)
     (void)st;
     dsv_model_config c = dsv_model_config_default(DSV_MODEL_THREELAYER);
     dsv_model *m = make(&c, DSV_BACKEND_AUTO);
-    const char *names[] = {"W1", "b1", "W2", "b2", "W3", "b3"};
+    const char *names[] = {"conv1.w", "conv1.b", "affine2.w", "affine2.b", "affine3.w",
+                           "affine3.b"};
     assert_int_equal(dsv_model_num_tensors(m), 6);
     for (int i = 0; i < 6; i++)
         assert_string_equal(dsv_model_tensor_name(m, i), names[i]);

@@ -16,8 +16,25 @@
 #include "solver_data.h"
 
 enum { C = 3, H = 8, W = 8, K = 4 };
-/* Byte offsets in a version 1 file (docs/checkpoint.md). */
-enum { OFF_NUM_CLASSES = 44, OFF_NUM_FILTERS = 72, OFF_NPARAMS = 172 };
+/* Byte offsets in a version 2 file of a model made from the course's options
+ * (docs/checkpoint.md): the course configuration starts at 64, the model
+ * text's length follows it. */
+enum { OFF_NUM_CLASSES = 84, OFF_NUM_FILTERS = 112, OFF_TEXT_LEN = 212 };
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The parameter count's offset: after the text, the preprocessing flag (0
+ * here) and the class-name count (0). */
+static size_t off_nparams(const uint8_t *p)
+{
+    return OFF_TEXT_LEN + 8 + (size_t)get_le64(p + OFF_TEXT_LEN) + 4 + 4;
+}
 
 typedef struct fixture {
     gen_data tr, va;
@@ -222,14 +239,14 @@ static void test_corrupt_files(void **st)
     expect_load_error(path, p, n, DSV_CORRUPT, "not a dasecv checkpoint", &f);
     /* a future version, and version 0 */
     memcpy(p, orig, n);
-    put_le32(p + 8, 2);
-    expect_load_error(path, p, n, DSV_CORRUPT, "version 2", &f);
+    put_le32(p + 8, 3);
+    expect_load_error(path, p, n, DSV_CORRUPT, "version 3", &f);
     put_le32(p + 8, 0);
     expect_load_error(path, p, n, DSV_CORRUPT, "version 0", &f);
 
     /* A well-sealed file whose parameter count is absurd: refused before
        anything of that size is allocated (offsets in docs/checkpoint.md). */
-    size_t at = OFF_NPARAMS;
+    size_t at = off_nparams(orig);
     memcpy(p, orig, n);
     put_le64(p + at, (uint64_t)1 << 60);
     reseal(p, n);
@@ -290,7 +307,7 @@ static void test_forged_fields(void **st)
         memcpy(p, orig, n);
         int flips = 1 + (int)(tu_next(&r) % 3);
         for (int i = 0; i < flips; i++) {
-            size_t at = tu_next(&r) % 2 ? 24 + tu_next(&r) % (OFF_NPARAMS + 16 - 24)
+            size_t at = tu_next(&r) % 2 ? 24 + tu_next(&r) % (off_nparams(orig) + 16 - 24)
                                         : n - 4 - 1 - tu_next(&r) % 400;
             p[at] = (uint8_t)tu_next(&r);
         }

@@ -130,7 +130,7 @@ dsv_status dsv_model_create_from_text(dsv_model **m, const char *text,
 dsv_status dsv_model_create_from_file(dsv_model **m, const char *name_or_path,
                                       const dsv_model_options *o);
 
-/* Built-in model files, compiled in from models/*.cfg. */
+/* Built-in model files, compiled in from models/NAME.cfg. */
 int dsv_builtin_model_count(void);
 const char *dsv_builtin_model_name(int i);     /* NULL out of range */
 const char *dsv_builtin_model_text(const char *name); /* NULL if unknown */
