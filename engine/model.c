@@ -20,6 +20,7 @@
 
 #include "dasecv/graph.h"
 #include "dasecv/model.h"
+#include "internal/l2.h"
 #include "netfile.h"
 
 struct dsv_model {
@@ -696,7 +697,8 @@ bool dsv_model_tensor_is_weight(const dsv_model *m, int i)
 dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x, const dsv_tensor *y,
                           double *loss)
 {
-    return dsv_graph_train_step(m->g, &m->exec, x, y, m->opt.reg, loss);
+    dsv_status s = dsv_graph_train_step(m->g, &m->exec, x, y, loss);
+    return s ? s : dsv_l2_apply(m->g, &m->exec, m->opt.reg, loss);
 }
 
 uint64_t dsv_model_train_steps(const dsv_model *m) { return dsv_graph_step(m->g); }

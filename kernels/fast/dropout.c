@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "fast.h"
+#include "internal/rng.h"
 
 enum { PAR_MIN = 1 << 14 };
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "naive.h"
+#include "internal/rng.h"
 
 #define T float
 #define SFX f32

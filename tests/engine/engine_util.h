@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "dasecv/graph.h"
+#include "internal/graph_hooks.h"
+#include "internal/l2.h"
 #include "testutil.h"
 
 /* Largest relative error of any parameter tensor of m (float64) between the

@@ -11,7 +11,7 @@ static double graph_gradcheck(dsv_graph *g, const dsv_exec_options *o, const dsv
                               const dsv_tensor *y)
 {
     double loss;
-    TU_OK(dsv_graph_train_step(g, o, x, y, 0.0, &loss));
+    TU_OK(dsv_graph_train_step(g, o, x, y, &loss));
     int64_t np = dsv_graph_num_param_values(g);
     double *ga = malloc(sizeof(double) * (size_t)np);
     assert_non_null(ga);
@@ -20,9 +20,9 @@ static double graph_gradcheck(dsv_graph *g, const dsv_exec_options *o, const dsv
     for (int64_t i = 0; i < np; i++) {
         double old = p[i], lp, lm;
         p[i] = old + h;
-        TU_OK(dsv_graph_train_step(g, o, x, y, 0.0, &lp));
+        TU_OK(dsv_graph_train_step(g, o, x, y, &lp));
         p[i] = old - h;
-        TU_OK(dsv_graph_train_step(g, o, x, y, 0.0, &lm));
+        TU_OK(dsv_graph_train_step(g, o, x, y, &lm));
         p[i] = old;
         double num = (lp - lm) / (2 * h), den = fabs(num) + fabs(ga[i]);
         worst = fmax(worst, fabs(num - ga[i]) / (den > 1e-8 ? den : 1e-8));
@@ -159,7 +159,7 @@ static void test_build_errors(void **st)
     dsv_tensor yt = tu_zeros(DSV_I32, 1, (int64_t[]){2});
     dsv_exec_options o = dsv_exec_options_default();
     double loss;
-    expect_msg(dsv_graph_train_step(g, &o, &xt, &yt, 0, &loss), "not finalized");
+    expect_msg(dsv_graph_train_step(g, &o, &xt, &yt, &loss), "not finalized");
     dsv_graph_destroy(g);
     dsv_tensor_free(&xt);
     dsv_tensor_free(&yt);
@@ -299,11 +299,13 @@ static void test_reg_term(void **st)
     const int64_t np = dsv_graph_num_param_values(g);
     const double reg = 0.37;
     double l0, l1, l2;
-    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, 0.0, &l0));
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, &l0));
+    TU_OK(dsv_l2_apply(g, &o, 0.0, &l0));
     float *g0 = malloc(sizeof(float) * (size_t)np);
     assert_non_null(g0);
     memcpy(g0, dsv_graph_grads(g), sizeof(float) * (size_t)np);
-    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, reg, &l1));
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, &l1));
+    TU_OK(dsv_l2_apply(g, &o, reg, &l1));
     double sum = 0;
     int64_t nweights = 0;
     for (int i = 0; i < dsv_graph_num_params(g); i++) {
@@ -326,7 +328,11 @@ static void test_reg_term(void **st)
     printf("  reg term %.12g, from the step %.12g\n", term, l1 - l0);
     assert_true(fabs((l1 - l0) - term) <= 1e-9 * term);
     o.threads = 2;
-    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, reg, &l2));
+    TU_OK(dsv_graph_train_step(g, &o, &xt, &yt, &l2));
+    TU_OK(dsv_l2_apply(g, &o, reg, &l2));
+    double l3 = l2;
+    expect_msg(dsv_l2_apply(g, &o, -1.0, &l3), "reg must be >= 0");
+    assert_true(l3 == l2);
     assert_true(l2 == l1);
     free(g0);
     dsv_tensor_free(&xt);

@@ -51,7 +51,7 @@ typedef int dsv_value;
 #define DSV_NO_VALUE (-1)
 
 typedef enum dsv_param_kind {
-    DSV_PARAM_WEIGHT = 0, /* Gaussian * weight_scale; counts in reg */
+    DSV_PARAM_WEIGHT = 0, /* Gaussian * weight_scale; counts in the L2 term */
     DSV_PARAM_BIAS,       /* zero */
     DSV_PARAM_GAMMA,      /* one */
     DSV_PARAM_BETA,       /* zero */
@@ -175,12 +175,12 @@ dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
  * o->schedule picks layer/batch parallelism (auto calibrates once per batch
  * size); o->threads 0 = dsv_get_num_threads(). */
 
-/* Train-mode forward and backward: *loss = data loss + 0.5 * reg * sum of
- * squared weights; the gradient block is overwritten (plus reg * W). Advances
- * the dropout step. x: (N, input shape) in the graph dtype, y: int32 (N). */
+/* Train-mode forward and backward: *loss = the data loss; the gradient block
+ * is overwritten with its gradient. Advances the dropout step. x: (N, input
+ * shape) in the graph dtype, y: int32 (N). (The L2 term is the model's.) */
 dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
                                 const dsv_tensor *x, const dsv_tensor *y,
-                                double reg, double *loss);
+                                double *loss);
 /* Training steps taken (the dropout step); checkpoints save and restore it. */
 uint64_t dsv_graph_step(const dsv_graph *g);
 void dsv_graph_set_step(dsv_graph *g, uint64_t step);
@@ -214,13 +214,6 @@ typedef struct dsv_graph_stats {
     size_t unshared_bytes; /* sum of that plan's buffers (no sharing) */
 } dsv_graph_stats;
 void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
-
-/* Test hook: runs fn instead of dsv_backward for node i (fn may call
- * dsv_backward itself and then alter the gradients). NULL removes it. */
-typedef dsv_status (*dsv_backward_hook)(dsv_call *c, dsv_backend want,
-                                        void *user);
-dsv_status dsv_graph_set_backward_hook(dsv_graph *g, int node,
-                                       dsv_backward_hook fn, void *user);
 
 /* The graph of a model (owned by the model). */
 dsv_graph *dsv_model_graph(dsv_model *m);

@@ -117,21 +117,6 @@ typedef struct dsv_call {
     dsv_state *state; /* per-node backend state slot; NULL: none kept */
 } dsv_call;
 
-/*
- * Dropout's keep decision for element `index` of the whole batch: the
- * index-th output of a splitmix64 stream seeded with `seed`, as a uniform
- * double in [0, 1). A pure function of (seed, index), so backward and any
- * batch split regenerate the same mask; every backend uses it.
- */
-static inline double dsv_dropout_uniform(uint64_t seed, uint64_t index)
-{
-    uint64_t z = seed + (index + 1) * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
-}
-
 /* A zeroed call for op with default params. */
 dsv_call dsv_call_make(dsv_op op);
 
