@@ -692,6 +692,15 @@ static dsv_status build_model(const char *path, const ckpt *k, dsv_model **m)
         }
         if ((st = dsv_model_create(m, &k->mc)))
             return st;
+        const char *text = dsv_model_text(*m);
+        if (k->version >= 2 &&
+            (strlen(text) != k->text_n || memcmp(text, k->text, (size_t)k->text_n) != 0)) {
+            dsv_model_destroy(*m);
+            *m = NULL;
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s is corrupt: its model text differs from its "
+                             "course configuration", path);
+        }
     } else {
         char *text = malloc((size_t)k->text_n + 1);
         if (!text)

@@ -223,7 +223,7 @@ static void same_bits(const dsv_model_config *c, dsv_backend backend)
             &x, &y);
     for (int step = 0; step < 5; step++) {
         double l1, l2;
-        TU_OK(dsv_graph_train_step(ref, &o, &x, &y, c->reg, &l1));
+        TU_OK(dsv_graph_train_step(ref, &o, &x, &y, &l1));
         TU_OK(dsv_model_loss(m, &x, &y, &l2));
         assert_memory_equal(&l1, &l2, sizeof(double));
         assert_memory_equal(dsv_graph_grads(ref), dsv_graph_grads(g), (size_t)np * esz);
@@ -246,7 +246,7 @@ static void test_same_bits_as_node_by_node(void **st)
         dsv_model_config c = dsv_model_config_default(DSV_MODEL_THREELAYER);
         c.dtype = dt ? DSV_F64 : DSV_F32;
         c.input_dim[1] = c.input_dim[2] = 12;
-        c.num_filters = 6, c.filter_size = 5, c.hidden_dim = 20, c.seed = 11, c.reg = 1e-2;
+        c.num_filters = 6, c.filter_size = 5, c.hidden_dim = 20, c.seed = 11;
         same_bits(&c, DSV_BACKEND_AUTO);
         same_bits(&c, DSV_BACKEND_NAIVE);
 

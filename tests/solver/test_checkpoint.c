@@ -258,7 +258,7 @@ static void test_corrupt_files(void **st)
     memcpy(p, orig, n);
     put_le32(p + OFF_NUM_FILTERS, 5); /* 4 -> 5 */
     reseal(p, n);
-    expect_load_error(path, p, n, DSV_CORRUPT, "does not match", &f);
+    expect_load_error(path, p, n, DSV_CORRUPT, "model text differs", &f);
     /* a sealed file with a nonsense model configuration */
     memcpy(p, orig, n);
     put_le32(p + OFF_NUM_CLASSES, (uint32_t)-3);
