@@ -4,10 +4,10 @@
  * What must stay true: an image reaches the model exactly as a training image
  * does. Files are decoded and converted to the model's channels and size as
  * uint8 (C, H, W) (dsv_image_load: RGB or BT.601 luminance, bilinear resize),
- * then go through dsv_split_batch with the mean image and scale of the
- * dataset given by --data, i.e. that dataset's training mean, computed the
- * same way as when it was trained on. Checkpoints do not hold the mean image,
- * so --data must name the training dataset (default fashion-mnist).
+ * then go through dsv_split_batch with the mean image and scale the model
+ * was trained with: the checkpoint's own (version 2 checkpoints store them,
+ * and the class names), or, with --data or for older checkpoints, those of
+ * the named dataset recomputed the same way as when it was trained on.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,11 +24,13 @@ static const char usage[] =
     "Prints the K most probable classes (softmax of the scores) for each PNG,\n"
     "JPEG or BMP image.\n"
     "  --checkpoint FILE  a checkpoint written by dasecv train\n"
-    "  --data SPEC        the dataset the model was trained on: cifar10:DIR |\n"
-    "                     fashion-mnist[:DIR] | mnist:DIR (default fashion-mnist).\n"
-    "                     Checkpoints do not store the mean image: the dataset's\n"
-    "                     training mean is recomputed from it and subtracted, as\n"
-    "                     in training, and its class names are printed.\n"
+    "  --data SPEC        not needed for checkpoints that store the training\n"
+    "                     mean image and class names (written by this version);\n"
+    "                     for older ones, the dataset the model was trained on:\n"
+    "                     cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR (default\n"
+    "                     fashion-mnist), whose training mean is recomputed and\n"
+    "                     subtracted, as in training, and whose class names are\n"
+    "                     printed. Given, it takes the place of the checkpoint's.\n"
     "  --top-k K          classes per image (default 5, at most the classes)\n"
     "  --backend B        naive | fast | onednn | auto (default)\n"
     "  --json             one JSON object: {\"predictions\": [{\"image\", \"top\":\n"
@@ -50,8 +52,17 @@ static void softmax_row(const dsv_tensor *scores, int64_t k, int nc, double *pro
         prob[j] /= sum;
 }
 
+/* The checkpoint's class names, else the dataset's, else "?". */
+static const char *class_name(const dsv_model *m, const dsv_dataset *ds, int k)
+{
+    const char *name = dsv_model_class_name(m, k);
+    if (name)
+        return name;
+    return ds && k < ds->num_classes && k < 10 ? ds->class_names[k] : "?";
+}
+
 static void print_top(const char *path, const double *prob, int nc, int topk,
-                      const dsv_dataset *ds, bool json, bool first)
+                      const dsv_model *m, const dsv_dataset *ds, bool json, bool first)
 {
     bool used[64] = {0};
     if (json) {
@@ -67,7 +78,7 @@ static void print_top(const char *path, const double *prob, int nc, int topk,
             if (!used[j] && (best < 0 || prob[j] > prob[best]))
                 best = j;
         used[best] = true;
-        const char *name = best < ds->num_classes && best < 10 ? ds->class_names[best] : "?";
+        const char *name = class_name(m, ds, best);
         if (json) {
             printf("%s{\"class\": %d, \"name\": ", t ? ", " : "", best);
             cli_json_string(stdout, name);
@@ -146,8 +157,19 @@ int dsv_cmd_predict(int argc, char **argv)
         fprintf(stderr, "dasecv predict: cannot load %s: %s\n", ckpt, dsv_errmsg());
         goto free_images;
     }
-    if (!cli_load_dataset("predict", data, NULL, &ds) || !cli_model_fits("predict", m, &ds))
-        goto out;
+    const float *mean;
+    float scale;
+    bool stored = dsv_model_preprocess(m, &mean, &scale);
+    dsv_split sp;
+    memset(&sp, 0, sizeof(sp));
+    if (data || !stored) {
+        if (!cli_load_dataset("predict", data, NULL, &ds) || !cli_model_fits("predict", m, &ds))
+            goto out;
+        sp = ds.train; /* its mean and scale */
+    } else {
+        sp.mean = mean;
+        sp.scale = scale;
+    }
     dsv_exec_options eo = dsv_exec_options_default();
     eo.backend = backend;
     if (dsv_model_set_exec(m, &eo) != DSV_OK) {
@@ -162,7 +184,10 @@ int dsv_cmd_predict(int argc, char **argv)
     }
     if (topk > nc)
         topk = nc;
-    int64_t row = (int64_t)ds.train.c * ds.train.h * ds.train.w;
+    sp.c = mc->input_dim[0];
+    sp.h = mc->input_dim[1];
+    sp.w = mc->input_dim[2];
+    int64_t row = (int64_t)sp.c * sp.h * sp.w;
     pix = malloc((size_t)(row * nimg));
     labels = calloc((size_t)nimg, sizeof(int32_t));
     prob = malloc(sizeof(double) * (size_t)nc);
@@ -172,7 +197,7 @@ int dsv_cmd_predict(int argc, char **argv)
     }
     for (int i = 0; i < nimg; i++) {
         dsv_tensor img = {0};
-        if (dsv_image_load(images[i], ds.train.c, ds.train.h, ds.train.w, &img) != DSV_OK) {
+        if (dsv_image_load(images[i], sp.c, sp.h, sp.w, &img) != DSV_OK) {
             fprintf(stderr, "dasecv predict: %s\n", dsv_errmsg());
             goto out;
         }
@@ -180,7 +205,6 @@ int dsv_cmd_predict(int argc, char **argv)
         dsv_tensor_free(&img);
     }
     /* the images as a split with the training split's mean and scale */
-    dsv_split sp = ds.train;
     sp.n = nimg;
     sp.images = pix;
     sp.labels = labels;
@@ -195,7 +219,7 @@ int dsv_cmd_predict(int argc, char **argv)
         printf("{\"predictions\": [");
     for (int i = 0; i < nimg; i++) {
         softmax_row(&scores, i, nc, prob);
-        print_top(images[i], prob, nc, topk, &ds, json, i == 0);
+        print_top(images[i], prob, nc, topk, m, data || !stored ? &ds : NULL, json, i == 0);
     }
     if (json)
         printf("]}\n");

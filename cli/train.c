@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cmdline.h"
@@ -34,16 +35,23 @@ static const char usage[] =
     "                           classes of the model come from the dataset)\n"
     "  --train-size N           train on the first N training images only\n"
     "model (ignored with --resume, which restores the checkpoint's model):\n"
-    "  --model KIND             threelayer (default) | fc | resnet\n"
+    "  --model NAME|FILE        a built-in model: threelayer (default) | fc |\n"
+    "                           resnet | vgg | lenet, or a model file (see\n"
+    "                           docs/model-files.md; dasecv describe shows one)\n"
+    "  --init-from FILE.npz     start from these weights (names and shapes as\n"
+    "                           dasecv export writes them)\n"
+    "the course's options, for threelayer, fc and resnet:\n"
     "  --num-filters N          threelayer: conv filters (32)\n"
     "  --filter-size N          threelayer: conv filter size (7)\n"
     "  --hidden-dim N           threelayer: hidden units (100)\n"
     "  --hidden-dims A,B,...    fc: hidden layer sizes (100,100)\n"
     "  --weight-scale X         std of the initial weights (1e-3; fc 1e-2)\n"
-    "  --reg X                  L2 regularisation strength (0)\n"
     "  --normalization N        fc: none | batchnorm | layernorm\n"
     "  --dropout P              fc: keep probability in (0, 1] (1 = none)\n"
-    "  --dtype T                float32 (default) | float64\n"
+    "any model:\n"
+    "  --reg X                  L2 regularisation strength (0)\n"
+    "  --dtype T                float32 | float64 (default: the model file's,\n"
+    "                           else float32)\n"
     "solver:\n"
     "  --update-rule R          sgd (default) | sgd_momentum | rmsprop | adam\n"
     "  --learning-rate X        (1e-2; adam 1e-3)\n"
@@ -77,9 +85,11 @@ static const char usage[] =
     "interrupted by SIGINT (Ctrl-C) after saving the checkpoint.\n";
 
 typedef struct train_opts {
-    const char *data, *checkpoint, *resume, *log;
+    const char *data, *checkpoint, *resume, *log, *model, *init_from;
     int64_t train_size;
     dsv_model_kind kind;
+    bool course;      /* --model names one of the course's kinds */
+    bool has_dtype;
     bool has_num_filters, has_filter_size, has_hidden_dim, has_hidden_dims;
     bool has_weight_scale, has_lr;
     int num_filters, filter_size, hidden_dim, num_hidden;
@@ -141,7 +151,7 @@ static bool parse_hidden_dims(cli_parser *p, train_opts *o)
 static int parse(int argc, char **argv, train_opts *o)
 {
     *o = (train_opts){
-        .kind = DSV_MODEL_THREELAYER, .dropout = 1.0, .lr_decay = 1.0,
+        .kind = DSV_MODEL_THREELAYER, .course = true, .dropout = 1.0, .lr_decay = 1.0,
         .norm = DSV_NORM_NONE, .dtype = DSV_F32, .rule = DSV_UPDATE_SGD,
         .batch_size = 100, .num_epochs = 10, .print_every = 10,
         .num_train_samples = 1000, .num_val_samples = 0,
@@ -173,7 +183,14 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (cli_is(&p, "--train-size")) {
             ok = cli_int64(&p, 1, INT64_MAX, &o->train_size);
         } else if (cli_is(&p, "--model")) {
-            NAMED(dsv_model_kind_from_name, &o->kind);
+            ok = cli_string(&p, &o->model);
+            if (ok) {
+                struct stat sb;
+                o->course = !strchr(o->model, '/') && stat(o->model, &sb) != 0 &&
+                            dsv_model_kind_from_name(o->model, &o->kind) == DSV_OK;
+            }
+        } else if (cli_is(&p, "--init-from")) {
+            ok = cli_string(&p, &o->init_from);
         } else if (cli_is(&p, "--num-filters")) {
             ok = cli_int(&p, 1, 4096, &o->num_filters), o->has_num_filters = true;
         } else if (cli_is(&p, "--filter-size")) {
@@ -200,6 +217,7 @@ static int parse(int argc, char **argv, train_opts *o)
                 o->dtype = DSV_F64;
             else
                 return cli_usage_error(&p, "--dtype must be float32 or float64");
+            o->has_dtype = true;
         } else if (cli_is(&p, "--update-rule")) {
             NAMED(dsv_update_rule_from_name, &o->rule);
         } else if (cli_is(&p, "--learning-rate")) {
@@ -230,6 +248,17 @@ static int parse(int argc, char **argv, train_opts *o)
         if (!ok)
             return 2;
     }
+    bool course_flags = o->has_num_filters || o->has_filter_size || o->has_hidden_dim ||
+                        o->has_hidden_dims || o->has_weight_scale ||
+                        o->norm != DSV_NORM_NONE || o->dropout != 1.0;
+    if (course_flags && !o->course && !o->resume) {
+        fprintf(stderr,
+                "dasecv train: --num-filters, --filter-size, --hidden-dim, --hidden-dims, "
+                "--weight-scale, --normalization and --dropout are the course's options for "
+                "threelayer, fc and resnet; '%s' is a model file: edit it instead\n",
+                o->model);
+        return 2;
+    }
     if (o->resume && o->checkpoint == NULL)
         o->checkpoint = o->resume; /* keep saving where we resumed from */
     if (!dsv_backend_available(o->backend)) {
@@ -243,7 +272,7 @@ static int parse(int argc, char **argv, train_opts *o)
 static dsv_model_config model_config(const train_opts *o, const dsv_dataset *ds)
 {
     dsv_model_config c = dsv_model_config_default(o->kind);
-    c.dtype = o->dtype;
+    c.dtype = o->has_dtype ? o->dtype : DSV_F32;
     c.input_dim[0] = ds->train.c;
     c.input_dim[1] = ds->train.h;
     c.input_dim[2] = ds->train.w;
@@ -265,6 +294,40 @@ static dsv_model_config model_config(const train_opts *o, const dsv_dataset *ds)
         memcpy(c.hidden_dims, o->hidden_dims, sizeof(c.hidden_dims));
     }
     return c;
+}
+
+/* The model of --model: a course configuration, or a model file or built-in
+ * with the dataset's shape and classes. Returns 0, or the exit code. */
+static int make_model(const train_opts *o, const dsv_dataset *ds, dsv_model **m)
+{
+    dsv_status st;
+    if (o->course) {
+        dsv_model_config mc = model_config(o, ds);
+        if ((st = dsv_model_config_check(&mc))) {
+            fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+            return 2;
+        }
+        st = dsv_model_create(m, &mc);
+    } else {
+        dsv_model_options mo = dsv_model_options_default();
+        mo.dtype = o->has_dtype ? (int)o->dtype : -1;
+        mo.input_dim[0] = ds->train.c;
+        mo.input_dim[1] = ds->train.h;
+        mo.input_dim[2] = ds->train.w;
+        mo.num_classes = ds->num_classes;
+        mo.seed = o->seed;
+        mo.reg = o->reg;
+        st = dsv_model_create_from_file(m, o->model, &mo);
+        if (st == DSV_INVALID) { /* the file's fault, or the name's */
+            fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+            return 2;
+        }
+    }
+    if (st) {
+        fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- the run -------------------------------------------------------------- */
@@ -386,14 +449,25 @@ static int run(const train_opts *o)
         if (!cli_model_fits("train", m, &ds))
             goto out;
     } else {
-        dsv_model_config mc = model_config(o, &ds);
-        if ((st = dsv_model_config_check(&mc))) {
+        if ((rc = make_model(o, &ds, &m)) != 0)
+            goto out;
+        rc = 1;
+        if ((st = dsv_solver_create(&s, m, &ds.train, &ds.val, &sc))) {
             fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
-            rc = 2;
             goto out;
         }
-        if ((st = dsv_model_create(&m, &mc)) ||
-            (st = dsv_solver_create(&s, m, &ds.train, &ds.val, &sc))) {
+    }
+    /* what predict needs to treat an image as training treated its data */
+    if (!dsv_model_preprocess(m, NULL, NULL) &&
+        (st = dsv_model_set_preprocess(m, ds.train.mean, ds.train.scale))) {
+        fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
+        goto out;
+    }
+    if (!dsv_model_class_name(m, 0) && ds.num_classes <= 10) {
+        const char *names[10];
+        for (int i = 0; i < ds.num_classes; i++)
+            names[i] = ds.class_names[i];
+        if ((st = dsv_model_set_class_names(m, ds.num_classes, names))) {
             fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
             goto out;
         }

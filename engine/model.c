@@ -546,8 +546,11 @@ dsv_status dsv_model_create_from_file(dsv_model **out, const char *name, const d
     const char *builtin = dsv_builtin_model_text(name);
     struct stat st;
     bool is_path = strchr(name, '/') || stat(name, &st) == 0;
-    if (builtin && !is_path)
-        return dsv_model_create_from_text(out, builtin, name, o);
+    if (builtin && !is_path) {
+        char source[80];
+        snprintf(source, sizeof(source), "%.60s.cfg", name);
+        return dsv_model_create_from_text(out, builtin, source, o);
+    }
     if (!is_path) {
         char names[256];
         int len = 0;

@@ -715,11 +715,8 @@ static dsv_status build_layer(nf_build *b, int index, bool last)
         return fail_at(b->f, sec->line, "[%s]: the default name '%s' is taken (line %d); "
                        "give this layer a name=", sec->type, node, dup->line);
     }
-    if (info->is_loss != last)
-        return fail_at(b->f, sec->line,
-                       info->is_loss ? "[%s] %s: the loss must be the last section"
-                                     : "[%s] %s: the last section must be a loss "
-                                       "([softmax_loss] or [svm_loss])",
+    if (info->is_loss && !last)
+        return fail_at(b->f, sec->line, "[%s] %s: the loss must be the last section",
                        sec->type, node);
 
     dsv_node_desc d = dsv_node_desc_make(op, node, DSV_NO_VALUE);
@@ -744,6 +741,10 @@ static dsv_status build_layer(nf_build *b, int index, bool last)
     }
     if (s)
         return s;
+    if (!info->is_loss && last)
+        return fail_at(b->f, sec->line,
+                       "[%s] %s: the last section must be a loss ([softmax_loss] or "
+                       "[svm_loss])", sec->type, node);
     if (info->is_loss) {
         int nd;
         int64_t sh[DSV_MAX_DIMS], row = 0;
