@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "dasecv/dasecv.h"
+#include "internal/backend_table.h"
 
 #include "cli.h"
 

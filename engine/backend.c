@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dasecv/ops.h"
+#include "internal/backend_table.h"
 
 extern const dsv_backend_table dsv_naive_table;
 extern const dsv_backend_table dsv_fast_table;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dasecv/solver.h"
+#include "internal/check.h"
 
 /* Below this many values a parallel region costs more than it saves. */
 #define PARALLEL_MIN 32768

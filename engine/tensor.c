@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dasecv/tensor.h"
+#include "internal/check.h"
 
 static const struct {
     const char *name;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "dasecv/ops.h"
+#include "internal/backend_table.h"
+#include "internal/check.h"
 
 /*
  * C (M, N) = op(A) (M, K) * op(B) (K, N) + beta * C, beta 0 or 1.

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "dasecv/ops.h"
+#include "internal/backend_table.h"
+#include "internal/check.h"
 
 #define DSV_NAIVE_CAT2(a, b) a##_##b
 #define DSV_NAIVE_CAT(a, b) DSV_NAIVE_CAT2(a, b)

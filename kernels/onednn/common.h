@@ -29,6 +29,8 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "dasecv/ops.h"
+#include "internal/backend_table.h"
+#include "internal/check.h"
 
 /* Internal to the library (shared between the backend's files only). */
 #define DSV_ODN_INTERNAL __attribute__((visibility("hidden")))

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "dasecv/dasecv.h"
+#include "internal/backend_table.h"
 
 /* Deterministic generator for test data (splitmix64). */
 typedef struct tu_rng {

@@ -30,7 +30,7 @@ typedef struct dsv_split {
 /* Gathers rows idx[0..count) (NULL idx: rows 0..count) into x (count, c, h, w)
  * of dtype float32/float64 and y int32 (count); x and y are allocated here
  * when their data is NULL, else must already have the right shape. */
-dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
+DSV_API dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
                            int64_t count, dsv_tensor *x, dsv_tensor *y,
                            dsv_dtype dtype);
 
@@ -52,19 +52,19 @@ typedef struct dsv_data_options {
     int subtract_mean;    /* 1 (default) */
 } dsv_data_options;
 
-dsv_data_options dsv_data_options_default(void);
+DSV_API dsv_data_options dsv_data_options_default(void);
 
 /* spec: "cifar10:DIR", "fashion-mnist" (Debian's
  * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR".
  * Split sizes of 0 take the defaults; see data.c for the split rule (files
  * with fewer records than the official ones are accepted). */
-dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
+DSV_API dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
                             const dsv_data_options *opt);
-void dsv_dataset_free(dsv_dataset *ds);
+DSV_API void dsv_dataset_free(dsv_dataset *ds);
 
 /* Directory of the default "fashion-mnist" spec: $DASECV_FASHION_MNIST_DIR if
  * set, else Debian's /usr/share/datasets/fashion-mnist. Static string. */
-const char *dsv_fashion_mnist_dir(void);
+DSV_API const char *dsv_fashion_mnist_dir(void);
 
 #ifdef __cplusplus
 }

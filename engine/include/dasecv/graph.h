@@ -59,28 +59,28 @@ typedef enum dsv_param_kind {
 } dsv_param_kind;
 
 /* dtype: DSV_F32 or DSV_F64 (parameters, activations and gradients). */
-dsv_status dsv_graph_create(dsv_graph **g, dsv_dtype dtype);
+DSV_API dsv_status dsv_graph_create(dsv_graph **g, dsv_dtype dtype);
 /* Frees the blocks, the plans and every per-node backend state. */
-void dsv_graph_destroy(dsv_graph *g);
-dsv_dtype dsv_graph_dtype(const dsv_graph *g);
+DSV_API void dsv_graph_destroy(dsv_graph *g);
+DSV_API dsv_dtype dsv_graph_dtype(const dsv_graph *g);
 
 /* The input: (N, sample_shape...), ndim = 1..3 sample dimensions. Once. */
-dsv_status dsv_graph_input(dsv_graph *g, int ndim, const int64_t *sample_shape,
+DSV_API dsv_status dsv_graph_input(dsv_graph *g, int ndim, const int64_t *sample_shape,
                            dsv_value *v);
 /* The labels: int32 (N). Once. */
-dsv_status dsv_graph_labels(dsv_graph *g, dsv_value *v);
+DSV_API dsv_status dsv_graph_labels(dsv_graph *g, dsv_value *v);
 
 /* Declares a parameter (index into the parameter list in *id). Names must be
  * unique. Storage appears at dsv_graph_finalize. */
-dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
+DSV_API dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
                                const int64_t *shape, dsv_param_kind kind,
                                int *id);
 /* Initialisation of one weight parameter: N(0, 1) * std. A NaN std (the
  * default) means "the weight_scale given to dsv_graph_init_params"; otherwise
  * std must be finite and >= 0. Before finalize. */
-dsv_status dsv_graph_set_param_std(dsv_graph *g, int id, double std);
+DSV_API dsv_status dsv_graph_set_param_std(dsv_graph *g, int id, double std);
 /* Declares a buffer of n values (running statistics), filled with `fill`. */
-dsv_status dsv_graph_add_buffer(dsv_graph *g, const char *name, int64_t n,
+DSV_API dsv_status dsv_graph_add_buffer(dsv_graph *g, const char *name, int64_t n,
                                 double fill, int *id);
 
 typedef struct dsv_node_desc {
@@ -93,82 +93,82 @@ typedef struct dsv_node_desc {
 } dsv_node_desc;
 
 /* op with default params, x set, everything else none. */
-dsv_node_desc dsv_node_desc_make(dsv_op op, const char *name, dsv_value x);
+DSV_API dsv_node_desc dsv_node_desc_make(dsv_op op, const char *name, dsv_value x);
 
 /* Adds a node after checking it (dsv_op_check on a one-row batch). *out is
  * its output value (DSV_NO_VALUE for the loss, which must come last). Errors
  * name the node: "node 'conv1': conv: x has 3 channels but w expects 4". */
-dsv_status dsv_graph_add_node(dsv_graph *g, const dsv_node_desc *d,
+DSV_API dsv_status dsv_graph_add_node(dsv_graph *g, const dsv_node_desc *d,
                               dsv_value *out);
 
 /* Shape of a value for batch size n (n = 1 for the per-sample shape). */
-dsv_status dsv_graph_value_shape(const dsv_graph *g, dsv_value v, int64_t n,
+DSV_API dsv_status dsv_graph_value_shape(const dsv_graph *g, dsv_value v, int64_t n,
                                  int *ndim, int64_t shape[DSV_MAX_DIMS]);
 
 /* Ends building: checks that a loss exists and every output is used, then
  * allocates the parameter, gradient and buffer blocks (zeroed; gammas 1,
  * buffers their fill). */
-dsv_status dsv_graph_finalize(dsv_graph *g);
+DSV_API dsv_status dsv_graph_finalize(dsv_graph *g);
 
 /* Weights N(0, 1) * weight_scale (or the weight's own std, when set) from
  * one splitmix64/Box-Muller stream seeded with seed (in parameter order),
  * biases and betas 0, gammas 1; buffers reset. */
-void dsv_graph_init_params(dsv_graph *g, uint64_t seed, double weight_scale);
+DSV_API void dsv_graph_init_params(dsv_graph *g, uint64_t seed, double weight_scale);
 
 /* ---- builders (the course's layers and layer_utils sandwiches) -------------
  * `id` names the layer: dsv_graph_conv(g, "1", ...) makes node "conv1" with
  * parameters W1 and b1; a norm with id "1" makes gamma1/beta1 (and
  * running_mean1/running_var1). */
-dsv_status dsv_graph_affine(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_affine(dsv_graph *g, const char *id, dsv_value x,
                             int64_t M, dsv_value *out);
-dsv_status dsv_graph_conv(dsv_graph *g, const char *id, dsv_value x, int64_t F,
+DSV_API dsv_status dsv_graph_conv(dsv_graph *g, const char *id, dsv_value x, int64_t F,
                           int HH, int WW, int stride, int pad, dsv_value *out);
-dsv_status dsv_graph_relu(dsv_graph *g, const char *name, dsv_value x,
+DSV_API dsv_status dsv_graph_relu(dsv_graph *g, const char *name, dsv_value x,
                           dsv_value *out);
-dsv_status dsv_graph_max_pool(dsv_graph *g, const char *name, dsv_value x,
+DSV_API dsv_status dsv_graph_max_pool(dsv_graph *g, const char *name, dsv_value x,
                               int ph, int pw, int stride, dsv_value *out);
 /* Batch norm; spatial batch norm when x is (N, C, H, W). */
-dsv_status dsv_graph_batchnorm(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_batchnorm(dsv_graph *g, const char *id, dsv_value x,
                                dsv_value *out);
-dsv_status dsv_graph_layernorm(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_layernorm(dsv_graph *g, const char *id, dsv_value x,
                                dsv_value *out);
 /* keep: probability of keeping a unit; masks come from seed and the step. */
-dsv_status dsv_graph_dropout(dsv_graph *g, const char *name, dsv_value x,
+DSV_API dsv_status dsv_graph_dropout(dsv_graph *g, const char *name, dsv_value x,
                              double keep, uint64_t seed, dsv_value *out);
-dsv_status dsv_graph_add(dsv_graph *g, const char *name, dsv_value a,
+DSV_API dsv_status dsv_graph_add(dsv_graph *g, const char *name, dsv_value a,
                          dsv_value b, dsv_value *out);
-dsv_status dsv_graph_softmax_loss(dsv_graph *g, const char *name,
+DSV_API dsv_status dsv_graph_softmax_loss(dsv_graph *g, const char *name,
                                   dsv_value scores, dsv_value labels);
-dsv_status dsv_graph_affine_relu(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_affine_relu(dsv_graph *g, const char *id, dsv_value x,
                                  int64_t M, dsv_value *out);
 /* k x k filters. */
-dsv_status dsv_graph_conv_relu(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_conv_relu(dsv_graph *g, const char *id, dsv_value x,
                                int64_t F, int k, int stride, int pad,
                                dsv_value *out);
 /* conv - relu - max pool (pool x pool, stride pool). */
-dsv_status dsv_graph_conv_relu_pool(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_conv_relu_pool(dsv_graph *g, const char *id, dsv_value x,
                                     int64_t F, int k, int stride, int pad,
                                     int pool, dsv_value *out);
-dsv_status dsv_graph_conv_bn_relu(dsv_graph *g, const char *id, dsv_value x,
+DSV_API dsv_status dsv_graph_conv_bn_relu(dsv_graph *g, const char *id, dsv_value x,
                                   int64_t F, int k, int stride, int pad,
                                   dsv_value *out);
 
 /* ---- parameters ------------------------------------------------------------ */
 
-int64_t dsv_graph_num_param_values(const dsv_graph *g); /* block length */
-void *dsv_graph_params(dsv_graph *g);
-void *dsv_graph_grads(dsv_graph *g);
-int64_t dsv_graph_num_buffer_values(const dsv_graph *g);
-void *dsv_graph_buffers(dsv_graph *g);
-int dsv_graph_num_params(const dsv_graph *g); /* named tensors */
-const char *dsv_graph_param_name(const dsv_graph *g, int i);
-dsv_param_kind dsv_graph_param_kind(const dsv_graph *g, int i);
+DSV_API int64_t dsv_graph_num_param_values(const dsv_graph *g); /* block length */
+DSV_API void *dsv_graph_params(dsv_graph *g);
+DSV_API void *dsv_graph_grads(dsv_graph *g);
+DSV_API int64_t dsv_graph_num_buffer_values(const dsv_graph *g);
+DSV_API void *dsv_graph_buffers(dsv_graph *g);
+DSV_API int dsv_graph_num_params(const dsv_graph *g); /* named tensors */
+DSV_API const char *dsv_graph_param_name(const dsv_graph *g, int i);
+DSV_API dsv_param_kind dsv_graph_param_kind(const dsv_graph *g, int i);
 /* Shape of parameter i (ndim and dims; unused dims are 1). */
-dsv_status dsv_graph_param_shape(const dsv_graph *g, int i, int *ndim,
+DSV_API dsv_status dsv_graph_param_shape(const dsv_graph *g, int i, int *ndim,
                                  int64_t shape[DSV_MAX_DIMS]);
 /* Views into the blocks (valid after finalize, until destroy). */
-dsv_tensor dsv_graph_param(dsv_graph *g, int i);
-dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
+DSV_API dsv_tensor dsv_graph_param(dsv_graph *g, int i);
+DSV_API dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
 
 /* ---- running ----------------------------------------------------------------
  * o->backend is requested per node (dsv_pick_backend; naive fallback);
@@ -178,33 +178,33 @@ dsv_tensor dsv_graph_grad(dsv_graph *g, int i);
 /* Train-mode forward and backward: *loss = the data loss; the gradient block
  * is overwritten with its gradient. Advances the dropout step. x: (N, input
  * shape) in the graph dtype, y: int32 (N). (The L2 term is the model's.) */
-dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
+DSV_API dsv_status dsv_graph_train_step(dsv_graph *g, const dsv_exec_options *o,
                                 const dsv_tensor *x, const dsv_tensor *y,
                                 double *loss);
 /* Training steps taken (the dropout step); checkpoints save and restore it. */
-uint64_t dsv_graph_step(const dsv_graph *g);
-void dsv_graph_set_step(dsv_graph *g, uint64_t step);
+DSV_API uint64_t dsv_graph_step(const dsv_graph *g);
+DSV_API void dsv_graph_set_step(dsv_graph *g, uint64_t step);
 /* Test-mode forward up to the scores; copies them into scores (N, classes),
  * graph dtype. */
-dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o,
+DSV_API dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o,
                            const dsv_tensor *x, dsv_tensor *scores);
 
 /* The schedule the last run used (layer or batch; auto's choice), or
  * DSV_SCHEDULE_AUTO before any auto calibration. */
-dsv_schedule dsv_graph_last_auto_choice(const dsv_graph *g);
+DSV_API dsv_schedule dsv_graph_last_auto_choice(const dsv_graph *g);
 
 /* One line per node: "name op fwd/bwd" with the backends that last ran (for
  * a node not run yet: what dsv_pick_backend would choose for want). */
-dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
+DSV_API dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
                               size_t n);
-int dsv_graph_num_nodes(const dsv_graph *g);
-const char *dsv_graph_node_name(const dsv_graph *g, int i);
+DSV_API int dsv_graph_num_nodes(const dsv_graph *g);
+DSV_API const char *dsv_graph_node_name(const dsv_graph *g, int i);
 /* Node i as it was added (names and pointers valid until destroy), and its
  * output value (DSV_NO_VALUE for the loss); out may be NULL. */
-dsv_status dsv_graph_node_info(const dsv_graph *g, int i, dsv_node_desc *d,
+DSV_API dsv_status dsv_graph_node_info(const dsv_graph *g, int i, dsv_node_desc *d,
                                dsv_value *out);
 /* Index of the node named name, or -1. */
-int dsv_graph_find_node(const dsv_graph *g, const char *name);
+DSV_API int dsv_graph_find_node(const dsv_graph *g, const char *name);
 
 /* Memory accounting of the plan the last run used. */
 typedef struct dsv_graph_stats {
@@ -213,10 +213,10 @@ typedef struct dsv_graph_stats {
     size_t planned_bytes;  /* arena of the last plan (with sharing) */
     size_t unshared_bytes; /* sum of that plan's buffers (no sharing) */
 } dsv_graph_stats;
-void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
+DSV_API void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
 
 /* The graph of a model (owned by the model). */
-dsv_graph *dsv_model_graph(dsv_model *m);
+DSV_API dsv_graph *dsv_model_graph(dsv_model *m);
 
 #ifdef __cplusplus
 }

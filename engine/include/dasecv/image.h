@@ -24,7 +24,7 @@ extern "C" {
  *    image; equal sizes copy the pixels unchanged. Values are rounded to the
  *    nearest integer.
  * out holds c * h * w bytes, owned by the caller. */
-dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
+DSV_API dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
                              int c, int h, int w, uint8_t *out);
 
 /* Loads an image file and converts it as dsv_image_convert to a new tensor
@@ -32,7 +32,7 @@ dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
  * DSV_IO if the file cannot be opened; DSV_CORRUPT if it is not a readable
  * PNG/JPEG/BMP (the decoder's reason is in the message); DSV_INVALID for
  * c other than 1 or 3 or a size outside 1..4096. */
-dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out);
+DSV_API dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out);
 
 #ifdef __cplusplus
 }

@@ -50,12 +50,12 @@ typedef enum dsv_schedule {
     DSV_SCHEDULE_COUNT
 } dsv_schedule;
 
-const char *dsv_model_kind_name(dsv_model_kind k); /* "threelayer", "fc", "resnet" */
-dsv_status dsv_model_kind_from_name(const char *s, dsv_model_kind *k);
-const char *dsv_norm_name(dsv_norm n);              /* "none", "batchnorm", "layernorm" */
-dsv_status dsv_norm_from_name(const char *s, dsv_norm *n);
-const char *dsv_schedule_name(dsv_schedule s);      /* "layer", "batch", "auto" */
-dsv_status dsv_schedule_from_name(const char *s, dsv_schedule *out);
+DSV_API const char *dsv_model_kind_name(dsv_model_kind k); /* "threelayer", "fc", "resnet" */
+DSV_API dsv_status dsv_model_kind_from_name(const char *s, dsv_model_kind *k);
+DSV_API const char *dsv_norm_name(dsv_norm n);              /* "none", "batchnorm", "layernorm" */
+DSV_API dsv_status dsv_norm_from_name(const char *s, dsv_norm *n);
+DSV_API const char *dsv_schedule_name(dsv_schedule s);      /* "layer", "batch", "auto" */
+DSV_API dsv_status dsv_schedule_from_name(const char *s, dsv_schedule *out);
 
 #define DSV_MAX_HIDDEN 16
 
@@ -82,9 +82,9 @@ typedef struct dsv_model_config {
 } dsv_model_config;
 
 /* The course's defaults for kind. */
-dsv_model_config dsv_model_config_default(dsv_model_kind kind);
+DSV_API dsv_model_config dsv_model_config_default(dsv_model_kind kind);
 /* Validates a configuration (positive sizes, filter fits, ...). */
-dsv_status dsv_model_config_check(const dsv_model_config *cfg);
+DSV_API dsv_status dsv_model_config_check(const dsv_model_config *cfg);
 
 typedef struct dsv_model dsv_model;
 
@@ -94,16 +94,16 @@ typedef struct dsv_exec_options {
     int threads;           /* 0 = dsv_get_num_threads() */
 } dsv_exec_options;
 
-dsv_exec_options dsv_exec_options_default(void);
+DSV_API dsv_exec_options dsv_exec_options_default(void);
 
 /* Builds the course configuration's network (dsv_model_config_text) and
  * initialises the weights (Gaussian * weight_scale, zero biases, gamma 1,
  * beta 0) from cfg->seed. */
-dsv_status dsv_model_create(dsv_model **m, const dsv_model_config *cfg);
-void dsv_model_destroy(dsv_model *m);
+DSV_API dsv_status dsv_model_create(dsv_model **m, const dsv_model_config *cfg);
+DSV_API void dsv_model_destroy(dsv_model *m);
 /* The course configuration of a model made by dsv_model_create (or loaded
  * from a version-1 checkpoint); NULL for a model made from a model file. */
-const dsv_model_config *dsv_model_config_of(const dsv_model *m);
+DSV_API const dsv_model_config *dsv_model_config_of(const dsv_model *m);
 
 /* ---- model files ------------------------------------------------------------ */
 
@@ -118,81 +118,81 @@ typedef struct dsv_model_options {
 } dsv_model_options;
 
 /* dtype -1, shape and classes 0 (from the file), seed 0, reg 0. */
-dsv_model_options dsv_model_options_default(void);
+DSV_API dsv_model_options dsv_model_options_default(void);
 
 /* Builds a model from model-file text; source names it in error messages
  * ("source:line: [conv] conv1: filters: ..."). Errors are DSV_INVALID. */
-dsv_status dsv_model_create_from_text(dsv_model **m, const char *text,
+DSV_API dsv_status dsv_model_create_from_text(dsv_model **m, const char *text,
                                       const char *source,
                                       const dsv_model_options *o);
 /* name_or_path: a file, or the name of a built-in ("threelayer", ...). A
  * name with a '/' or an existing file is read as a file. */
-dsv_status dsv_model_create_from_file(dsv_model **m, const char *name_or_path,
+DSV_API dsv_status dsv_model_create_from_file(dsv_model **m, const char *name_or_path,
                                       const dsv_model_options *o);
 
 /* Built-in model files, compiled in from models/NAME.cfg. */
-int dsv_builtin_model_count(void);
-const char *dsv_builtin_model_name(int i);     /* NULL out of range */
-const char *dsv_builtin_model_text(const char *name); /* NULL if unknown */
+DSV_API int dsv_builtin_model_count(void);
+DSV_API const char *dsv_builtin_model_name(int i);     /* NULL out of range */
+DSV_API const char *dsv_builtin_model_text(const char *name); /* NULL if unknown */
 
 /* The model-file text of a course configuration (threelayer, fc, resnet with
  * their sizes, normalization, dropout and weight_scale); *text is malloc'ed,
  * the caller frees it. The input shape, classes, dtype, seed and reg are
  * options (dsv_model_options), not text. */
-dsv_status dsv_model_config_text(const dsv_model_config *cfg, char **text);
+DSV_API dsv_status dsv_model_config_text(const dsv_model_config *cfg, char **text);
 
 /* The text the model was built from and the options as resolved (dtype,
  * input shape and classes filled in). Valid until destroy. */
-const char *dsv_model_text(const dsv_model *m);
-const dsv_model_options *dsv_model_options_of(const dsv_model *m);
-dsv_dtype dsv_model_dtype(const dsv_model *m);
+DSV_API const char *dsv_model_text(const dsv_model *m);
+DSV_API const dsv_model_options *dsv_model_options_of(const dsv_model *m);
+DSV_API dsv_dtype dsv_model_dtype(const dsv_model *m);
 
 /* Input preprocessing of the data the model is trained on: the mean image
  * (C, H, W of the model's input; NULL: none) is subtracted, then the result
  * multiplied by scale. Copied. */
-dsv_status dsv_model_set_preprocess(dsv_model *m, const float *mean, float scale);
+DSV_API dsv_status dsv_model_set_preprocess(dsv_model *m, const float *mean, float scale);
 /* Whether it is known; *mean (may be NULL: none) and *scale. */
-bool dsv_model_preprocess(const dsv_model *m, const float **mean, float *scale);
+DSV_API bool dsv_model_preprocess(const dsv_model *m, const float **mean, float *scale);
 /* Class names (n must be the number of classes, or 0 to forget them); copied. */
-dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *const *names);
+DSV_API dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *const *names);
 /* Name of class i, or NULL when the model has none. */
-const char *dsv_model_class_name(const dsv_model *m, int i);
+DSV_API const char *dsv_model_class_name(const dsv_model *m, int i);
 
-dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o);
-const dsv_exec_options *dsv_model_exec(const dsv_model *m);
+DSV_API dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o);
+DSV_API const dsv_exec_options *dsv_model_exec(const dsv_model *m);
 /* With DSV_SCHEDULE_AUTO: the schedule chosen by the last calibration
  * (DSV_SCHEDULE_AUTO until one has run). Otherwise the one set. */
-dsv_schedule dsv_model_schedule_used(const dsv_model *m);
+DSV_API dsv_schedule dsv_model_schedule_used(const dsv_model *m);
 
 /* Flat blocks (model dtype). Gradients share the parameters' layout. */
-int64_t dsv_model_num_params(const dsv_model *m);
-void *dsv_model_params(dsv_model *m);
-void *dsv_model_grads(dsv_model *m);
-int64_t dsv_model_num_buffers(const dsv_model *m);
-void *dsv_model_buffers(dsv_model *m);
+DSV_API int64_t dsv_model_num_params(const dsv_model *m);
+DSV_API void *dsv_model_params(dsv_model *m);
+DSV_API void *dsv_model_grads(dsv_model *m);
+DSV_API int64_t dsv_model_num_buffers(const dsv_model *m);
+DSV_API void *dsv_model_buffers(dsv_model *m);
 
 /* Named parameter tensors ("W1", "b1", "gamma1", ...), views into the blocks. */
-int dsv_model_num_tensors(const dsv_model *m);
-const char *dsv_model_tensor_name(const dsv_model *m, int i);
-dsv_tensor dsv_model_param(dsv_model *m, int i);
-dsv_tensor dsv_model_grad(dsv_model *m, int i);
-bool dsv_model_tensor_is_weight(const dsv_model *m, int i); /* counts in reg */
+DSV_API int dsv_model_num_tensors(const dsv_model *m);
+DSV_API const char *dsv_model_tensor_name(const dsv_model *m, int i);
+DSV_API dsv_tensor dsv_model_param(dsv_model *m, int i);
+DSV_API dsv_tensor dsv_model_grad(dsv_model *m, int i);
+DSV_API bool dsv_model_tensor_is_weight(const dsv_model *m, int i); /* counts in reg */
 
 /* Training step: forward in train mode, loss (data loss + 0.5 * reg * sum of
  * squared weights), backward; gradients are overwritten. x (N, C, H, W) in the
  * model's dtype, y int32 (N). */
-dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x,
+DSV_API dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x,
                           const dsv_tensor *y, double *loss);
 /* Training steps taken so far (dropout masks depend on it); the Solver keeps
  * it in checkpoints so that a resumed run draws the same masks. */
-uint64_t dsv_model_train_steps(const dsv_model *m);
-void dsv_model_set_train_steps(dsv_model *m, uint64_t n);
+DSV_API uint64_t dsv_model_train_steps(const dsv_model *m);
+DSV_API void dsv_model_set_train_steps(dsv_model *m, uint64_t n);
 /* Inference: test-mode forward; scores (N, num_classes) in the model dtype. */
-dsv_status dsv_model_scores(dsv_model *m, const dsv_tensor *x,
+DSV_API dsv_status dsv_model_scores(dsv_model *m, const dsv_tensor *x,
                             dsv_tensor *scores);
 
 /* One line per node: "name op backend(fwd)/backend(bwd)" into buf. */
-dsv_status dsv_model_describe(const dsv_model *m, char *buf, size_t n);
+DSV_API dsv_status dsv_model_describe(const dsv_model *m, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

@@ -17,9 +17,9 @@ extern "C" {
 #endif
 
 /* Loads path into t (allocated here; free with dsv_tensor_free). */
-dsv_status dsv_npy_load(const char *path, dsv_tensor *t);
+DSV_API dsv_status dsv_npy_load(const char *path, dsv_tensor *t);
 /* Writes t to path atomically (temporary file, then rename). */
-dsv_status dsv_npy_save(const char *path, const dsv_tensor *t);
+DSV_API dsv_status dsv_npy_save(const char *path, const dsv_tensor *t);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * Layer ops and the backend table.
+ * Layer ops.
  *
  * An op is described by one dsv_call: its inputs, outputs and parameters,
  * named after the course's layers.py arguments. dsv_op_check() validates a call
@@ -48,11 +48,11 @@ typedef enum dsv_op {
 /* "affine", "relu", "conv", "max_pool", "batchnorm", "spatial_batchnorm",
  * "layernorm", "spatial_groupnorm", "dropout", "add", "softmax_loss",
  * "svm_loss" */
-const char *dsv_op_name(dsv_op op);
+DSV_API const char *dsv_op_name(dsv_op op);
 /* Looks up by name; DSV_INVALID with a message if unknown. */
-dsv_status dsv_op_from_name(const char *name, dsv_op *op);
-bool dsv_op_has_weights(dsv_op op); /* w (and b) are parameters */
-bool dsv_op_is_loss(dsv_op op);
+DSV_API dsv_status dsv_op_from_name(const char *name, dsv_op *op);
+DSV_API bool dsv_op_has_weights(dsv_op op); /* w (and b) are parameters */
+DSV_API bool dsv_op_is_loss(dsv_op op);
 
 typedef struct dsv_params {
     int stride;                    /* conv, max_pool */
@@ -70,7 +70,7 @@ typedef struct dsv_params {
 
 /* stride 1, pad 0, 2x2 pool, groups 1, eps 1e-5, momentum 0.9, p 0.5,
  * seed 0, row0 0, train true. */
-dsv_params dsv_params_default(void);
+DSV_API dsv_params dsv_params_default(void);
 
 typedef enum dsv_backend {
     DSV_BACKEND_NAIVE = 0,
@@ -80,10 +80,10 @@ typedef enum dsv_backend {
     DSV_BACKEND_COUNT
 } dsv_backend;
 
-const char *dsv_backend_name(dsv_backend b); /* "naive", "fast", "onednn", "auto" */
-dsv_status dsv_backend_from_name(const char *name, dsv_backend *b);
+DSV_API const char *dsv_backend_name(dsv_backend b); /* "naive", "fast", "onednn", "auto" */
+DSV_API dsv_status dsv_backend_from_name(const char *name, dsv_backend *b);
 /* False for onednn when the build has no oneDNN. */
-bool dsv_backend_available(dsv_backend b);
+DSV_API bool dsv_backend_available(dsv_backend b);
 
 /* A slot for one node's backend state (oneDNN primitives, scratch buffers, a
  * saved argmax). The slot records which backend made the state, so whichever
@@ -95,7 +95,7 @@ typedef struct dsv_state {
 } dsv_state;
 
 /* Releases s->ptr (if any) through the backend that made it. */
-void dsv_state_free(dsv_state *s);
+DSV_API void dsv_state_free(dsv_state *s);
 
 typedef struct dsv_call {
     dsv_op op;
@@ -118,19 +118,19 @@ typedef struct dsv_call {
 } dsv_call;
 
 /* A zeroed call for op with default params. */
-dsv_call dsv_call_make(dsv_op op);
+DSV_API dsv_call dsv_call_make(dsv_op op);
 
 /* Validates the call's inputs for its op (forward, or backward when
  * `backward`): dtypes, shapes, parameters. Fills *out_shape/out_ndim with the
  * forward output's shape. Messages name the op and the problem, e.g.
  * "conv: (H + 2*pad - HH) = 30 is not divisible by stride 4". */
-dsv_status dsv_op_check(const dsv_call *c, bool backward, int *out_ndim,
+DSV_API dsv_status dsv_op_check(const dsv_call *c, bool backward, int *out_ndim,
                         int64_t out_shape[DSV_MAX_DIMS]);
 
 /* Checks that c->out (forward; dx for losses) or the gradients that are set
  * (backward) have the shapes the op produces; out_ndim/out_shape as returned
  * by dsv_op_check. */
-dsv_status dsv_op_check_outputs(const dsv_call *c, bool backward, int out_ndim,
+DSV_API dsv_status dsv_op_check_outputs(const dsv_call *c, bool backward, int out_ndim,
                                 const int64_t *out_shape);
 
 /* Runs forward / backward on the requested backend. With DSV_BACKEND_AUTO, or
@@ -138,37 +138,17 @@ dsv_status dsv_op_check_outputs(const dsv_call *c, bool backward, int out_ndim,
  * (auto: best supported; named: naive). *used (may be NULL) reports the kernel
  * that ran. Both validate the call first (dsv_op_check) and check that the
  * output/gradient tensors have the right shapes. */
-dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used);
-dsv_status dsv_backward(dsv_call *c, dsv_backend want, dsv_backend *used);
+DSV_API dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used);
+DSV_API dsv_status dsv_backward(dsv_call *c, dsv_backend want, dsv_backend *used);
 /* Which backend dsv_forward/dsv_backward would use, without running. */
-dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want);
-
-/* ---- the backend table (for kernels/ and the engine) ---------------------- */
-
-typedef struct dsv_kernel {
-    /* NULL supports means: every valid call of this op and the table's dtype
-       set. A NULL forward/backward means unsupported. */
-    bool (*supports)(const dsv_call *c, bool backward);
-    dsv_status (*forward)(dsv_call *c);
-    dsv_status (*backward)(dsv_call *c);
-} dsv_kernel;
-
-typedef struct dsv_backend_table {
-    const char *name;
-    dsv_kernel kernels[DSV_OP_COUNT];
-    unsigned dtypes;                 /* bit (1u << dtype) per float dtype handled */
-    void (*state_free)(void *state); /* may be NULL if it keeps no state */
-} dsv_backend_table;
-
-/* NULL if the backend is not built in. */
-const dsv_backend_table *dsv_backend_get(dsv_backend b);
+DSV_API dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want);
 
 /* ---- threads -------------------------------------------------------------- */
 
 /* One knob for our OpenMP kernels and oneDNN alike. The initial value comes
  * from DASECV_NUM_THREADS, else OpenMP's default. n < 1 is DSV_INVALID. */
-dsv_status dsv_set_num_threads(int n);
-int dsv_get_num_threads(void);
+DSV_API dsv_status dsv_set_num_threads(int n);
+DSV_API int dsv_get_num_threads(void);
 
 #ifdef __cplusplus
 }

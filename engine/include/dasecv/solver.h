@@ -29,8 +29,8 @@ typedef enum dsv_update_rule {
     DSV_UPDATE_COUNT
 } dsv_update_rule;
 
-const char *dsv_update_rule_name(dsv_update_rule r); /* "sgd", "sgd_momentum", "rmsprop", "adam" */
-dsv_status dsv_update_rule_from_name(const char *s, dsv_update_rule *r);
+DSV_API const char *dsv_update_rule_name(dsv_update_rule r); /* "sgd", "sgd_momentum", "rmsprop", "adam" */
+DSV_API dsv_status dsv_update_rule_from_name(const char *s, dsv_update_rule *r);
 
 typedef struct dsv_optim_config {
     dsv_update_rule rule;
@@ -41,25 +41,25 @@ typedef struct dsv_optim_config {
     double epsilon;       /* 1e-8 */
 } dsv_optim_config;
 
-dsv_optim_config dsv_optim_config_default(dsv_update_rule rule);
+DSV_API dsv_optim_config dsv_optim_config_default(dsv_update_rule rule);
 
 typedef struct dsv_optimizer dsv_optimizer;
-dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
+DSV_API dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
                                 int64_t n, dsv_dtype dtype);
-void dsv_optimizer_destroy(dsv_optimizer *o);
+DSV_API void dsv_optimizer_destroy(dsv_optimizer *o);
 /* params -= update(grads), one flat loop over n values. */
-void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads);
+DSV_API void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads);
 /* Whether that step would leave every parameter and state value finite
  * (computes it the same way and writes nothing). */
-bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads);
+DSV_API bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads);
 /* Threads the step may use when n is large (0, the default: all of
  * dsv_get_num_threads()); the result does not depend on it. */
-void dsv_optimizer_set_threads(dsv_optimizer *o, int threads);
-dsv_optim_config *dsv_optimizer_config(dsv_optimizer *o); /* lr decays here */
+DSV_API void dsv_optimizer_set_threads(dsv_optimizer *o, int threads);
+DSV_API dsv_optim_config *dsv_optimizer_config(dsv_optimizer *o); /* lr decays here */
 /* State for checkpoints: k flat blocks of n values (0, 1 or 2) and the step. */
-int dsv_optimizer_num_states(const dsv_optimizer *o);
-void *dsv_optimizer_state(dsv_optimizer *o, int k);
-int64_t *dsv_optimizer_step_count(dsv_optimizer *o);
+DSV_API int dsv_optimizer_num_states(const dsv_optimizer *o);
+DSV_API void *dsv_optimizer_state(dsv_optimizer *o, int k);
+DSV_API int64_t *dsv_optimizer_step_count(dsv_optimizer *o);
 
 typedef struct dsv_progress {
     int64_t iteration, num_iterations; /* 1-based after the step */
@@ -87,47 +87,47 @@ typedef struct dsv_solver_config {
     void *user;
 } dsv_solver_config;
 
-dsv_solver_config dsv_solver_config_default(void);
+DSV_API dsv_solver_config dsv_solver_config_default(void);
 
 typedef struct dsv_solver dsv_solver;
-dsv_status dsv_solver_create(dsv_solver **s, dsv_model *m,
+DSV_API dsv_status dsv_solver_create(dsv_solver **s, dsv_model *m,
                              const dsv_split *train, const dsv_split *val,
                              const dsv_solver_config *cfg);
-void dsv_solver_destroy(dsv_solver *s);
+DSV_API void dsv_solver_destroy(dsv_solver *s);
 /* Trains from the current position to num_epochs. Returns DSV_OK when done or
  * stopped (dsv_solver_stopped tells which); DSV_INVALID with a message if the
  * loss, a gradient or a running statistic becomes NaN or Inf, or the update
  * would make a parameter or optimizer state so (the whole state is then that
  * from before the bad step). */
-dsv_status dsv_solver_train(dsv_solver *s);
+DSV_API dsv_status dsv_solver_train(dsv_solver *s);
 /* Async-signal-safe: asks train to return after the current iteration. */
-void dsv_solver_request_stop(dsv_solver *s);
-bool dsv_solver_stopped(const dsv_solver *s);
-bool dsv_solver_done(const dsv_solver *s);
+DSV_API void dsv_solver_request_stop(dsv_solver *s);
+DSV_API bool dsv_solver_stopped(const dsv_solver *s);
+DSV_API bool dsv_solver_done(const dsv_solver *s);
 
 /* Accuracy of m on up to num_samples images of split (0 = all), batched. */
-dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
+DSV_API dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
                               int64_t num_samples, int batch_size,
                               uint64_t seed, double *acc);
 
 /* Histories: loss per iteration, accuracies per epoch. */
-int64_t dsv_solver_loss_history(const dsv_solver *s, const double **v);
-int dsv_solver_acc_history(const dsv_solver *s, const double **train,
+DSV_API int64_t dsv_solver_loss_history(const dsv_solver *s, const double **v);
+DSV_API int dsv_solver_acc_history(const dsv_solver *s, const double **train,
                            const double **val);
-double dsv_solver_best_val_acc(const dsv_solver *s);
-int64_t dsv_solver_iteration(const dsv_solver *s);
-int dsv_solver_epoch(const dsv_solver *s); /* completed epochs */
+DSV_API double dsv_solver_best_val_acc(const dsv_solver *s);
+DSV_API int64_t dsv_solver_iteration(const dsv_solver *s);
+DSV_API int dsv_solver_epoch(const dsv_solver *s); /* completed epochs */
 
 /* Checkpoints: see docs/checkpoint.md. Written atomically (temporary file,
  * fsync, rename, fsync of the directory). */
-dsv_status dsv_checkpoint_save(const dsv_solver *s, const char *path);
+DSV_API dsv_status dsv_checkpoint_save(const dsv_solver *s, const char *path);
 /* Creates the model and solver from a checkpoint; train/val as for create. */
-dsv_status dsv_checkpoint_load(const char *path, dsv_model **m,
+DSV_API dsv_status dsv_checkpoint_load(const char *path, dsv_model **m,
                                dsv_solver **s, const dsv_split *train,
                                const dsv_split *val,
                                const dsv_solver_config *cfg);
 /* Loads only the model (for eval/predict). */
-dsv_status dsv_checkpoint_load_model(const char *path, dsv_model **m);
+DSV_API dsv_status dsv_checkpoint_load_model(const char *path, dsv_model **m);
 
 #ifdef __cplusplus
 }

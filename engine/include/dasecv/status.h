@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,28 +30,17 @@ typedef enum dsv_status {
 } dsv_status;
 
 /* "ok", "out of memory", ... */
-const char *dsv_status_name(dsv_status s);
+DSV_API const char *dsv_status_name(dsv_status s);
 
 /* Message of the last error recorded by this thread ("" if none). */
-const char *dsv_errmsg(void);
+DSV_API const char *dsv_errmsg(void);
 
 /* Records a printf-style message for this thread and returns s. */
-dsv_status dsv_error(dsv_status s, const char *fmt, ...)
+DSV_API dsv_status dsv_error(dsv_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Clears this thread's message. */
-void dsv_error_clear(void);
-
-/* Internal invariant check, on in every build type; reports file:line. Never
- * used on user input. */
-#define DSV_ASSERT(x)                                                          \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "%s:%d: DSV_ASSERT(%s) failed\n", __FILE__,        \
-                    __LINE__, #x);                                             \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+DSV_API void dsv_error_clear(void);
 
 #ifdef __cplusplus
 }

@@ -38,41 +38,41 @@ typedef struct dsv_tensor {
     bool owner; /* data is freed by dsv_tensor_free */
 } dsv_tensor;
 
-size_t dsv_dtype_size(dsv_dtype t);
-const char *dsv_dtype_name(dsv_dtype t); /* "float32", "float64", "int32", "uint8" */
-bool dsv_dtype_is_float(dsv_dtype t);
+DSV_API size_t dsv_dtype_size(dsv_dtype t);
+DSV_API const char *dsv_dtype_name(dsv_dtype t); /* "float32", "float64", "int32", "uint8" */
+DSV_API bool dsv_dtype_is_float(dsv_dtype t);
 
 /* Allocates a zeroed, 64-byte aligned buffer. ndim 1..4, every dim >= 1. */
-dsv_status dsv_tensor_init(dsv_tensor *t, dsv_dtype dtype, int ndim,
+DSV_API dsv_status dsv_tensor_init(dsv_tensor *t, dsv_dtype dtype, int ndim,
                            const int64_t *shape);
 /* Same shape and dtype as src, zeroed. */
-dsv_status dsv_tensor_init_like(dsv_tensor *t, const dsv_tensor *src);
+DSV_API dsv_status dsv_tensor_init_like(dsv_tensor *t, const dsv_tensor *src);
 /* A non-owning view of data (the caller keeps it alive). */
-dsv_tensor dsv_tensor_wrap(void *data, dsv_dtype dtype, int ndim,
+DSV_API dsv_tensor dsv_tensor_wrap(void *data, dsv_dtype dtype, int ndim,
                            const int64_t *shape);
 /* A non-owning view of rows [n0, n0 + n) along dimension 0. */
-dsv_tensor dsv_tensor_slice(const dsv_tensor *t, int64_t n0, int64_t n);
+DSV_API dsv_tensor dsv_tensor_slice(const dsv_tensor *t, int64_t n0, int64_t n);
 /* Frees the buffer if owned and zeroes *t. Safe on a zeroed tensor. */
-void dsv_tensor_free(dsv_tensor *t);
+DSV_API void dsv_tensor_free(dsv_tensor *t);
 
-int64_t dsv_tensor_numel(const dsv_tensor *t);
-size_t dsv_tensor_nbytes(const dsv_tensor *t);
+DSV_API int64_t dsv_tensor_numel(const dsv_tensor *t);
+DSV_API size_t dsv_tensor_nbytes(const dsv_tensor *t);
 /* Product of the dims after the first (the course's D for affine layers). */
-int64_t dsv_tensor_row_size(const dsv_tensor *t);
-bool dsv_tensor_same_shape(const dsv_tensor *a, const dsv_tensor *b);
+DSV_API int64_t dsv_tensor_row_size(const dsv_tensor *t);
+DSV_API bool dsv_tensor_same_shape(const dsv_tensor *a, const dsv_tensor *b);
 /* "(2, 3, 4, 4)" into buf; returns buf. */
-const char *dsv_tensor_shape_str(const dsv_tensor *t, char *buf, size_t n);
+DSV_API const char *dsv_tensor_shape_str(const dsv_tensor *t, char *buf, size_t n);
 
 /* Copies values, converting dtype; the element counts must match. */
-dsv_status dsv_tensor_copy(dsv_tensor *dst, const dsv_tensor *src);
+DSV_API dsv_status dsv_tensor_copy(dsv_tensor *dst, const dsv_tensor *src);
 /* Element i (flat index) as double, and the converse; for tests and tools. */
-double dsv_tensor_get(const dsv_tensor *t, int64_t i);
-void dsv_tensor_set(dsv_tensor *t, int64_t i, double v);
-void dsv_tensor_zero(dsv_tensor *t);
+DSV_API double dsv_tensor_get(const dsv_tensor *t, int64_t i);
+DSV_API void dsv_tensor_set(dsv_tensor *t, int64_t i, double v);
+DSV_API void dsv_tensor_zero(dsv_tensor *t);
 
 /* 64-byte aligned allocation for kernels and the engine; dsv_free releases. */
-void *dsv_alloc(size_t bytes);
-void dsv_free(void *p);
+DSV_API void *dsv_alloc(size_t bytes);
+DSV_API void dsv_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,34 @@
+/*
+ * The backend table: one kernel set per backend (naive, fast, oneDNN) that
+ * the dispatch in ops.c/backend.c picks from. For kernels/, the engine, the
+ * command line's op runner, tests and benchmarks; not installed, so library
+ * users only see dsv_forward/dsv_backward.
+ */
+#ifndef DASECV_INTERNAL_BACKEND_TABLE_H
+#define DASECV_INTERNAL_BACKEND_TABLE_H
+
+#include <stdbool.h>
+
+#include "dasecv/ops.h"
+
+/* ---- the backend table (for kernels/ and the engine) ---------------------- */
+
+typedef struct dsv_kernel {
+    /* NULL supports means: every valid call of this op and the table's dtype
+       set. A NULL forward/backward means unsupported. */
+    bool (*supports)(const dsv_call *c, bool backward);
+    dsv_status (*forward)(dsv_call *c);
+    dsv_status (*backward)(dsv_call *c);
+} dsv_kernel;
+
+typedef struct dsv_backend_table {
+    const char *name;
+    dsv_kernel kernels[DSV_OP_COUNT];
+    unsigned dtypes;                 /* bit (1u << dtype) per float dtype handled */
+    void (*state_free)(void *state); /* may be NULL if it keeps no state */
+} dsv_backend_table;
+
+/* NULL if the backend is not built in. */
+const dsv_backend_table *dsv_backend_get(dsv_backend b);
+
+#endif
