@@ -186,8 +186,15 @@ static int parse(int argc, char **argv, train_opts *o)
             ok = cli_string(&p, &o->model);
             if (ok) {
                 struct stat sb;
-                o->course = !strchr(o->model, '/') && stat(o->model, &sb) != 0 &&
+                bool exists = stat(o->model, &sb) == 0;
+                o->course = !strchr(o->model, '/') && !exists &&
                             dsv_model_kind_from_name(o->model, &o->kind) == DSV_OK;
+                if (!o->course && !exists && !dsv_builtin_model_text(o->model)) {
+                    dsv_model *none;
+                    dsv_model_create_from_file(&none, o->model, NULL); /* the message */
+                    fprintf(stderr, "dasecv train: --model: %s\n", dsv_errmsg());
+                    return 2;
+                }
             }
         } else if (cli_is(&p, "--init-from")) {
             ok = cli_string(&p, &o->init_from);

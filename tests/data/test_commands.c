@@ -172,7 +172,7 @@ static void test_help_and_bad_options(void **st)
         {"train", "--dropout", "1.5", "out of range"},
         {"train", "--batch-size", "abc", "not an integer"},
         {"train", "--reg", "1e", "not a finite number"},
-        {"train", "--model", "vgg", "--model"},
+        {"train", "--model", "nosuch", "built-in model named 'nosuch'"},
         {"train", "--bogus", NULL, "unknown option"},
         {"train", "--seed", NULL, "needs a value"},
         {"train", "--json=1", NULL, "takes no value"},
@@ -433,6 +433,46 @@ static void test_nan_keeps_last_checkpoint(void **st)
                                            : sizeof(before));
 }
 
+/* A network from a file of the user's: trains, saves its text, mean image and
+ * class names in the checkpoint, predicts without --data; bad files and
+ * course options given to a file are usage errors naming the place. */
+static void test_model_file(void **st)
+{
+    (void)st;
+    const char *cfg = path_in("tiny.cfg"), *ck = path_in("tiny.ckpt"), *bad = path_in("bad.cfg");
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fputs("# a user's network\n[net]\ninit=he\n\n[conv]\nfilters=3\nsize=3\npad=1\n"
+          "[relu]\n[max_pool]\n[affine]\noutputs=classes\n[softmax_loss]\n", f);
+    fclose(f);
+    unlink(ck);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--model", cfg, "--num-epochs", "1",
+                  "--batch-size", "20", "--checkpoint", ck, "--quiet"),
+              0);
+    const char *png = path_in("digit.png");
+    uint8_t px[12 * 10 * 3];
+    for (size_t i = 0; i < sizeof(px); i++)
+        px[i] = (uint8_t)(i * 7);
+    assert_int_not_equal(stbi_write_png(png, 10, 12, 3, px, 30), 0);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--top-k", "2", png), 0);
+    expect_in(g_stdout, "  2. ");
+    /* the same output as with the training data named */
+    static char without[1 << 16];
+    snprintf(without, sizeof(without), "%s", g_stdout);
+    expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--data", g_data, "--top-k", "2", png),
+              0);
+    assert_string_equal(without, g_stdout);
+
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("[net]\n[conv]\nfilters=many\nsize=3\n[softmax_loss]\n", f);
+    fclose(f);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--model", bad, "--quiet"), 2);
+    expect_in(g_stderr, "bad.cfg:3: [conv] conv1: filters: 'many' is not a whole number");
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--model", cfg, "--hidden-dim", "5"), 2);
+    expect_in(g_stderr, "the course's options");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_truncated_dataset),
         cmocka_unit_test(test_check_command),
         cmocka_unit_test(test_train_eval_predict),
+        cmocka_unit_test(test_model_file),
         cmocka_unit_test(test_predict_matches_dataset),
         cmocka_unit_test(test_corrupt_checkpoint),
         cmocka_unit_test(test_sigkill_keeps_checkpoint),
