@@ -16,6 +16,7 @@ static const struct {
     {"predict", dsv_cmd_predict, "top-k classes of image files"},
     {"op", dsv_cmd_op, "run one layer op on .npy files"},
     {"check", dsv_cmd_check, "cross-backend and gradient checks on this machine"},
+    {"describe", dsv_cmd_describe, "a model's nodes, shapes, parameters, FLOPs and memory"},
 };
 
 static void usage(FILE *f)

@@ -661,6 +661,29 @@ dsv_status dsv_graph_node_info(const dsv_graph *g, int i, dsv_node_desc *d, dsv_
     return DSV_OK;
 }
 
+dsv_status dsv_graph_node_backends(const dsv_graph *g, int i, dsv_backend want,
+                                   dsv_backend *fwd, dsv_backend *bwd)
+{
+    if (i < 0 || i >= g->nnodes)
+        return dsv_error(DSV_INVALID, "graph: no node %d", i);
+    const node *nd = &g->nodes[i];
+    dsv_node_desc d = desc_of(g, i);
+    dummies m;
+    dsv_call c;
+    int64_t os[DSV_MAX_DIMS] = {1, 1, 1, 1};
+    int ond = 1;
+    if (nd->out >= 0) {
+        ond = g->vals[nd->out].ndim;
+        memcpy(os, g->vals[nd->out].shape, sizeof(os));
+    }
+    dummy_call(g, &d, &m, &c, ond, os);
+    if (fwd)
+        *fwd = dsv_pick_backend(&c, false, want);
+    if (bwd)
+        *bwd = dsv_op_is_loss(nd->op) ? DSV_BACKEND_COUNT : dsv_pick_backend(&c, true, want);
+    return DSV_OK;
+}
+
 dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf, size_t n)
 {
     if (!buf || n == 0)

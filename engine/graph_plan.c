@@ -254,3 +254,21 @@ dsv_status dsv_graph_ensure_sets_(dsv_graph *g, int sets)
     g->nsets = sets;
     return DSV_OK;
 }
+
+dsv_status dsv_graph_planned_bytes(dsv_graph *g, int64_t n, bool train, size_t *bytes,
+                                   size_t *unshared)
+{
+    if (!g->final)
+        return dsv_error(DSV_INVALID, "graph: finalize it before planning");
+    if (n < 1)
+        return dsv_error(DSV_INVALID, "graph: batch size %lld must be >= 1", (long long)n);
+    plan *p;
+    dsv_status s = dsv_graph_plan_get_(g, n, train, false, 0, &p);
+    if (s)
+        return s;
+    if (bytes)
+        *bytes = p->bytes;
+    if (unshared)
+        *unshared = p->unshared;
+    return DSV_OK;
+}

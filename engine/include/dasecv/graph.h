@@ -197,6 +197,16 @@ DSV_API dsv_schedule dsv_graph_last_auto_choice(const dsv_graph *g);
  * a node not run yet: what dsv_pick_backend would choose for want). */
 DSV_API dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
                               size_t n);
+/* The backends node i's forward and backward would use for `want`
+ * (dsv_pick_backend on its shapes); *bwd is DSV_BACKEND_COUNT for a loss. */
+DSV_API dsv_status dsv_graph_node_backends(const dsv_graph *g, int i, dsv_backend want,
+                                           dsv_backend *fwd, dsv_backend *bwd);
+/* Bytes of the activation arena planned for batch n under the layer schedule
+ * (train: activations and their gradients; else the test-mode forward),
+ * with the sharing of buffers whose lifetimes do not overlap, and without it.
+ * Plans it now if no run has. */
+DSV_API dsv_status dsv_graph_planned_bytes(dsv_graph *g, int64_t n, bool train,
+                                           size_t *bytes, size_t *unshared);
 DSV_API int dsv_graph_num_nodes(const dsv_graph *g);
 DSV_API const char *dsv_graph_node_name(const dsv_graph *g, int i);
 /* Node i as it was added (names and pointers valid until destroy), and its
