@@ -569,9 +569,12 @@ static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *par
 {
     *out = NULL;
     dsv_status st = dsv_model_config_check(&k->mc);
-    if (st)
+    if (st) {
+        char why[512]; /* dsv_error overwrites the message it would print */
+        snprintf(why, sizeof(why), "%s", dsv_errmsg());
         return dsv_error(DSV_CORRUPT, "checkpoint %s holds an invalid model configuration: %s",
-                         path, dsv_errmsg());
+                         path, why);
+    }
     dsv_model *m;
     if ((st = dsv_model_create(&m, &k->mc)))
         return st;
