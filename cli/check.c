@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "cmdline.h"
 #include "dasecv/dasecv.h"
+#include "internal/rng.h"
 
 #define TOL_BACKEND 1e-4
 #define TOL_GRAD 1e-6
@@ -111,10 +112,7 @@ typedef struct rng {
 
 static uint64_t rng_next(rng *r)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return dsv_splitmix64(&r->s);
 }
 
 static double rng_normal(rng *r)

@@ -83,17 +83,12 @@ bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
 
 /*
  * "auto" for a convolution: fast's direct kernel on inputs of at most 4
- * channels (first layers on images), oneDNN otherwise. In bench/RESULTS.md
- * (2 threads, 92fd1cc) the direct kernel wins both passes of the course
- * cell (0.22 against 0.52 ms forward, 0.80 against 1.75 backward) and of
- * the CIFAR 7x7 layer (3.11 against 3.74 forward, 7.85 against 17.1
- * backward; oneDNN's forward was 10% faster in the 4d80d16 table). On 32
- * input channels the pair swings between runs: forward + backward, fast
- * took 12-14% less time in the 92fd1cc tables (either thread count) and 5%
- * less at 2 threads in the 942841e ones, oneDNN 6-13% less in the 4d80d16
- * tables and 5% less at 1 thread in the 942841e ones; oneDNN stays first.
- * Both passes of a node get the same answer, so its state is
- * not rebuilt between them.
+ * channels (first layers on images), oneDNN otherwise. On so few channels
+ * the direct kernel was the faster in both passes in the measured runs; from
+ * 32 channels on, which of the two wins changes from run to run, so oneDNN
+ * stays first (bench/RESULTS.md, "Convolution backend choice").
+ * Both passes of a node get the same answer, so its state is not rebuilt
+ * between them.
  */
 static bool conv_prefers_fast(const dsv_call *c)
 {

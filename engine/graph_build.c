@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "graph_priv.h"
+#include "internal/check.h"
 #include "internal/rng.h"
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -148,12 +149,16 @@ dsv_status dsv_graph_input(dsv_graph *g, int ndim, const int64_t *sample_shape,
     if (ndim < 1 || ndim > DSV_MAX_DIMS - 1)
         return dsv_error(DSV_INVALID, "graph: input needs 1 to 3 sample dimensions, got %d",
                          ndim);
-    int64_t shape[DSV_MAX_DIMS] = {1, 1, 1, 1};
+    int64_t shape[DSV_MAX_DIMS] = {1, 1, 1, 1}, row = 1;
     for (int d = 0; d < ndim; d++) {
         if (sample_shape[d] < 1 || sample_shape[d] > (1 << 24))
             return dsv_error(DSV_INVALID, "graph: input dimension %d is %lld", d + 1,
                              (long long)sample_shape[d]);
         shape[d + 1] = sample_shape[d];
+        /* a sample of 8-byte values must have a size in bytes */
+        if (!dsv_mul_ok(row, sample_shape[d], &row) || row > INT64_MAX / 8)
+            return dsv_error(DSV_INVALID, "graph: input sample of %d dimensions is too large",
+                             ndim);
     }
     if ((s = new_value(g, VAL_INPUT, ndim + 1, shape, -1, v)))
         return s;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "graph_priv.h"
+#include "internal/check.h"
 
 void dsv_graph_plan_free_(plan *p)
 {
@@ -95,6 +96,19 @@ static size_t place_buffers(pbuf *b, int n)
 
 static size_t round64(size_t x) { return (x + 63) / 64 * 64; }
 
+/* Bytes of n rows of `row` values, rounded up to 64; false when that does not
+ * fit in size_t. */
+static bool rows_bytes(const dsv_graph *g, int64_t n, int64_t row, size_t *out)
+{
+    int64_t e;
+    size_t b;
+    if (!dsv_mul_ok(n, row, &e) || !dsv_mul_size_ok((size_t)e, g->esz, &b) ||
+        b > SIZE_MAX - 63)
+        return false;
+    *out = round64(b);
+    return true;
+}
+
 /* Backward step of node i: the loss node's forward (which also makes the
  * scores' gradient) is step K-1, the node before it runs backward at K. */
 static int bstep(int K, int i) { return 2 * K - 2 - i; }
@@ -142,7 +156,9 @@ static dsv_status plan_make(dsv_graph *g, int64_t n, bool train, bool batch, int
         const value *val = &g->vals[v];
         if (val->kind != VAL_NODE)
             continue;
-        size_t sz = round64((size_t)n * (size_t)val->row * g->esz);
+        size_t sz;
+        if (!rows_bytes(g, n, val->row, &sz))
+            goto toobig;
         int prod = val->producer;
         if (train) {
             bufs[nb] = (pbuf){sz, 0, prod, bstep(K, val->first_use)};
@@ -161,12 +177,16 @@ static dsv_status plan_make(dsv_graph *g, int64_t n, bool train, bool batch, int
                 dsv_value v = g->nodes[i].in[k];
                 if (v < 0 || g->vals[v].kind != VAL_NODE || g->nodes[i].direct[k])
                     continue;
-                size_t sz = round64((size_t)n * (size_t)g->vals[v].row * g->esz);
+                size_t sz;
+                if (!rows_bytes(g, n, g->vals[v].row, &sz))
+                    goto toobig;
                 bufs[nb] = (pbuf){sz, 0, bstep(K, i), bstep(K, i)};
                 who[nb++] = 2 * V + 2 * i + k;
             }
     for (int k = 0; k < nb; k++) {
-        p->unshared += bufs[k].size;
+        /* the arena is at most this sum, so placing cannot overflow either */
+        if (__builtin_add_overflow(p->unshared, bufs[k].size, &p->unshared))
+            goto toobig;
         bufs[k].s = seg_of(g, p, bufs[k].s);
         bufs[k].e = seg_of(g, p, bufs[k].e);
     }
@@ -203,6 +223,12 @@ nomem:
     dsv_graph_plan_free_(p);
     return dsv_error(DSV_NOMEM, "graph: cannot allocate activation memory for batch %lld",
                      (long long)n);
+toobig:
+    free(bufs);
+    free(who);
+    dsv_graph_plan_free_(p);
+    return dsv_error(DSV_NOMEM, "graph: the activations of a batch of %lld do not fit in "
+                     "the address space", (long long)n);
 }
 
 dsv_status dsv_graph_plan_get_(dsv_graph *g, int64_t n, bool train, bool batch,

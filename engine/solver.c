@@ -18,15 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal/rng.h"
 #include "solver_priv.h"
-
-uint64_t dsv_solver_rng_next_(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static double now_s(void)
 {
@@ -41,7 +34,7 @@ static void draw_permutation(int64_t *perm, int64_t n, uint64_t *rng)
     for (int64_t i = 0; i < n; i++)
         perm[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(dsv_solver_rng_next_(rng) % (uint64_t)(i + 1));
+        int64_t j = (int64_t)(dsv_splitmix64(rng) % (uint64_t)(i + 1));
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -263,7 +256,7 @@ dsv_status dsv_check_accuracy(dsv_model *m, const dsv_split *split,
         idx[i] = i;
     uint64_t rng = seed;
     for (int64_t i = 0; count < n && i < count; i++) {
-        int64_t j = i + (int64_t)(dsv_solver_rng_next_(&rng) % (uint64_t)(n - i));
+        int64_t j = i + (int64_t)(dsv_splitmix64(&rng) % (uint64_t)(n - i));
         int64_t t = idx[i];
         idx[i] = idx[j];
         idx[j] = t;
@@ -364,7 +357,7 @@ static void restore(dsv_solver *s)
 static uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b)
 {
     uint64_t st = seed ^ (a * 0xd1b54a32d192ed03ull) ^ (b * 0x8cb92ba72f3d8dd7ull);
-    return dsv_solver_rng_next_(&st);
+    return dsv_splitmix64(&st);
 }
 
 static dsv_status epoch_end_checks(dsv_solver *s, double *tr, double *va)

@@ -58,7 +58,6 @@ struct dsv_solver {
 };
 
 /* Shared helpers (solver.c). */
-uint64_t dsv_solver_rng_next_(uint64_t *state);
 /* Recomputes batch, iters_per_epoch and num_iterations from cfg and train. */
 void dsv_solver_layout_(dsv_solver *s);
 dsv_status dsv_solver_hist_reserve_(dsv_solver *s, int64_t nloss, int nacc);

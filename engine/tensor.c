@@ -37,6 +37,8 @@ bool dsv_dtype_is_float(dsv_dtype t) { return t == DSV_F32 || t == DSV_F64; }
 void *dsv_alloc(size_t bytes)
 {
     void *p = NULL;
+    if (bytes > SIZE_MAX - 63) /* the rounding below would wrap */
+        return NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
@@ -68,9 +70,9 @@ dsv_status dsv_tensor_init(dsv_tensor *t, dsv_dtype dtype, int ndim,
         if (shape[i] < 1)
             return dsv_error(DSV_INVALID, "tensor: dimension %d is %lld", i,
                              (long long)shape[i]);
-        if (n > INT64_MAX / 8 / shape[i])
+        /* 8 bytes per element must still fit */
+        if (!dsv_mul_ok(n, shape[i], &n) || n > INT64_MAX / 8)
             return dsv_error(DSV_INVALID, "tensor: shape too large");
-        n *= shape[i];
     }
     size_t bytes = (size_t)n * dsv_dtype_size(dtype);
     void *data = dsv_alloc(bytes);

@@ -54,13 +54,10 @@ static bool direct_allowed = true;
 
 void dsv_fast_conv_set_direct(bool allowed) { direct_allowed = allowed; }
 
-/* Against im2col + sgemm (the fast_im2col column of bench/RESULTS.md,
- * commit 92fd1cc) the direct forward is 1.6-3.6x faster on every conv cell
- * and the backward 1.3-3.5x (1.0 on the CIFAR 7x7 layer at 1 thread in the
- * adf1b99 tables). An
- * earlier standalone run over K from 27 to 800 agreed, except for the
- * backward on outputs 8 columns wide or less, where half of each 16-column
- * tile is idle (K = 576 on 8x8, 2 threads: 9.3 ms against 6.3). A 1x1,
+/* The direct kernel skips im2col's copy of x, so it is taken wherever it
+ * applies; its backward loses only on outputs 8 columns wide or less, where
+ * half of each 16-column tile is idle (bench/RESULTS.md, "Convolution
+ * backend choice", has the measurements against im2col + sgemm). A 1x1,
  * stride 1, unpadded convolution is a plain product already (conv.c hands
  * x to sgemm as it is). */
 bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward)

@@ -7,14 +7,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "internal/rng.h"
 #include "testutil.h"
 
 uint64_t tu_next(tu_rng *r)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return dsv_splitmix64(&r->s);
 }
 
 double tu_uniform(tu_rng *r) { return (double)(tu_next(r) >> 11) * 0x1.0p-53; }

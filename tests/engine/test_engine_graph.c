@@ -472,6 +472,24 @@ static void test_param_shape(void **st)
     dsv_graph_destroy(g);
 }
 
+/* Sizes whose products overflow are refused, not wrapped. */
+static void test_size_overflow(void **st)
+{
+    (void)st;
+    dsv_graph *g;
+    TU_OK(dsv_graph_create(&g, DSV_F32));
+    dsv_value x;
+    const int64_t big = INT64_C(1) << 24; /* each dimension is allowed */
+    expect_msg(dsv_graph_input(g, 3, (int64_t[]){big, big, big}, &x), "too large");
+    TU_OK(dsv_graph_input(g, 2, (int64_t[]){big, 4}, &x));
+    dsv_graph_destroy(g);
+    dsv_tensor t;
+    const int64_t half = INT64_C(1) << 31;
+    expect_msg(dsv_tensor_init(&t, DSV_F32, 3, (int64_t[]){half, half, 4}), "too large");
+    assert_null(dsv_alloc(SIZE_MAX));
+    assert_null(dsv_alloc(SIZE_MAX - 62));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_param_std),
         cmocka_unit_test(test_node_info),
         cmocka_unit_test(test_param_shape),
+        cmocka_unit_test(test_size_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

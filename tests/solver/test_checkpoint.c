@@ -264,6 +264,12 @@ static void test_corrupt_files(void **st)
     put_le32(p + OFF_NUM_CLASSES, (uint32_t)-3);
     reseal(p, n);
     expect_load_error(path, p, n, DSV_CORRUPT, "invalid model configuration", &f);
+    /* the whole message: the reason follows the prefix, once */
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "checkpoint %s holds an invalid model configuration: "
+             "threelayer: num_classes = -3 must be 1..%d", path, 65536);
+    assert_string_equal(dsv_errmsg(), want);
 
     /* mismatched use: another training set than the one trained on */
     gen_data other = gen_make(31, C, H, W, K, 1, 30);
