@@ -455,10 +455,119 @@ static void test_write_errors(void **st)
     fixture_free(&f);
 }
 
+/* A version-1 file written by the release before model files (a course
+ * configuration, fc with batch norm, 40 images of 1 x 4 x 4): it loads,
+ * predicts exactly what that release predicted, resumes, and is saved again
+ * as version 2. */
+static void test_version1_loads(void **st)
+{
+    (void)st;
+    char ck[512];
+    snprintf(ck, sizeof(ck), "%s", tu_fixture("checkpoints/v1-fc-batchnorm.ckpt"));
+    dsv_model *m;
+    TU_OK(dsv_checkpoint_load_model(ck, &m));
+    const dsv_model_config *mc = dsv_model_config_of(m);
+    assert_non_null(mc);
+    assert_int_equal(mc->kind, DSV_MODEL_FC);
+    assert_int_equal(mc->normalization, DSV_NORM_BATCHNORM);
+    assert_int_equal(mc->hidden_dims[1], 5);
+    dsv_exec_options eo = dsv_exec_options_default();
+    eo.backend = DSV_BACKEND_NAIVE;
+    TU_OK(dsv_model_set_exec(m, &eo));
+    dsv_tensor x, want, got;
+    TU_OK(dsv_npy_load(tu_fixture("checkpoints/v1-fc-batchnorm.x.npy"), &x));
+    TU_OK(dsv_npy_load(tu_fixture("checkpoints/v1-fc-batchnorm.scores.npy"), &want));
+    TU_OK(dsv_tensor_init_like(&got, &want));
+    TU_OK(dsv_model_scores(m, &x, &got));
+    assert_memory_equal(got.data, want.data, dsv_tensor_nbytes(&want));
+    dsv_model_destroy(m);
+
+    /* the same data (the writer's generator), resumed for a third epoch */
+    enum { NI = 40, CH = 1, HW = 4 };
+    uint8_t img[NI * CH * HW * HW];
+    int32_t lab[NI];
+    uint64_t r = 7;
+    for (int i = 0; i < NI * CH * HW * HW; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        img[i] = (uint8_t)(r >> 56);
+    }
+    for (int i = 0; i < NI; i++)
+        lab[i] = i % 3;
+    dsv_split tr = {.n = NI, .c = CH, .h = HW, .w = HW, .images = img, .labels = lab,
+                    .mean = NULL, .scale = 1.0f / 255};
+    dsv_solver_config sc = dsv_solver_config_default();
+    sc.num_epochs = 3;
+    dsv_solver *s;
+    TU_OK(dsv_checkpoint_load(ck, &m, &s, &tr, &tr, &sc));
+    TU_OK(dsv_model_set_exec(m, &eo));
+    TU_OK(dsv_solver_train(s));
+    assert_int_equal(dsv_solver_epoch(s), 3);
+    const char *v2 = tu_scratch("from-v1.ckpt");
+    TU_OK(dsv_checkpoint_save(s, v2));
+    size_t n;
+    uint8_t *bytes = slurp(v2, &n);
+    assert_int_equal(bytes[8], 2); /* version 2 */
+    free(bytes);
+    dsv_model *m2;
+    TU_OK(dsv_checkpoint_load_model(v2, &m2));
+    assert_int_equal(dsv_model_config_of(m2)->kind, DSV_MODEL_FC);
+    dsv_model_destroy(m2);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+    dsv_tensor_free(&x);
+    dsv_tensor_free(&want);
+    dsv_tensor_free(&got);
+}
+
+/* A model file's network, with the data's mean image and class names, comes
+ * back from a checkpoint as it was saved. */
+static void test_model_file_round_trip(void **st)
+{
+    (void)st;
+    gen_data tr = gen_make(20, 1, 6, 6, 2, 1, 30);
+    dsv_model_options o = dsv_model_options_default();
+    o.input_dim[0] = 1, o.input_dim[1] = o.input_dim[2] = 6, o.num_classes = 2, o.seed = 8;
+    const char *text = "[net]\ninit=xavier\n[conv]\nname=c\nfilters=2\nsize=3\n"
+                       "[dropout]\nkeep=0.5\n[affine]\noutputs=classes\n[svm_loss]\n";
+    dsv_model *m;
+    TU_OK(dsv_model_create_from_text(&m, text, "net.cfg", &o));
+    float mean[36];
+    for (int i = 0; i < 36; i++)
+        mean[i] = (float)i * 0.5f;
+    TU_OK(dsv_model_set_preprocess(m, mean, 0.25f));
+    const char *names[] = {"cat", "dog"};
+    TU_OK(dsv_model_set_class_names(m, 2, names));
+    dsv_solver_config sc = dsv_solver_config_default();
+    sc.batch_size = 5, sc.num_epochs = 1, sc.num_train_samples = 0;
+    dsv_solver *s;
+    TU_OK(dsv_solver_create(&s, m, &tr.s, NULL, &sc));
+    TU_OK(dsv_solver_train(s));
+    const char *path = tu_scratch("file-model.ckpt");
+    TU_OK(dsv_checkpoint_save(s, path));
+    dsv_model *m2;
+    TU_OK(dsv_checkpoint_load_model(path, &m2));
+    assert_null(dsv_model_config_of(m2));
+    assert_string_equal(dsv_model_text(m2), text);
+    assert_int_equal(dsv_model_options_of(m2)->seed, 8);
+    const float *mean2;
+    float scale2;
+    assert_true(dsv_model_preprocess(m2, &mean2, &scale2));
+    assert_memory_equal(mean2, mean, sizeof(mean));
+    assert_true(scale2 == 0.25f);
+    assert_string_equal(dsv_model_class_name(m2, 1), "dog");
+    assert_int_equal(dsv_model_num_params(m2), dsv_model_num_params(m));
+    dsv_model_destroy(m2);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+    gen_free(&tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_version1_loads),
+        cmocka_unit_test(test_model_file_round_trip),
         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_forged_fields),
         cmocka_unit_test(test_atomic_under_kill),
