@@ -156,7 +156,8 @@ static dsv_status node_error(dsv_status s, const char *name)
 
 static bool is_bn(dsv_op op)
 {
-    return op == DSV_OP_BATCHNORM || op == DSV_OP_SPATIAL_BATCHNORM;
+    const dsv_op_info *in = dsv_op_get_info(op);
+    return in && in->batch_stats;
 }
 
 static uint64_t splitmix64(uint64_t *s)
