@@ -4,13 +4,14 @@
  * entries directly and keeps the same code path honest in tests).
  *
  * Planes (n, c) are split among threads; each thread owns whole planes of
- * out and dx, so no two threads write one element. Forward sums each window
- * a row at a time (the inner loop runs along W, which the compiler
- * vectorises for wide windows such as global pooling) and scales by
- * 1 / (pool_height * pool_width). Backward spreads dout / (ph * pw) over
- * each window: windows that do not overlap (stride >= both window sides)
- * write every covered element once, which skips zeroing them; overlapping
- * windows zero the plane and sum.
+ * out and dx, so no two threads write one element. Both passes work one
+ * output row at a time through a row buffer of W values: forward adds the
+ * window's ph input rows into it (contiguous loops the compiler
+ * vectorises) and then sums pw neighbours per output; backward spreads
+ * dout / (ph * pw) along the buffer and adds it to the window's ph rows of
+ * dx. Windows that do not overlap (stride >= both window sides) store
+ * instead of adding, and when they also cover the input exactly dx is not
+ * zeroed first.
  */
 #ifndef T
 #include <string.h>
@@ -91,62 +92,97 @@ dsv_status dsv_fast_avg_pool_backward(dsv_call *c)
 
 #else
 
-/* Planes [p0, p1) forward. */
+/* Window sums through a row of column sums: for each output row, col[w] =
+ * the sum over the window's rows of x[., w] (contiguous, vectorised), then
+ * each output adds pw neighbours of col. col holds W values (NULL: direct
+ * sums, when no buffer could be had). */
 static void TN(forward_planes)(const dsv_call *c, const avg_geom *g, int64_t p0,
                                int64_t p1)
 {
-    const T inv = (T)(1.0 / (double)(g->ph * g->pw));
+    const int64_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, ph = g->ph, pw = g->pw,
+                  s = g->s;
+    const T inv = (T)(1.0 / (double)(ph * pw));
     const T *x = c->x->data; /* (N, C, H, W) */
     T *out = c->out->data;   /* (N, C, Ho, Wo) */
+    T *col = dsv_alloc(sizeof(T) * (size_t)W);
     for (int64_t p = p0; p < p1; p++) {
-        const T *xp = x + p * g->H * g->W;
-        T *op = out + p * g->Ho * g->Wo;
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
-                const T *w0 = xp + oh * g->s * g->W + ow * g->s;
-                T sum = 0;
-                for (int64_t kh = 0; kh < g->ph; kh++) {
-                    const T *row = w0 + kh * g->W;
-                    T rs = 0;
-                    for (int64_t kw = 0; kw < g->pw; kw++)
-                        rs += row[kw];
-                    sum += rs;
+        const T *xp = x + p * H * W;
+        T *op = out + p * Ho * Wo;
+        for (int64_t oh = 0; oh < Ho; oh++) {
+            const T *r0 = xp + oh * s * W;
+            if (!col) {
+                for (int64_t ow = 0; ow < Wo; ow++) {
+                    T sum = 0;
+                    for (int64_t kh = 0; kh < ph; kh++)
+                        for (int64_t kw = 0; kw < pw; kw++)
+                            sum += r0[kh * W + ow * s + kw];
+                    op[oh * Wo + ow] = sum * inv;
                 }
-                op[oh * g->Wo + ow] = sum * inv;
+                continue;
             }
+            memcpy(col, r0, sizeof(T) * (size_t)W);
+            for (int64_t kh = 1; kh < ph; kh++)
+                for (int64_t w = 0; w < W; w++)
+                    col[w] += r0[kh * W + w];
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                T sum = 0;
+                for (int64_t kw = 0; kw < pw; kw++)
+                    sum += col[ow * s + kw];
+                op[oh * Wo + ow] = sum * inv;
+            }
+        }
     }
+    dsv_free(col);
 }
 
-/* Planes [p0, p1) backward. */
+/* The reverse: for each output row, row[w] = the scaled dout of every
+ * window covering column w (summed where windows overlap), then row is
+ * added to (or, with disjoint windows, stored into) the window's ph rows of
+ * dx. row holds W values (NULL: window by window). */
 static void TN(backward_planes)(const dsv_call *c, const avg_geom *g, int64_t p0,
                                 int64_t p1)
 {
-    const T inv = (T)(1.0 / (double)(g->ph * g->pw));
+    const int64_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, ph = g->ph, pw = g->pw,
+                  s = g->s;
+    const T inv = (T)(1.0 / (double)(ph * pw));
     const T *dout = c->dout->data; /* (N, C, Ho, Wo) */
     T *dx = c->dx->data;           /* (N, C, H, W) */
-    /* with disjoint windows, only the elements no window covers need zeros */
-    const bool covers = g->disjoint && g->s == g->ph && g->s == g->pw &&
-                        g->Ho * g->ph == g->H && g->Wo * g->pw == g->W;
+    /* every element in exactly one window: dx needs no zeroing */
+    const bool covers = s == ph && s == pw && Ho * ph == H && Wo * pw == W;
+    T *row = dsv_alloc(sizeof(T) * (size_t)W);
     for (int64_t p = p0; p < p1; p++) {
-        const T *gp = dout + p * g->Ho * g->Wo;
-        T *dxp = dx + p * g->H * g->W;
+        const T *gp = dout + p * Ho * Wo;
+        T *dxp = dx + p * H * W;
         if (!covers)
-            memset(dxp, 0, sizeof(T) * (size_t)(g->H * g->W));
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
-                const T v = gp[oh * g->Wo + ow] * inv;
-                T *w0 = dxp + oh * g->s * g->W + ow * g->s;
-                for (int64_t kh = 0; kh < g->ph; kh++) {
-                    T *row = w0 + kh * g->W;
-                    if (g->disjoint)
-                        for (int64_t kw = 0; kw < g->pw; kw++)
-                            row[kw] = v;
-                    else
-                        for (int64_t kw = 0; kw < g->pw; kw++)
-                            row[kw] += v;
+            memset(dxp, 0, sizeof(T) * (size_t)(H * W));
+        for (int64_t oh = 0; oh < Ho; oh++) {
+            T *d0 = dxp + oh * s * W;
+            if (!row) {
+                for (int64_t ow = 0; ow < Wo; ow++) {
+                    const T v = gp[oh * Wo + ow] * inv;
+                    for (int64_t kh = 0; kh < ph; kh++)
+                        for (int64_t kw = 0; kw < pw; kw++)
+                            d0[kh * W + ow * s + kw] += v;
                 }
+                continue;
             }
+            memset(row, 0, sizeof(T) * (size_t)W);
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const T v = gp[oh * Wo + ow] * inv;
+                for (int64_t kw = 0; kw < pw; kw++)
+                    row[ow * s + kw] += v;
+            }
+            for (int64_t kh = 0; kh < ph; kh++) {
+                T *d = d0 + kh * W;
+                if (g->disjoint)
+                    memcpy(d, row, sizeof(T) * (size_t)W);
+                else
+                    for (int64_t w = 0; w < W; w++)
+                        d[w] += row[w];
+            }
+        }
     }
+    dsv_free(row);
 }
 
 #endif
