@@ -11,7 +11,8 @@
  *    differences of sums of ~100 terms reaches 1e-7 on small gradients).
  * Inputs avoid kinks (relu inputs away from 0, distinct pooling values).
  * DASECV_CHECK_BREAK=OP perturbs that op's compared results, to show that
- * the check fails on a wrong kernel.
+ * the check fails on a wrong kernel. Every op of the engine's table must have
+ * at least one case: one without counts as a failure (and --list says so).
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@
 
 static const char usage[] =
     "usage: dasecv check [--op NAME] [--backend fast|onednn] [--threads N]\n"
-    "                    [--quiet]\n"
+    "                    [--quiet] [--list]\n"
     "       dasecv check --model MODEL|CHECKPOINT [--threads N] [--quiet]\n"
     "\n"
     "Runs, on this machine:\n"
@@ -50,6 +51,7 @@ static const char usage[] =
     "                 differences (h = 1e-6, up to 12 entries of each parameter,\n"
     "                 pass < 1e-5) and each backend's loss and gradients against\n"
     "                 naive (float32, pass < 2e-4), on a random batch of 4\n"
+    "  --list         list the configurations (op, configuration) and exit\n"
     "Exit status: 0 all pass, 1 any failure, 2 bad usage.\n";
 
 typedef struct op_case {
@@ -92,6 +94,13 @@ static const op_case cases[] = {
      .pool = 2},
     {.op = DSV_OP_MAX_POOL, .desc = "x(2,2,7,7) 3x3 s2", X(4, 2, 2, 7, 7), .stride = 2,
      .pool = 3},
+    {.op = DSV_OP_AVG_POOL, .desc = "x(4,32,32,32) 2x2 s2", X(4, 4, 32, 32, 32), .stride = 2,
+     .pool = 2, .no_gradcheck = true},
+    {.op = DSV_OP_AVG_POOL, .desc = "x(2,3,8,8) 2x2 s2", X(4, 2, 3, 8, 8), .stride = 2,
+     .pool = 2},
+    {.op = DSV_OP_AVG_POOL, .desc = "x(2,2,7,7) 3x3 s2", X(4, 2, 2, 7, 7), .stride = 2,
+     .pool = 3},
+    {.op = DSV_OP_AVG_POOL, .desc = "x(3,4,6,6) global 6x6", X(4, 3, 4, 6, 6), .pool = 6},
     {.op = DSV_OP_BATCHNORM, .desc = "x(8,5) train", X(2, 8, 5), W(1, 5), B(1, 5),
      .running = true, .positive_w = true},
     {.op = DSV_OP_BATCHNORM, .desc = "x(8,5) test", X(2, 8, 5), W(1, 5), B(1, 5),
@@ -433,6 +442,33 @@ out:
     inst_free(&a);
 }
 
+#define N_CASES (sizeof(cases) / sizeof(cases[0]))
+
+/* Ops of the engine's table without a case: one line each on stderr. */
+static int uncovered_ops(void)
+{
+    int missing = 0;
+    for (int op = 0; op < DSV_OP_COUNT; op++) {
+        size_t i = 0;
+        while (i < N_CASES && cases[i].op != (dsv_op)op)
+            i++;
+        if (i == N_CASES) {
+            fprintf(stderr, "dasecv check: no check case for op '%s'\n",
+                    dsv_op_name((dsv_op)op));
+            missing++;
+        }
+    }
+    return missing;
+}
+
+/* Exit status 1 when an op has no case. */
+static int list_cases(void)
+{
+    for (size_t i = 0; i < N_CASES; i++)
+        printf("%s %s\n", dsv_op_name(cases[i].op), cases[i].desc);
+    return uncovered_ops() ? 1 : 0;
+}
+
 int dsv_cmd_check(int argc, char **argv)
 {
     const char *only_op = NULL, *model = NULL;
@@ -475,6 +511,10 @@ int dsv_cmd_check(int argc, char **argv)
             ok = cli_flag(&p), quiet = true;
         } else if (cli_is(&p, "--model")) {
             ok = cli_string(&p, &model);
+        } else if (cli_is(&p, "--list")) {
+            if (!cli_flag(&p))
+                return 2;
+            return list_cases();
         } else {
             return cli_unknown(&p);
         }
@@ -490,17 +530,18 @@ int dsv_cmd_check(int argc, char **argv)
     g_break = getenv("DASECV_CHECK_BREAK");
 
     tally t = {.quiet = quiet};
+    t.fail += uncovered_ops();
     printf("%-18s %-32s %-7s %-12s %10s  %s\n", "op", "configuration", "backend", "check",
            "worst err", "result");
     const dsv_backend backends[] = {DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN};
     for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
         if (!dsv_backend_available(backends[b]) || (only_be >= 0 && (int)backends[b] != only_be))
             continue;
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (size_t i = 0; i < N_CASES; i++)
             if (!only_op || !strcmp(only_op, dsv_op_name(cases[i].op)))
                 cross_backend(&t, &cases[i], backends[b]);
     }
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    for (size_t i = 0; i < N_CASES; i++)
         if ((!only_op || !strcmp(only_op, dsv_op_name(cases[i].op))) && !cases[i].no_gradcheck &&
             !cases[i].fwd_only)
             gradcheck(&t, &cases[i]);

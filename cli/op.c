@@ -4,9 +4,10 @@
  *
  * Everything is table driven: `ops` has one row per course function name
  * (which dsv_op, forward or backward, which inputs it needs or accepts, which
- * parameters it reads and which outputs it can write) and `flags` one row per
- * command-line flag. The parser, the checks, --list and --help all read those
- * two tables, so adding an op is adding a row.
+ * parameters it reads and which outputs it can write), derived from the
+ * engine's op table, and `flags` one row per command-line flag. The parser,
+ * the checks, --list and --help all read those two tables, so an op added to
+ * the engine's table appears here by itself.
  *
  * Exit codes: 0 success; 2 for anything wrong with the request, found before
  * a kernel runs (unknown op or flag, bad value, missing or malformed input
@@ -109,52 +110,88 @@ typedef struct op_def {
     unsigned outputs;  /* O_* bits; losses also print the loss */
 } op_def;
 
-#define XWB (BIT(I_X) | BIT(I_W) | BIT(I_B))
-#define XGB (BIT(I_X) | BIT(I_GAMMA) | BIT(I_BETA))
-#define RUNNING (BIT(I_RMEAN) | BIT(I_RVAR))
-#define BN_PARAMS (BIT(P_EPS) | BIT(P_MOMENTUM) | BIT(P_MODE))
-#define POOL_PARAMS (BIT(P_POOL_H) | BIT(P_POOL_W) | BIT(P_STRIDE))
-#define DROP_PARAMS (BIT(P_P) | BIT(P_MODE) | BIT(P_SEED))
-#define NORM_GRADS (BIT(O_DX) | BIT(O_DGAMMA) | BIT(O_DBETA))
-#define DOUT BIT(I_DOUT)
+/*
+ * The rows come from the engine's op table (dsv_op_get_info): NAME_forward
+ * and NAME_backward per op, or NAME alone for a loss. What an op reads and
+ * writes follows from its entry; the train/test mode matters to the ops
+ * with batch or running statistics and to dropout, the op with a keep
+ * probability.
+ */
+static op_def ops[2 * DSV_OP_COUNT];
+static char op_names[2 * DSV_OP_COUNT][48];
+static size_t n_ops;
 
-static const op_def ops[] = {
-    {"affine_forward", DSV_OP_AFFINE, false, XWB, 0, 0, BIT(O_OUT)},
-    {"affine_backward", DSV_OP_AFFINE, true, XWB | DOUT, 0, 0,
-     BIT(O_DX) | BIT(O_DW) | BIT(O_DB)},
-    {"relu_forward", DSV_OP_RELU, false, BIT(I_X), 0, 0, BIT(O_OUT)},
-    {"relu_backward", DSV_OP_RELU, true, BIT(I_X) | DOUT, 0, 0, BIT(O_DX)},
-    {"conv_forward", DSV_OP_CONV, false, XWB, 0, BIT(P_STRIDE) | BIT(P_PAD), BIT(O_OUT)},
-    {"conv_backward", DSV_OP_CONV, true, XWB | DOUT, 0, BIT(P_STRIDE) | BIT(P_PAD),
-     BIT(O_DX) | BIT(O_DW) | BIT(O_DB)},
-    {"max_pool_forward", DSV_OP_MAX_POOL, false, BIT(I_X), 0, POOL_PARAMS, BIT(O_OUT)},
-    {"max_pool_backward", DSV_OP_MAX_POOL, true, BIT(I_X) | DOUT, 0, POOL_PARAMS, BIT(O_DX)},
-    {"batchnorm_forward", DSV_OP_BATCHNORM, false, XGB, RUNNING, BN_PARAMS,
-     BIT(O_OUT) | BIT(O_RMEAN) | BIT(O_RVAR)},
-    {"batchnorm_backward", DSV_OP_BATCHNORM, true, XGB | DOUT, RUNNING, BN_PARAMS, NORM_GRADS},
-    {"spatial_batchnorm_forward", DSV_OP_SPATIAL_BATCHNORM, false, XGB, RUNNING, BN_PARAMS,
-     BIT(O_OUT) | BIT(O_RMEAN) | BIT(O_RVAR)},
-    {"spatial_batchnorm_backward", DSV_OP_SPATIAL_BATCHNORM, true, XGB | DOUT, RUNNING,
-     BN_PARAMS, NORM_GRADS},
-    {"layernorm_forward", DSV_OP_LAYERNORM, false, XGB, 0, BIT(P_EPS), BIT(O_OUT)},
-    {"layernorm_backward", DSV_OP_LAYERNORM, true, XGB | DOUT, 0, BIT(P_EPS), NORM_GRADS},
-    {"spatial_groupnorm_forward", DSV_OP_SPATIAL_GROUPNORM, false, XGB, 0,
-     BIT(P_GROUPS) | BIT(P_EPS), BIT(O_OUT)},
-    {"spatial_groupnorm_backward", DSV_OP_SPATIAL_GROUPNORM, true, XGB | DOUT, 0,
-     BIT(P_GROUPS) | BIT(P_EPS), NORM_GRADS},
-    {"dropout_forward", DSV_OP_DROPOUT, false, BIT(I_X), 0, DROP_PARAMS, BIT(O_OUT)},
-    {"dropout_backward", DSV_OP_DROPOUT, true, BIT(I_X) | DOUT, 0, DROP_PARAMS, BIT(O_DX)},
-    {"add_forward", DSV_OP_ADD, false, BIT(I_X) | BIT(I_X2), 0, 0, BIT(O_OUT)},
-    {"add_backward", DSV_OP_ADD, true, BIT(I_X) | BIT(I_X2) | DOUT, 0, 0,
-     BIT(O_DX) | BIT(O_DX2)},
-    {"softmax_loss", DSV_OP_SOFTMAX_LOSS, false, BIT(I_X) | BIT(I_Y), 0, 0, BIT(O_DX)},
-    {"svm_loss", DSV_OP_SVM_LOSS, false, BIT(I_X) | BIT(I_Y), 0, 0, BIT(O_DX)},
-};
-#define N_OPS (sizeof(ops) / sizeof(ops[0]))
+static unsigned params_of(const dsv_op_info *in)
+{
+    static const struct {
+        unsigned pf, bits;
+    } map[] = {
+        {DSV_PF_STRIDE, BIT(P_STRIDE)}, {DSV_PF_PAD, BIT(P_PAD)},
+        {DSV_PF_POOL, BIT(P_POOL_H) | BIT(P_POOL_W)}, {DSV_PF_GROUPS, BIT(P_GROUPS)},
+        {DSV_PF_EPS, BIT(P_EPS)}, {DSV_PF_MOMENTUM, BIT(P_MOMENTUM)}, {DSV_PF_P, BIT(P_P)},
+        {DSV_PF_SEED, BIT(P_SEED)},
+    };
+    unsigned bits = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (in->params & map[i].pf)
+            bits |= map[i].bits;
+    if (in->batch_stats || in->running_stats || (in->params & DSV_PF_P))
+        bits |= BIT(P_MODE);
+    return bits;
+}
+
+static void add_row(dsv_op op, bool backward)
+{
+    const dsv_op_info *in = dsv_op_get_info(op);
+    /* gamma and beta for the norms (the weighted ops with an eps) */
+    bool norm = in->has_weights && (in->params & DSV_PF_EPS);
+    op_def *o = &ops[n_ops];
+    snprintf(op_names[n_ops], sizeof(op_names[n_ops]), "%s%s", in->name,
+             in->is_loss ? "" : backward ? "_backward" : "_forward");
+    o->name = op_names[n_ops++];
+    o->op = op;
+    o->backward = backward;
+    o->required = BIT(I_X);
+    if (in->num_inputs > 1)
+        o->required |= BIT(I_X2);
+    if (in->has_weights)
+        o->required |= norm ? BIT(I_GAMMA) | BIT(I_BETA) : BIT(I_W) | BIT(I_B);
+    if (in->is_loss)
+        o->required |= BIT(I_Y);
+    if (backward)
+        o->required |= BIT(I_DOUT);
+    o->optional = in->running_stats ? BIT(I_RMEAN) | BIT(I_RVAR) : 0;
+    o->params = params_of(in);
+    if (in->is_loss) {
+        o->outputs = BIT(O_DX);
+    } else if (!backward) {
+        o->outputs = BIT(O_OUT);
+        if (in->running_stats)
+            o->outputs |= BIT(O_RMEAN) | BIT(O_RVAR);
+    } else {
+        o->outputs = BIT(O_DX);
+        if (in->num_inputs > 1)
+            o->outputs |= BIT(O_DX2);
+        if (in->has_weights)
+            o->outputs |= norm ? BIT(O_DGAMMA) | BIT(O_DBETA) : BIT(O_DW) | BIT(O_DB);
+    }
+}
+
+static void build_ops(void)
+{
+    if (n_ops)
+        return;
+    for (int op = 0; op < DSV_OP_COUNT; op++) {
+        add_row((dsv_op)op, false);
+        if (!dsv_op_get_info((dsv_op)op)->is_loss)
+            add_row((dsv_op)op, true);
+    }
+}
 
 static const op_def *find_op(const char *name)
 {
-    for (size_t i = 0; i < N_OPS; i++)
+    build_ops();
+    for (size_t i = 0; i < n_ops; i++)
         if (!strcmp(ops[i].name, name))
             return &ops[i];
     return NULL;
@@ -487,7 +524,7 @@ static int prepare_running(const request *r, job *j)
 {
     const dsv_tensor *x = &j->in[I_X];
     int64_t n = x->shape[1];
-    if (!(r->op->optional & RUNNING))
+    if (!(r->op->optional & (BIT(I_RMEAN) | BIT(I_RVAR))))
         return 0;
     for (int k = 0; k < 2; k++) {
         dsv_tensor *src = opt(j, k ? I_RVAR : I_RMEAN);
@@ -608,7 +645,8 @@ int dsv_cmd_op(int argc, char **argv)
         return 0;
     }
     if (!strcmp(name, "--list")) {
-        for (size_t i = 0; i < N_OPS; i++)
+        build_ops();
+        for (size_t i = 0; i < n_ops; i++)
             print_op_line(stdout, &ops[i]);
         return 0;
     }

@@ -1,5 +1,5 @@
 /*
- * Op names, default parameters and call validation.
+ * The op table, default parameters and call validation.
  *
  * dsv_op_check is the one place that turns user input into a valid call:
  * every shape, dtype and parameter rule of the course's layers lives here, and
@@ -10,32 +10,56 @@
 
 #include "dasecv/ops.h"
 
-static const char *const op_names[] = {
-    [DSV_OP_AFFINE] = "affine",
-    [DSV_OP_RELU] = "relu",
-    [DSV_OP_CONV] = "conv",
-    [DSV_OP_MAX_POOL] = "max_pool",
-    [DSV_OP_BATCHNORM] = "batchnorm",
-    [DSV_OP_SPATIAL_BATCHNORM] = "spatial_batchnorm",
-    [DSV_OP_LAYERNORM] = "layernorm",
-    [DSV_OP_SPATIAL_GROUPNORM] = "spatial_groupnorm",
-    [DSV_OP_DROPOUT] = "dropout",
-    [DSV_OP_ADD] = "add",
-    [DSV_OP_SOFTMAX_LOSS] = "softmax_loss",
-    [DSV_OP_SVM_LOSS] = "svm_loss",
+/*
+ * Every op, described once. The name lookups, dsv_op_has_weights and
+ * dsv_op_is_loss below, the command line's op list and its checks all read
+ * this table; adding an op is adding a row here, its dsv_op_check case and
+ * its kernels.
+ */
+#define POOL (DSV_PF_POOL | DSV_PF_STRIDE)
+static const dsv_op_info op_table[] = {
+    [DSV_OP_AFFINE] = {.name = "affine", .num_inputs = 1, .has_weights = true},
+    [DSV_OP_RELU] = {.name = "relu", .num_inputs = 1},
+    [DSV_OP_CONV] = {.name = "conv", .num_inputs = 1,
+                     .params = DSV_PF_STRIDE | DSV_PF_PAD, .has_weights = true},
+    [DSV_OP_MAX_POOL] = {.name = "max_pool", .num_inputs = 1, .params = POOL},
+    [DSV_OP_AVG_POOL] = {.name = "avg_pool", .num_inputs = 1, .params = POOL},
+    [DSV_OP_BATCHNORM] = {.name = "batchnorm", .num_inputs = 1,
+                          .params = DSV_PF_EPS | DSV_PF_MOMENTUM, .has_weights = true,
+                          .batch_stats = true, .running_stats = true},
+    [DSV_OP_SPATIAL_BATCHNORM] = {.name = "spatial_batchnorm", .num_inputs = 1,
+                                  .params = DSV_PF_EPS | DSV_PF_MOMENTUM,
+                                  .has_weights = true, .batch_stats = true,
+                                  .running_stats = true},
+    [DSV_OP_LAYERNORM] = {.name = "layernorm", .num_inputs = 1, .params = DSV_PF_EPS,
+                          .has_weights = true},
+    [DSV_OP_SPATIAL_GROUPNORM] = {.name = "spatial_groupnorm", .num_inputs = 1,
+                                  .params = DSV_PF_GROUPS | DSV_PF_EPS,
+                                  .has_weights = true},
+    [DSV_OP_DROPOUT] = {.name = "dropout", .num_inputs = 1,
+                        .params = DSV_PF_P | DSV_PF_SEED},
+    [DSV_OP_ADD] = {.name = "add", .num_inputs = 2},
+    [DSV_OP_SOFTMAX_LOSS] = {.name = "softmax_loss", .num_inputs = 1, .is_loss = true},
+    [DSV_OP_SVM_LOSS] = {.name = "svm_loss", .num_inputs = 1, .is_loss = true},
 };
-_Static_assert(sizeof(op_names) / sizeof(op_names[0]) == DSV_OP_COUNT,
-               "op_names must name every dsv_op");
+#undef POOL
+_Static_assert(sizeof(op_table) / sizeof(op_table[0]) == DSV_OP_COUNT,
+               "op_table must describe every dsv_op");
+
+const dsv_op_info *dsv_op_get_info(dsv_op op)
+{
+    return (unsigned)op < DSV_OP_COUNT ? &op_table[op] : NULL;
+}
 
 const char *dsv_op_name(dsv_op op)
 {
-    return (unsigned)op < DSV_OP_COUNT ? op_names[op] : "unknown";
+    return (unsigned)op < DSV_OP_COUNT ? op_table[op].name : "unknown";
 }
 
 dsv_status dsv_op_from_name(const char *name, dsv_op *op)
 {
     for (int i = 0; i < DSV_OP_COUNT; i++)
-        if (strcmp(name, op_names[i]) == 0) {
+        if (strcmp(name, op_table[i].name) == 0) {
             *op = (dsv_op)i;
             return DSV_OK;
         }
@@ -44,20 +68,12 @@ dsv_status dsv_op_from_name(const char *name, dsv_op *op)
 
 bool dsv_op_has_weights(dsv_op op)
 {
-    switch (op) {
-    case DSV_OP_AFFINE:
-    case DSV_OP_CONV:
-    case DSV_OP_BATCHNORM:
-    case DSV_OP_SPATIAL_BATCHNORM:
-    case DSV_OP_LAYERNORM:
-    case DSV_OP_SPATIAL_GROUPNORM: return true;
-    default: return false;
-    }
+    return (unsigned)op < DSV_OP_COUNT && op_table[op].has_weights;
 }
 
 bool dsv_op_is_loss(dsv_op op)
 {
-    return op == DSV_OP_SOFTMAX_LOSS || op == DSV_OP_SVM_LOSS;
+    return (unsigned)op < DSV_OP_COUNT && op_table[op].is_loss;
 }
 
 dsv_params dsv_params_default(void)
@@ -262,11 +278,13 @@ static dsv_status check_forward(const dsv_call *c, int *nd, int64_t *os)
     }
 
     case DSV_OP_MAX_POOL:
+    case DSV_OP_AVG_POOL:
         if (x->ndim != 4)
-            return dsv_error(DSV_INVALID, "max_pool: x must be (N, C, H, W)");
+            return dsv_error(DSV_INVALID, "%s: x must be (N, C, H, W)", dsv_op_name(c->op));
         if (c->p.stride < 1 || c->p.pool_height < 1 || c->p.pool_width < 1)
             return dsv_error(DSV_INVALID,
-                             "max_pool: pool_height, pool_width and stride must be >= 1");
+                             "%s: pool_height, pool_width and stride must be >= 1",
+                             dsv_op_name(c->op));
         if ((s = window_out(c, "H", x->shape[2], 0, c->p.pool_height, "pool_height", &os[2])) ||
             (s = window_out(c, "W", x->shape[3], 0, c->p.pool_width, "pool_width", &os[3])))
             return s;

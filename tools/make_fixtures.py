@@ -102,6 +102,14 @@ def pool(g, name, xs, ph, pw, stride):
          ph=ph, pw=pw)
 
 
+def avg_pool(g, name, xs, ph, pw, stride):
+    x = randn(g, *xs).requires_grad_()
+    out = F.avg_pool2d(x, (ph, pw), stride=stride)
+    dout, d = grads(out, {"dx": x}, g)
+    case(name, "avg_pool", dict(x=x, out=out, dout=dout, **d), stride=stride,
+         ph=ph, pw=pw)
+
+
 def batchnorm(g, name, op, xs, train, eps=1e-5, momentum=0.9):
     C = xs[1]
     axes = [0] if len(xs) == 2 else [0, 2, 3]
@@ -188,6 +196,12 @@ def main():
     pool(g, "pool_3x3_s1", (2, 2, 5, 5), 3, 3, 1)
     pool(g, "pool_3x2_s2", (1, 2, 7, 6), 3, 2, 2)
     pool(g, "pool_1x3_s1", (1, 2, 3, 5), 1, 3, 1)
+    # a generator of its own, so the cases above and below keep their values
+    ga = torch.Generator().manual_seed(232)
+    avg_pool(ga, "avg_2x2_s2", (2, 3, 4, 4), 2, 2, 2)
+    avg_pool(ga, "avg_3x3_s1", (2, 2, 5, 5), 3, 3, 1)
+    avg_pool(ga, "avg_3x2_s2", (1, 2, 7, 6), 3, 2, 2)
+    avg_pool(ga, "avg_global", (2, 3, 4, 5), 4, 5, 1)
     batchnorm(g, "bn_train", "batchnorm", (6, 5), True)
     batchnorm(g, "bn_train_eps", "batchnorm", (4, 3), True, eps=1e-3, momentum=0.5)
     batchnorm(g, "bn_test", "batchnorm", (6, 5), False)

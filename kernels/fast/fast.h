@@ -104,6 +104,9 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c);
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c);
 dsv_status dsv_fast_max_pool_forward(dsv_call *c);
 dsv_status dsv_fast_max_pool_backward(dsv_call *c);
+/* float32 and float64 alike, by x's dtype */
+dsv_status dsv_fast_avg_pool_forward(dsv_call *c);
+dsv_status dsv_fast_avg_pool_backward(dsv_call *c);
 dsv_status dsv_fast_batchnorm_forward(dsv_call *c);
 dsv_status dsv_fast_batchnorm_backward(dsv_call *c);
 dsv_status dsv_fast_layernorm_forward(dsv_call *c);

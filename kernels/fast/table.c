@@ -15,6 +15,8 @@ const dsv_backend_table dsv_fast_table = {
         [DSV_OP_CONV] = {NULL, dsv_fast_conv_forward, dsv_fast_conv_backward},
         [DSV_OP_MAX_POOL] = {NULL, dsv_fast_max_pool_forward,
                              dsv_fast_max_pool_backward},
+        [DSV_OP_AVG_POOL] = {NULL, dsv_fast_avg_pool_forward,
+                             dsv_fast_avg_pool_backward},
         [DSV_OP_BATCHNORM] = {NULL, dsv_fast_batchnorm_forward,
                               dsv_fast_batchnorm_backward},
         [DSV_OP_SPATIAL_BATCHNORM] = {NULL, dsv_fast_batchnorm_forward,

@@ -63,6 +63,8 @@ dsv_status dsv_naive_conv_forward(dsv_call *c);
 dsv_status dsv_naive_conv_backward(dsv_call *c);
 dsv_status dsv_naive_max_pool_forward(dsv_call *c);
 dsv_status dsv_naive_max_pool_backward(dsv_call *c);
+dsv_status dsv_naive_avg_pool_forward(dsv_call *c);
+dsv_status dsv_naive_avg_pool_backward(dsv_call *c);
 dsv_status dsv_naive_batchnorm_forward(dsv_call *c);
 dsv_status dsv_naive_batchnorm_backward(dsv_call *c);
 dsv_status dsv_naive_spatial_batchnorm_forward(dsv_call *c);

@@ -12,6 +12,7 @@ const dsv_backend_table dsv_naive_table = {
         [DSV_OP_RELU] = {NULL, dsv_naive_relu_forward, dsv_naive_relu_backward},
         [DSV_OP_CONV] = {NULL, dsv_naive_conv_forward, dsv_naive_conv_backward},
         [DSV_OP_MAX_POOL] = {NULL, dsv_naive_max_pool_forward, dsv_naive_max_pool_backward},
+        [DSV_OP_AVG_POOL] = {NULL, dsv_naive_avg_pool_forward, dsv_naive_avg_pool_backward},
         [DSV_OP_BATCHNORM] = {NULL, dsv_naive_batchnorm_forward,
                               dsv_naive_batchnorm_backward},
         [DSV_OP_SPATIAL_BATCHNORM] = {NULL, dsv_naive_spatial_batchnorm_forward,

@@ -325,6 +325,9 @@ static double case_error(const tcase *tc, dsv_backend b, const dsv_kernel *k,
 #define POOL(n, c, h, w, ph_, pw_, s)                                           \
     {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {n, c, h, w}, .ph = ph_, .pw = pw_, \
      .stride = s}
+#define APOOL(n, c, h, w, ph_, pw_, s)                                          \
+    {.op = DSV_OP_AVG_POOL, .xnd = 4, .xs = {n, c, h, w}, .ph = ph_, .pw = pw_, \
+     .stride = s}
 #define AFFINE(n, d, m)                                                         \
     {.op = DSV_OP_AFFINE, .xnd = 2, .xs = {n, d}, .wnd = 2, .ws = {d, m}, .bn = m}
 
@@ -373,6 +376,16 @@ static const tcase grid[] = {
      .stride = 2, .ties = true},          /* first maximum wins ties */
     {.op = DSV_OP_MAX_POOL, .xnd = 4, .xs = {2, 3, 7, 7}, .ph = 3, .pw = 3,
      .stride = 2, .ties = true},
+    APOOL(2, 3, 8, 8, 2, 2, 2),            /* tiling windows */
+    APOOL(64, 3, 12, 12, 3, 3, 3),
+    APOOL(1, 4, 9, 7, 3, 3, 2),            /* overlapping */
+    APOOL(3, 2, 10, 6, 2, 3, 1),           /* overlapping, non-square */
+    APOOL(2, 3, 9, 8, 3, 2, 3),            /* disjoint, columns no window covers */
+    APOOL(2, 5, 7, 9, 1, 1, 1),
+    APOOL(4, 64, 6, 6, 2, 2, 2),           /* planes split among threads */
+    APOOL(4, 16, 7, 7, 7, 7, 1),           /* global average pooling */
+    APOOL(2, 2, 4, 5, 4, 5, 1),            /* global, non-square */
+    APOOL(1, 1, 1, 1, 1, 1, 1),
     AFFINE(1, 3, 5),
     AFFINE(64, 24, 10),
     AFFINE(3, 65, 33),
@@ -523,6 +536,41 @@ static void test_course_cells(void **st)
         assert_true(e <= TOL_COURSE);
     }
     cmp_floor = 1e-2;
+}
+
+/* ---- the fast avg_pool's float64 instance --------------------------------- */
+
+/* The fast table offers float32 only, so float64 calls never reach its
+ * avg_pool there; its float64 instance runs here through the table entry,
+ * against naive on the same float64 values. */
+static void test_fast_avg_pool_f64(void **st)
+{
+    (void)st;
+    const dsv_kernel *k = &dsv_backend_get(DSV_BACKEND_FAST)->kernels[DSV_OP_AVG_POOL];
+    int ran = 0;
+    for (size_t i = 0; i < NGRID; i++) {
+        const tcase *tc = &grid[i];
+        if (tc->op != DSV_OP_AVG_POOL)
+            continue;
+        tinputs in, in64;
+        int ond;
+        int64_t os[4];
+        inputs_init(tc, 31 + i, &in, &ond, os);
+        in64 = (tinputs){to_f64(&in.x), {0}, {0}, {0}, {0}, {0}, {0}, to_f64(&in.dout)};
+        trun ref, got;
+        run_one(tc, &in64, ond, os, DSV_BACKEND_NAIVE, NULL, &ref);
+        run_one(tc, &in64, ond, os, DSV_BACKEND_FAST, k, &got);
+        double f, g;
+        double e = compare_runs(&got, &ref, false, &f, &g);
+        if (!(e <= 1e-12))
+            fail_msg("avg_pool f64 case %zu: forward %.3g backward %.3g", i, f, g);
+        run_free(&ref);
+        run_free(&got);
+        inputs_free(&in);
+        inputs_free(&in64);
+        ran++;
+    }
+    assert_true(ran >= 5);
 }
 
 /* ---- the checker catches broken kernels ---------------------------------- */
@@ -766,7 +814,8 @@ static void test_fast_threads(void **st)
 {
     (void)st;
     const tcase cases[] = {CONV(8, 3, 13, 13, 6, 3, 3, 2, 1), CONV(6, 4, 9, 9, 5, 1, 1, 1, 0),
-                           POOL(6, 3, 16, 16, 2, 2, 2), AFFINE(8, 300, 40)};
+                           POOL(6, 3, 16, 16, 2, 2, 2), APOOL(6, 3, 16, 16, 3, 3, 1),
+                           AFFINE(8, 300, 40)};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const tcase *tc = &cases[i];
         tinputs in;
@@ -792,7 +841,8 @@ static void test_fast_threads(void **st)
             fast_forward_rows(tc, &in, &split, N * t / nt, N * (t + 1) / nt - N * t / nt, 1);
         }
         assert_true(cmp_err(&split, &a.out) <= TOL);
-        if (tc->op == DSV_OP_CONV || tc->op == DSV_OP_MAX_POOL) /* per image */
+        if (tc->op == DSV_OP_CONV || tc->op == DSV_OP_MAX_POOL ||
+            tc->op == DSV_OP_AVG_POOL) /* per image */
             assert_memory_equal(split.data, a.out.data, dsv_tensor_nbytes(&a.out));
         dsv_tensor_free(&split);
         run_free(&a);
@@ -929,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_checker_catches_broken),
         cmocka_unit_test(test_sgemm_variants),
         cmocka_unit_test(test_grid),
+        cmocka_unit_test(test_fast_avg_pool_f64),
         cmocka_unit_test(test_course_cells),
         cmocka_unit_test(test_fast_state),
         cmocka_unit_test(test_fast_threads),

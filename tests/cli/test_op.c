@@ -19,9 +19,9 @@
  * buffer). */
 static const char *sp(const char *name)
 {
-    static char pool[64][1024];
+    static char pool[128][1024];
     static int next;
-    char *p = pool[next++ % 64];
+    char *p = pool[next++ % 128];
     char full[64];
     snprintf(full, sizeof(full), "op_%s", name);
     snprintf(p, 1024, "%s", tu_scratch(full));
@@ -327,6 +327,12 @@ typedef struct op_case {
 
 static dsv_params p_conv(void) { dsv_params p = dsv_params_default(); p.pad = 1; return p; }
 static dsv_params p_pool(void) { dsv_params p = dsv_params_default(); p.stride = 2; return p; }
+static dsv_params p_global(void)
+{
+    dsv_params p = dsv_params_default();
+    p.pool_height = 4, p.pool_width = 5;
+    return p;
+}
 static dsv_params p_gn(void) { dsv_params p = dsv_params_default(); p.groups = 2; return p; }
 static dsv_params p_drop(void)
 {
@@ -346,6 +352,8 @@ static const op_case op_cases[] = {
        false, false, 0, {"--pad", "1"}, p_conv),
     FB("max_pool", DSV_OP_MAX_POOL, 4, 0, 0, 4, {2, 3, 4, 4}, {0}, {0}, {0}, {2, 3, 2, 2},
        false, false, 0, {"--stride", "2"}, p_pool),
+    FB("avg_pool", DSV_OP_AVG_POOL, 4, 0, 0, 4, {2, 3, 4, 5}, {0}, {0}, {0}, {2, 3, 1, 1},
+       false, false, 0, {"--pool-height", "4", "--pool-width", "5"}, p_global),
     FB("batchnorm", DSV_OP_BATCHNORM, 2, 1, 1, 2, {6, 4}, {0}, {4}, {4}, {6, 4}, false, true,
        0, {NULL}, dsv_params_default),
     FB("spatial_batchnorm", DSV_OP_SPATIAL_BATCHNORM, 4, 1, 1, 4, {2, 3, 4, 4}, {0}, {3}, {3},
@@ -479,7 +487,14 @@ static void test_every_op(void **st)
     }
     if (!ran)
         skip();
-    assert_int_equal(sizeof(op_cases) / sizeof(op_cases[0]), 22);
+    /* every op of the engine's table, each pass it has */
+    for (int op = 0; op < DSV_OP_COUNT; op++) {
+        int passes = 0;
+        for (size_t i = 0; i < sizeof(op_cases) / sizeof(op_cases[0]); i++)
+            passes += op_cases[i].op == (dsv_op)op;
+        if (passes != (dsv_op_is_loss((dsv_op)op) ? 1 : 2))
+            fail_msg("op_cases has %d rows for %s", passes, dsv_op_name((dsv_op)op));
+    }
 }
 
 /* ---- usage and errors ----------------------------------------------------- */
@@ -488,10 +503,24 @@ static void test_list_and_help(void **st)
 {
     (void)st;
     assert_int_equal(run_cli("op", "--list", NULL), 0);
-    int lines = 0;
-    for (const char *p = out_text; (p = strchr(p, '\n')); p++)
-        lines++;
-    assert_int_equal(lines, 22);
+    /* one line per pass of every op of the engine's table, in its order */
+    const char *line = out_text;
+    for (int op = 0; op < DSV_OP_COUNT; op++) {
+        const dsv_op_info *in = dsv_op_get_info((dsv_op)op);
+        for (int pass = 0; pass < (in->is_loss ? 1 : 2); pass++) {
+            char want[64];
+            snprintf(want, sizeof(want), "%s%s  inputs:", in->name,
+                     in->is_loss ? "" : pass ? "_backward" : "_forward");
+            if (strncmp(line, want, strlen(want)) != 0)
+                fail_msg("--list: wanted a line '%s...', got: %.60s", want, line);
+            line = strchr(line, '\n');
+            assert_non_null(line);
+            line++;
+        }
+    }
+    assert_string_equal(line, "");
+    assert_non_null(strstr(out_text, "avg_pool_forward  inputs: --x  params: --stride "
+                                     "--pool-height --pool-width  outputs: --out"));
     assert_non_null(strstr(out_text, "conv_backward  inputs: --x --w --b --dout"));
     assert_int_equal(run_cli("op", "--help", NULL), 0);
     assert_non_null(strstr(out_text, "usage: dasecv op"));
@@ -564,6 +593,12 @@ static void test_errors(void **st)
         {{"op", "svm_loss", "--x", ps, "--y", ps, NULL}, 2, "integer labels"},
         {{"op", "svm_loss", "--x", ps, "--y", pybad, NULL}, 2, "outside [0, 4)"},
         {{"op", "svm_loss", "--x", py, "--y", py, NULL}, 2, "--x must hold float"},
+        {{"op", "avg_pool_forward", "--x", px, "--stride", "2", "--out", pout, NULL}, 2,
+         "avg_pool: (H + 2*pad - pool_height) = 5 is not divisible by stride 2"},
+        {{"op", "avg_pool_forward", "--x", px, "--pool-height", "8", "--out", pout, NULL}, 2,
+         "avg_pool: pool_height pool_height = 8 is larger than H"},
+        {{"op", "avg_pool_forward", "--x", px, "--pad", "1", "--out", pout, NULL}, 2,
+         "avg_pool_forward does not use --pad"},
         {{"op", "dropout_forward", "--x", px, "--mode", "eval", "--out", pout, NULL}, 2,
          "--mode wants train or test"},
         {{"op", "dropout_forward", "--x", px, "--p", "1.5", "--out", pout, NULL}, 2,
@@ -593,6 +628,27 @@ static void test_errors(void **st)
     dsv_tensor *all[] = {&x, &w, &w2, &w64, &b, &s, &y, &ybad};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         dsv_tensor_free(all[i]);
+}
+
+/* ---- dasecv check covers the engine's table ------------------------------- */
+
+/* `dasecv check --list` names every configuration it checks; every op of the
+ * engine's table must have at least one, or --list (and check) fail. */
+static void test_check_covers_every_op(void **st)
+{
+    (void)st;
+    int rc = run_cli("check", "--list", NULL);
+    if (rc != 0)
+        fail_msg("dasecv check --list: exit %d: %s", rc, err_text);
+    for (int op = 0; op < DSV_OP_COUNT; op++) {
+        char want[64];
+        snprintf(want, sizeof(want), "%s ", dsv_op_name((dsv_op)op));
+        bool found = false;
+        for (const char *l = out_text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : l)
+            found |= strncmp(l, want, strlen(want)) == 0;
+        if (!found)
+            fail_msg("dasecv check has no case for %s", dsv_op_name((dsv_op)op));
+    }
 }
 
 /* --dtype converts the inputs instead of refusing a mix. */
@@ -639,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_list_and_help),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_dtype_conversion),
+        cmocka_unit_test(test_check_covers_every_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

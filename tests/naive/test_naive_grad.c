@@ -1,7 +1,7 @@
 /*
  * Naive backward kernels against numerical gradients (float64), as the
  * course's notebooks check every layer: worst relative error <= 1e-7 for
- * conv, pooling, affine, relu, dropout, add and the losses, <= 1e-6 for the
+ * conv, both poolings, affine, relu, dropout, add and the losses, <= 1e-6 for the
  * norms. Inputs avoid kinks (relu inputs away from 0, distinct pool values,
  * svm margins away from 0). Each op's worst error is printed, one line each.
  *
@@ -149,6 +149,28 @@ static void test_grad_max_pool(void **st)
     e = fmax(e, pool_case(&r, SHAPE(1, 2, 5, 5), 3, 3, 1));  /* overlapping */
     e = fmax(e, pool_case(&r, SHAPE(2, 2, 7, 6), 3, 2, 2));  /* overlapping in H */
     report("max_pool", e, TOL);
+}
+
+static double avg_pool_case(tu_rng *r, const int64_t *xs, int ph, int pw, int stride)
+{
+    dsv_tensor x = tu_randn(r, DSV_F64, 4, xs, 1.0);
+    dsv_call c = dsv_call_make(DSV_OP_AVG_POOL);
+    c.x = &x;
+    c.p.pool_height = ph, c.p.pool_width = pw, c.p.stride = stride;
+    double e = check_call(&c, r);
+    dsv_tensor_free(&x);
+    return e;
+}
+
+static void test_grad_avg_pool(void **st)
+{
+    (void)st;
+    tu_rng r = {20};
+    double e = avg_pool_case(&r, SHAPE(2, 3, 4, 4), 2, 2, 2);
+    e = fmax(e, avg_pool_case(&r, SHAPE(1, 2, 5, 5), 3, 3, 1));  /* overlapping */
+    e = fmax(e, avg_pool_case(&r, SHAPE(2, 2, 7, 6), 3, 2, 2));  /* overlapping in H */
+    e = fmax(e, avg_pool_case(&r, SHAPE(2, 3, 4, 5), 4, 5, 1));  /* global */
+    report("avg_pool", e, TOL);
 }
 
 static void test_grad_affine(void **st)
@@ -483,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_checker_catches_broken_conv),
         cmocka_unit_test(test_grad_conv),
         cmocka_unit_test(test_grad_max_pool),
+        cmocka_unit_test(test_grad_avg_pool),
         cmocka_unit_test(test_grad_affine),
         cmocka_unit_test(test_grad_relu),
         cmocka_unit_test(test_grad_dropout),

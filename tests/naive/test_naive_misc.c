@@ -325,6 +325,29 @@ static void test_bad_parameters(void **st)
     c.p.pool_height = 2, c.p.stride = 0;
     expect_invalid(&c, "max_pool stride 0");
 
+    /* avg_pool: max_pool's rules and messages, under its own name */
+    dsv_tensor gap = tu_zeros(DSV_F64, 4, SHAPE(2, 4, 1, 1));
+    c = dsv_call_make(DSV_OP_AVG_POOL);
+    c.x = &x, c.out = &gap;
+    c.p.pool_height = c.p.pool_width = 6;
+    TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, NULL)); /* global pooling */
+    c.p.pool_height = 7;
+    expect_invalid(&c, "avg_pool window taller than the input");
+    assert_non_null(strstr(dsv_errmsg(), "avg_pool: pool_height pool_height = 7 is larger"));
+    c.p.pool_height = 6, c.p.stride = 0;
+    expect_invalid(&c, "avg_pool stride 0");
+    assert_non_null(strstr(dsv_errmsg(), "avg_pool: pool_height, pool_width and stride"));
+    c.p.pool_height = c.p.pool_width = 3, c.p.stride = 2, c.out = &big;
+    expect_invalid(&c, "avg_pool 6 - 3 not divisible by 2");
+    assert_non_null(strstr(dsv_errmsg(), "avg_pool: (H + 2*pad - pool_height) = 3"));
+    dsv_tensor x3 = tu_zeros(DSV_F64, 3, SHAPE(4, 6, 6));
+    c = dsv_call_make(DSV_OP_AVG_POOL);
+    c.x = &x3, c.out = &big;
+    expect_invalid(&c, "avg_pool on a 3-d x");
+    assert_non_null(strstr(dsv_errmsg(), "avg_pool: x must be (N, C, H, W)"));
+    dsv_tensor_free(&gap);
+    dsv_tensor_free(&x3);
+
     c = dsv_call_make(DSV_OP_DROPOUT);
     c.x = &x, c.out = &big;
     c.p.p = 0;

@@ -34,6 +34,7 @@ typedef enum dsv_op {
     DSV_OP_RELU,                /* x -> out, same shape */
     DSV_OP_CONV,                /* x (N,C,H,W), w (F,C,HH,WW), b (F) -> (N,F,H',W') */
     DSV_OP_MAX_POOL,            /* x (N,C,H,W) -> (N,C,H',W') */
+    DSV_OP_AVG_POOL,            /* x (N,C,H,W) -> (N,C,H',W'), window means */
     DSV_OP_BATCHNORM,           /* x (N, D), gamma w (D), beta b (D) */
     DSV_OP_SPATIAL_BATCHNORM,   /* x (N,C,H,W), gamma (C), beta (C) */
     DSV_OP_LAYERNORM,           /* x (N, D), gamma (D), beta (D) */
@@ -45,9 +46,28 @@ typedef enum dsv_op {
     DSV_OP_COUNT
 } dsv_op;
 
-/* "affine", "relu", "conv", "max_pool", "batchnorm", "spatial_batchnorm",
- * "layernorm", "spatial_groupnorm", "dropout", "add", "softmax_loss",
- * "svm_loss" */
+/* Which dsv_params fields an op reads (bits of dsv_op_info.params). */
+enum {
+    DSV_PF_STRIDE = 1u << 0, DSV_PF_PAD = 1u << 1, DSV_PF_POOL = 1u << 2,
+    DSV_PF_GROUPS = 1u << 3, DSV_PF_EPS = 1u << 4, DSV_PF_MOMENTUM = 1u << 5,
+    DSV_PF_P = 1u << 6, DSV_PF_SEED = 1u << 7,
+};
+typedef struct dsv_op_info {
+    const char *name;        /* "conv", "avg_pool", ... */
+    int num_inputs;          /* x only: 1; add: 2 */
+    unsigned params;         /* DSV_PF_* bits */
+    bool has_weights;        /* w and b (gamma and beta for the norms) are parameters */
+    bool is_loss;            /* takes labels, computes the loss and dscores */
+    bool batch_stats;        /* needs the whole minibatch's statistics in train mode */
+    bool running_stats;      /* keeps running_mean / running_var buffers */
+} dsv_op_info;
+/* The table entry of op; NULL when op is out of range. Every op is described
+ * once, there; the functions below and the command line derive from it. */
+DSV_API const dsv_op_info *dsv_op_get_info(dsv_op op);
+
+/* "affine", "relu", "conv", "max_pool", "avg_pool", "batchnorm",
+ * "spatial_batchnorm", "layernorm", "spatial_groupnorm", "dropout", "add",
+ * "softmax_loss", "svm_loss"; "unknown" when op is out of range. */
 DSV_API const char *dsv_op_name(dsv_op op);
 /* Looks up by name; DSV_INVALID with a message if unknown. */
 DSV_API dsv_status dsv_op_from_name(const char *name, dsv_op *op);
@@ -55,9 +75,9 @@ DSV_API bool dsv_op_has_weights(dsv_op op); /* w (and b) are parameters */
 DSV_API bool dsv_op_is_loss(dsv_op op);
 
 typedef struct dsv_params {
-    int stride;                    /* conv, max_pool */
+    int stride;                    /* conv, max_pool, avg_pool */
     int pad;                       /* conv: zero padding on every side */
-    int pool_height, pool_width;   /* max_pool */
+    int pool_height, pool_width;   /* max_pool, avg_pool */
     int groups;                    /* spatial_groupnorm: G */
     double eps;                    /* norms, default 1e-5 */
     double momentum;               /* batchnorm running stats, default 0.9 */
