@@ -122,7 +122,8 @@ struct dsv_graph {
 
 static inline bool dsv_graph_is_bn_(dsv_op op)
 {
-    return op == DSV_OP_BATCHNORM || op == DSV_OP_SPATIAL_BATCHNORM;
+    const dsv_op_info *in = dsv_op_get_info(op);
+    return in && in->batch_stats;
 }
 
 /* Under the batch schedule, training runs batch norm nodes once on the whole
