@@ -354,6 +354,8 @@ static PyObject *op_forward(PyObject *self, PyObject *args, PyObject *kw)
     int64_t shape[DSV_MAX_DIMS];
     if (bind_arrays(&ca, &c, obj, &typenum))
         goto fail;
+    if (dsv_op_is_loss(op))
+        c.loss = &loss;
     /* Validate before allocating: the output's shape comes from the check. */
     dsv_status s = dsv_op_check(&c, false, &nd, shape);
     if (s) {
@@ -361,7 +363,6 @@ static PyObject *op_forward(PyObject *self, PyObject *args, PyObject *kw)
         goto fail;
     }
     if (dsv_op_is_loss(op)) {
-        c.loss = &loss;
         if (want_dx) {
             if (!(out = new_like(ca.a[A_X])))
                 goto fail;
