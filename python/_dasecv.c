@@ -90,9 +90,9 @@ static PyArrayObject *to_float_array(PyObject *obj, int typenum, const char *nam
     bool ints = PyArray_ISINTEGER(src);
     if (!ints && !PyArray_CanCastSafely(from, typenum)) {
         PyErr_Format(PyExc_TypeError,
-                     "%s is %s, which does not convert exactly to this call's %s "
+                     "%s is %S, which does not convert exactly to this call's %s "
                      "(the dtype of x); convert it explicitly",
-                     name, PyArray_DESCR(src)->typeobj->tp_name,
+                     name, (PyObject *)PyArray_DESCR(src),
                      typenum == NPY_FLOAT32 ? "float32" : "float64");
         Py_DECREF(src);
         return NULL;
@@ -123,8 +123,8 @@ static PyArrayObject *to_labels(PyObject *obj)
     if (!src)
         return NULL;
     if (!PyArray_ISINTEGER(src)) {
-        PyErr_Format(PyExc_TypeError, "labels y must be integers, got %s",
-                     PyArray_DESCR(src)->typeobj->tp_name);
+        PyErr_Format(PyExc_TypeError, "labels y must be integers, got %S",
+                     (PyObject *)PyArray_DESCR(src));
         Py_DECREF(src);
         return NULL;
     }
@@ -190,8 +190,8 @@ static PyArrayObject *to_inout(PyObject *obj, int typenum, const char *name)
     }
     PyArrayObject *a = (PyArrayObject *)obj;
     if (PyArray_TYPE(a) != typenum) {
-        PyErr_Format(PyExc_TypeError, "%s is %s but this call computes in %s",
-                     name, PyArray_DESCR(a)->typeobj->tp_name,
+        PyErr_Format(PyExc_TypeError, "%s is %S but this call computes in %s",
+                     name, (PyObject *)PyArray_DESCR(a),
                      typenum == NPY_FLOAT32 ? "float32" : "float64");
         return NULL;
     }
@@ -253,7 +253,8 @@ static int bind_arrays(call_arrays *ca, dsv_call *c, PyObject *const obj[A_COUNT
             *typenum = NPY_FLOAT32;
     }
     for (int i = 0; i < A_COUNT; i++) {
-        bool required = i == A_X || (i == A_DOUT && obj[i]);
+        bool required = i == A_X || (i == A_DOUT && obj[i]) ||
+                        (i == A_Y && dsv_op_is_loss(c->op));
         if (!obj[i] || (obj[i] == Py_None && !required))
             continue;
         PyArrayObject *a;
