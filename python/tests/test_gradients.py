@@ -162,7 +162,7 @@ def test_sandwiches(rng):
     assert rel_error(dwa, num(h, wa, dout)) <= 1e-8
 
 
-def test_gradient_check_helpers(rng, capsys):
+def test_gradient_check_functions(rng, capsys):
     """The checker itself: exact on a quadratic, and it notices a wrong gradient."""
     x = rng.standard_normal((3, 4))
     assert rel_error(gc.eval_numerical_gradient(lambda a: np.sum(a ** 2), x, verbose=False),
