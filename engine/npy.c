@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dasecv/npy.h"
+#include "npy_priv.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the .npy code assumes a little-endian host"
@@ -646,4 +647,115 @@ dsv_status dsv_npy_save(const char *path, const dsv_tensor *t)
         sync_dir(path);
     free(tmp);
     return s;
+}
+
+/* ---- in-memory images (npy_priv.h) ------------------------------------------ */
+
+dsv_status dsv_npy_decode(const char *name, const void *buf, size_t n, dsv_tensor *t)
+{
+    const unsigned char *b = buf;
+    memset(t, 0, sizeof(*t));
+    if (n < 10)
+        return dsv_error(DSV_CORRUPT, "npy: %s: too short to be a .npy image (%zu bytes)",
+                         name, n);
+    if (memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
+        return dsv_error(DSV_CORRUPT, "npy: %s: not a .npy image (bad magic)", name);
+    int major = b[6], minor = b[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return dsv_error(DSV_UNSUPPORTED, "npy: %s: format version %d.%d is not supported "
+                         "(1.0, 2.0, 3.0)", name, major, minor);
+    size_t pre = major == 1 ? 10 : 12;
+    if (n < pre)
+        return dsv_error(DSV_CORRUPT, "npy: %s: truncated preamble", name);
+    uint32_t hlen = get_le(b + 8, (int)pre - 8);
+    if (hlen > NPY_MAX_HEADER || hlen > n - pre)
+        return dsv_error(DSV_CORRUPT, "npy: %s: header length %" PRIu32 " runs past the end "
+                         "of the image (%zu bytes)", name, hlen, n);
+    npy_header h;
+    dsv_status s = parse_header(name, (const char *)b + pre, hlen, &h);
+    if (s)
+        return s;
+    if (h.fortran)
+        return dsv_error(DSV_UNSUPPORTED, "npy: %s: Fortran-order arrays are not supported",
+                         name);
+    if (h.ndim > DSV_MAX_DIMS)
+        return dsv_error(DSV_UNSUPPORTED, "npy: %s: %d dimensions (at most %d supported)",
+                         name, h.ndim, DSV_MAX_DIMS);
+    /* The data must fill the image, so a count that fits in it cannot overflow. */
+    size_t avail = n - pre - hlen, numel = 1;
+    for (int i = 0; i < h.ndim; i++) {
+        if (h.shape[i] != 0 && numel > avail / (uint64_t)h.shape[i])
+            numel = avail + 1; /* more than the image holds, whatever follows */
+        else
+            numel *= (size_t)h.shape[i];
+    }
+    if (numel > avail / (size_t)h.desc.size || numel * (size_t)h.desc.size != avail)
+        return dsv_error(DSV_CORRUPT, "npy: %s: the header's shape and dtype do not match the "
+                         "%zu bytes of data", name, avail);
+
+    dsv_dtype dt = h.desc.kind == NPY_FLOAT ? (h.desc.size == 4 ? DSV_F32 : DSV_F64)
+                   : h.desc.kind == NPY_UINT && h.desc.size == 1 ? DSV_U8 : DSV_I32;
+    t->data = dsv_alloc(numel * dsv_dtype_size(dt));
+    if (!t->data)
+        return dsv_error(DSV_NOMEM, "npy: %s: cannot allocate %zu elements", name, numel);
+    t->dtype = dt;
+    t->owner = true;
+    t->ndim = h.ndim;
+    for (int i = 0; i < DSV_MAX_DIMS; i++)
+        t->shape[i] = i < h.ndim ? h.shape[i] : 1;
+    const unsigned char *src = b + pre + hlen;
+    if (dsv_dtype_size(dt) == (size_t)h.desc.size) {
+        memcpy(t->data, src, avail);
+        return DSV_OK;
+    }
+    int32_t *dst = t->data;
+    for (size_t i = 0; i < numel; i++)
+        if (!to_i32(src + i * (size_t)h.desc.size, &h.desc, &dst[i])) {
+            dsv_tensor_free(t);
+            return dsv_error(DSV_UNSUPPORTED, "npy: %s: element %zu does not fit in int32",
+                             name, i);
+        }
+    return DSV_OK;
+}
+
+dsv_status dsv_npy_encode(const char *name, const dsv_tensor *t, void **out, size_t *n)
+{
+    const char *descr;
+    *out = NULL;
+    *n = 0;
+    switch (t->dtype) {
+    case DSV_F32: descr = "<f4"; break;
+    case DSV_F64: descr = "<f8"; break;
+    case DSV_I32: descr = "<i4"; break;
+    case DSV_U8: descr = "|u1"; break;
+    default:
+        return dsv_error(DSV_INVALID, "npy: %s: unknown dtype %d", name, (int)t->dtype);
+    }
+    if (t->ndim < 0 || t->ndim > DSV_MAX_DIMS)
+        return dsv_error(DSV_INVALID, "npy: %s: tensor has %d dimensions (0 to %d)", name,
+                         t->ndim, DSV_MAX_DIMS);
+    /* Entries past ndim are not looked at: a 0-d tensor may leave them 0. */
+    size_t numel = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t d = t->shape[i];
+        if (d < 0)
+            return dsv_error(DSV_INVALID, "npy: %s: dimension %d is %" PRId64, name, i, d);
+        if (d != 0 && numel > SIZE_MAX / 64 / (uint64_t)d)
+            return dsv_error(DSV_INVALID, "npy: %s: shape too large", name);
+        numel *= (size_t)d;
+    }
+    size_t bytes = numel * dsv_dtype_size(t->dtype);
+    if (bytes && !t->data)
+        return dsv_error(DSV_INVALID, "npy: %s: tensor has no data", name);
+    char hdr[256];
+    size_t hn = make_header(t, descr, hdr, sizeof(hdr));
+    char *b = malloc(hn + bytes);
+    if (!b)
+        return dsv_error(DSV_NOMEM, "npy: %s: cannot allocate %zu bytes", name, hn + bytes);
+    memcpy(b, hdr, hn);
+    if (bytes)
+        memcpy(b + hn, t->data, bytes);
+    *out = b;
+    *n = hn + bytes;
+    return DSV_OK;
 }

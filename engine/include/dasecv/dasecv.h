@@ -9,6 +9,7 @@
 #include "tensor.h"
 #include "ops.h"
 #include "npy.h"
+#include "npz.h"
 #include "gradcheck.h"
 #include "graph.h"
 #include "model.h"
