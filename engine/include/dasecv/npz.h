@@ -11,6 +11,7 @@
 #ifndef DASECV_NPZ_H
 #define DASECV_NPZ_H
 
+#include "export.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -22,8 +23,8 @@ extern "C" {
  * non-empty, distinct, at most 255 bytes, without NUL. Tensor entries past
  * ndim are ignored. Atomic: a temporary file in the same directory, fsync,
  * rename. The caller keeps ownership of names and tensors. */
-dsv_status dsv_npz_write(const char *path, int count, const char *const *names,
-                         const dsv_tensor *tensors);
+DSV_API dsv_status dsv_npz_write(const char *path, int count, const char *const *names,
+                                 const dsv_tensor *tensors);
 
 /* A read archive: its names and tensors, owned by it. */
 typedef struct dsv_npz dsv_npz;
@@ -32,16 +33,16 @@ typedef struct dsv_npz dsv_npz;
  * dsv_npz_free). Strict: anything that is not a zip, a member that is not a
  * .npy or not a valid one, duplicate names and sizes past what the file can
  * hold are DSV_CORRUPT or DSV_UNSUPPORTED naming the file and the member. */
-dsv_status dsv_npz_read(const char *path, dsv_npz **out);
-int dsv_npz_count(const dsv_npz *z);
+DSV_API dsv_status dsv_npz_read(const char *path, dsv_npz **out);
+DSV_API int dsv_npz_count(const dsv_npz *z);
 /* Member name without ".npy", in archive order; NULL if i is out of range. */
-const char *dsv_npz_name(const dsv_npz *z, int i);
+DSV_API const char *dsv_npz_name(const dsv_npz *z, int i);
 /* The member's tensor (owned by z); NULL if i is out of range. */
-const dsv_tensor *dsv_npz_tensor(const dsv_npz *z, int i);
+DSV_API const dsv_tensor *dsv_npz_tensor(const dsv_npz *z, int i);
 /* Index of the member called name, or -1. */
-int dsv_npz_find(const dsv_npz *z, const char *name);
+DSV_API int dsv_npz_find(const dsv_npz *z, const char *name);
 /* Frees z and its tensors; NULL is fine. */
-void dsv_npz_free(dsv_npz *z);
+DSV_API void dsv_npz_free(dsv_npz *z);
 
 #ifdef __cplusplus
 }
