@@ -266,6 +266,11 @@ static int parse(int argc, char **argv, train_opts *o)
                 o->model);
         return 2;
     }
+    if (o->resume && o->init_from) {
+        fprintf(stderr, "dasecv train: --init-from starts a new run; --resume continues one: "
+                        "give one of them\n");
+        return 2;
+    }
     if (o->resume && o->checkpoint == NULL)
         o->checkpoint = o->resume; /* keep saving where we resumed from */
     if (!dsv_backend_available(o->backend)) {
@@ -463,6 +468,11 @@ static int run(const train_opts *o)
             fprintf(stderr, "dasecv train: %s\n", dsv_errmsg());
             goto out;
         }
+    }
+    if (o->init_from && (st = dsv_model_load_npz(m, o->init_from))) {
+        fprintf(stderr, "dasecv train: --init-from: %s\n", dsv_errmsg());
+        rc = st == DSV_INVALID ? 2 : 1;
+        goto out;
     }
     /* what predict needs to treat an image as training treated its data */
     if (!dsv_model_preprocess(m, NULL, NULL) &&

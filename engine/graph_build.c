@@ -604,6 +604,24 @@ dsv_tensor dsv_graph_block_view_(const dsv_graph *g, char *blk, int i)
 dsv_tensor dsv_graph_param(dsv_graph *g, int i) { return dsv_graph_block_view_(g, g->pblock, i); }
 dsv_tensor dsv_graph_grad(dsv_graph *g, int i) { return dsv_graph_block_view_(g, g->gblock, i); }
 
+int dsv_graph_num_buffers(const dsv_graph *g) { return g->nbufs; }
+
+const char *dsv_graph_buffer_name(const dsv_graph *g, int i)
+{
+    return i >= 0 && i < g->nbufs ? g->bufs[i].name : NULL;
+}
+
+dsv_tensor dsv_graph_buffer(dsv_graph *g, int i)
+{
+    if (!g->bblock || i < 0 || i >= g->nbufs) {
+        dsv_tensor t;
+        memset(&t, 0, sizeof(t));
+        return t;
+    }
+    int64_t n = g->bufs[i].n;
+    return dsv_tensor_wrap(g->bblock + (size_t)g->bufs[i].off * g->esz, g->dtype, 1, &n);
+}
+
 int dsv_graph_num_nodes(const dsv_graph *g) { return g->nnodes; }
 
 const char *dsv_graph_node_name(const dsv_graph *g, int i)

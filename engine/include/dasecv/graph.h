@@ -207,6 +207,11 @@ DSV_API dsv_status dsv_graph_node_backends(const dsv_graph *g, int i, dsv_backen
  * Plans it now if no run has. */
 DSV_API dsv_status dsv_graph_planned_bytes(dsv_graph *g, int64_t n, bool train,
                                            size_t *bytes, size_t *unshared);
+/* Named buffers (running statistics, "NODE.running_mean"), 1-D views into the
+ * buffer block (valid after finalize, until destroy). */
+DSV_API int dsv_graph_num_buffers(const dsv_graph *g);
+DSV_API const char *dsv_graph_buffer_name(const dsv_graph *g, int i);
+DSV_API dsv_tensor dsv_graph_buffer(dsv_graph *g, int i);
 DSV_API int dsv_graph_num_nodes(const dsv_graph *g);
 DSV_API const char *dsv_graph_node_name(const dsv_graph *g, int i);
 /* Node i as it was added (names and pointers valid until destroy), and its

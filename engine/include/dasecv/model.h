@@ -158,6 +158,16 @@ DSV_API dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *co
 /* Name of class i, or NULL when the model has none. */
 DSV_API const char *dsv_model_class_name(const dsv_model *m, int i);
 
+/* Every parameter and buffer by name (NODE.w, NODE.b, NODE.gamma, NODE.beta,
+ * NODE.running_mean, NODE.running_var) into an .npz archive, in the model's
+ * dtype (npz.h; written atomically). */
+DSV_API dsv_status dsv_model_save_npz(dsv_model *m, const char *path);
+/* The reverse: the archive must hold exactly the model's arrays, with the
+ * same names and shapes, finite, float32 or float64 (converted to the
+ * model's dtype); otherwise DSV_INVALID naming the array, and the model is
+ * unchanged. */
+DSV_API dsv_status dsv_model_load_npz(dsv_model *m, const char *path);
+
 DSV_API dsv_status dsv_model_set_exec(dsv_model *m, const dsv_exec_options *o);
 DSV_API const dsv_exec_options *dsv_model_exec(const dsv_model *m);
 /* With DSV_SCHEDULE_AUTO: the schedule chosen by the last calibration
