@@ -36,8 +36,10 @@ static const char usage[] =
     "  --json             one JSON object: {\"predictions\": [{\"image\", \"top\":\n"
     "                     [{\"class\", \"name\", \"probability\"}...]}...]}\n"
     "Images are converted to the model's input: RGB (or luminance\n"
-    "0.299 R + 0.587 G + 0.114 B for 1-channel models; alpha ignored), resized\n"
-    "bilinearly (half-pixel centres, no antialiasing) to its H x W.\n"
+    "0.299 R + 0.587 G + 0.114 B for 1-channel models; alpha ignored; a note on\n"
+    "stderr says when the image's channels differ from the model's), cropped\n"
+    "to the centred window of the model's aspect ratio, and resized bilinearly\n"
+    "(half-pixel centres, no antialiasing) to its H x W.\n"
     "Exit status: 0 ok, 1 error (unreadable image, checkpoint...), 2 bad usage.\n";
 
 /* Softmax probabilities of row k of scores into prob (numerically stable). */
@@ -197,6 +199,13 @@ int dsv_cmd_predict(int argc, char **argv)
     }
     for (int i = 0; i < nimg; i++) {
         dsv_tensor img = {0};
+        int ic = 0;
+        if (dsv_image_channels(images[i], &ic) == DSV_OK && (sp.c == 1) != (ic <= 2))
+            fprintf(stderr, "dasecv predict: %s has %s, the model takes %s: converted to %s\n",
+                    images[i], ic <= 2 ? "1 channel (gray)" : "3 channels (colour)",
+                    sp.c == 1 ? "1 channel" : "3 channels",
+                    sp.c == 1 ? "luminance (0.299 R + 0.587 G + 0.114 B)"
+                              : "RGB by repeating the gray channel");
         if (dsv_image_load(images[i], sp.c, sp.h, sp.w, &img) != DSV_OK) {
             fprintf(stderr, "dasecv predict: %s\n", dsv_errmsg());
             goto out;

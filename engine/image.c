@@ -45,18 +45,38 @@ static float sample(const uint8_t *p, int in_c, int ch)
     return ch == 0 ? r : ch == 1 ? g : b;
 }
 
-/* Source coordinate of output index i for half-pixel centres, clamped; the
- * lower neighbour and the weight of the upper one. */
-static void src_coord(int i, int in, int out, int *i0, int *i1, float *t)
+/* Source coordinate of output index i for half-pixel centres over the crop
+ * window [off, off + in), clamped to it; the lower neighbour and the weight
+ * of the upper one. */
+static void src_coord(int i, int off, int in, int out, int *i0, int *i1, float *t)
 {
     float x = ((float)i + 0.5f) * (float)in / (float)out - 0.5f;
     if (x < 0)
         x = 0;
     if (x > (float)(in - 1))
         x = (float)(in - 1);
-    *i0 = (int)x;
-    *i1 = *i0 + 1 < in ? *i0 + 1 : *i0;
-    *t = x - (float)*i0;
+    int k = (int)x;
+    *t = x - (float)k;
+    *i0 = off + k;
+    *i1 = off + (k + 1 < in ? k + 1 : k);
+}
+
+/* The centred window of the input with the output's aspect ratio: the longer
+ * side is cut, so nothing is stretched (as the course crops its photos). */
+static void crop(int in_h, int in_w, int h, int w, int *y0, int *ch, int *x0, int *cw)
+{
+    *y0 = *x0 = 0;
+    *ch = in_h;
+    *cw = in_w;
+    if ((int64_t)in_w * h > (int64_t)in_h * w) { /* wider than the output */
+        *cw = (int)(((int64_t)in_h * w + h / 2) / h);
+        *cw = *cw < 1 ? 1 : *cw;
+        *x0 = (in_w - *cw) / 2;
+    } else if ((int64_t)in_w * h < (int64_t)in_h * w) { /* taller */
+        *ch = (int)(((int64_t)in_w * h + w / 2) / w);
+        *ch = *ch < 1 ? 1 : *ch;
+        *y0 = (in_h - *ch) / 2;
+    }
 }
 
 dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
@@ -72,16 +92,18 @@ dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
         return dsv_error(DSV_INVALID, "image: size %dx%d outside 1..%d", h, w, MAX_SIDE);
 
+    int oy, cy, ox, cx;
+    crop(in_h, in_w, h, w, &oy, &cy, &ox, &cx);
     for (int k = 0; k < c; k++) {
         int ch = c == 1 ? -1 : k;
         for (int i = 0; i < h; i++) {
             int y0, y1;
             float ty;
-            src_coord(i, in_h, h, &y0, &y1, &ty);
+            src_coord(i, oy, cy, h, &y0, &y1, &ty);
             for (int j = 0; j < w; j++) {
                 int x0, x1;
                 float tx;
-                src_coord(j, in_w, w, &x0, &x1, &tx);
+                src_coord(j, ox, cx, w, &x0, &x1, &tx);
                 const uint8_t *r0 = pix + (size_t)y0 * in_w * in_c;
                 const uint8_t *r1 = pix + (size_t)y1 * in_w * in_c;
                 float a = sample(r0 + x0 * in_c, in_c, ch);
@@ -121,4 +143,19 @@ dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out
         dsv_tensor_free(out);
     stbi_image_free(pix);
     return s;
+}
+
+dsv_status dsv_image_channels(const char *path, int *channels)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    int iw, ih, ic;
+    int ok = stbi_info_from_file(f, &iw, &ih, &ic);
+    fclose(f);
+    if (!ok)
+        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG, JPEG or BMP image (%s)", path,
+                         stbi_failure_reason());
+    *channels = ic;
+    return DSV_OK;
 }

@@ -357,15 +357,25 @@ static void test_split_batch(void **st)
 }
 
 /* Reference bilinear with half-pixel centres, in double. */
+/* Bilinear sampling of the centred crop of the output's aspect ratio. */
 static double ref_bilinear(const uint8_t *p, int ih, int iw, int ic, int ch, int oh,
                            int ow, int i, int j)
 {
-    double sy = (i + 0.5) * ih / oh - 0.5, sx = (j + 0.5) * iw / ow - 0.5;
-    sy = sy < 0 ? 0 : sy > ih - 1 ? ih - 1 : sy;
-    sx = sx < 0 ? 0 : sx > iw - 1 ? iw - 1 : sx;
+    int cy = ih, cx = iw, oy = 0, ox = 0;
+    if ((double)iw / ih > (double)ow / oh) {
+        cx = (int)floor((double)ih * ow / oh + 0.5);
+        ox = (iw - cx) / 2;
+    } else if ((double)iw / ih < (double)ow / oh) {
+        cy = (int)floor((double)iw * oh / ow + 0.5);
+        oy = (ih - cy) / 2;
+    }
+    double sy = (i + 0.5) * cy / oh - 0.5, sx = (j + 0.5) * cx / ow - 0.5;
+    sy = sy < 0 ? 0 : sy > cy - 1 ? cy - 1 : sy;
+    sx = sx < 0 ? 0 : sx > cx - 1 ? cx - 1 : sx;
     int y0 = (int)sy, x0 = (int)sx;
-    int y1 = y0 + 1 < ih ? y0 + 1 : y0, x1 = x0 + 1 < iw ? x0 + 1 : x0;
+    int y1 = y0 + 1 < cy ? y0 + 1 : y0, x1 = x0 + 1 < cx ? x0 + 1 : x0;
     double ty = sy - y0, tx = sx - x0;
+    y0 += oy, y1 += oy, x0 += ox, x1 += ox;
 #define PX(y, x) ((double)p[((y) * iw + (x)) * ic + ch])
     double top = PX(y0, x0) * (1 - tx) + PX(y0, x1) * tx;
     double bot = PX(y1, x0) * (1 - tx) + PX(y1, x1) * tx;
@@ -417,6 +427,15 @@ static void test_image_png(void **st)
                 }
         dsv_tensor_free(&t);
     }
+    /* another aspect ratio is cropped, not squashed: the middle 4x4 of a 4x8
+       image comes out unchanged */
+    uint8_t wide[4 * 8], sq[16];
+    for (int k = 0; k < 32; k++)
+        wide[k] = (uint8_t)(k * 7);
+    TU_OK(dsv_image_convert(wide, 4, 8, 1, 1, 4, 4, sq));
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            assert_int_equal(sq[i * 4 + j], wide[i * 8 + 2 + j]);
     /* a 1x2 image doubled: the middle pixels interpolate 1/4 and 3/4 */
     uint8_t two[2] = {0, 200}, out[4];
     TU_OK(dsv_image_convert(two, 1, 2, 1, 1, 1, 4, out));

@@ -18,10 +18,13 @@ extern "C" {
  * 2 (gray, alpha), 3 (RGB) or 4 (RGBA), to planar (c, h, w) uint8 in out:
  *  - channels: c = 3 gives R, G, B (gray is replicated); c = 1 gives the
  *    luminance 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601). Alpha is ignored.
+ *  - aspect: an input of another aspect ratio than h x w is first cropped to
+ *    the centred window of that ratio (the longer side cut, rounded to whole
+ *    pixels), so nothing is stretched;
  *  - size: bilinear interpolation with half-pixel centres (as PIL and OpenCV
- *    without antialiasing): output pixel (i, j) samples the input at
- *    ((i + 0.5) * in_h / h - 0.5, (j + 0.5) * in_w / w - 0.5), clamped to the
- *    image; equal sizes copy the pixels unchanged. Values are rounded to the
+ *    without antialiasing): output pixel (i, j) samples the window at
+ *    ((i + 0.5) * win_h / h - 0.5, (j + 0.5) * win_w / w - 0.5), clamped to it;
+ *    equal sizes copy the pixels unchanged. Values are rounded to the
  *    nearest integer.
  * out holds c * h * w bytes, owned by the caller. */
 DSV_API dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
@@ -33,6 +36,10 @@ DSV_API dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int
  * PNG/JPEG/BMP (the decoder's reason is in the message); DSV_INVALID for
  * c other than 1 or 3 or a size outside 1..4096. */
 DSV_API dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out);
+
+/* The number of channels stored in an image file (1 gray, 2 gray and alpha,
+ * 3 RGB, 4 RGBA), from its header. */
+DSV_API dsv_status dsv_image_channels(const char *path, int *channels);
 
 #ifdef __cplusplus
 }
