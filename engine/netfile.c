@@ -35,6 +35,8 @@
 #define MAX_LINE 200     /* inih's INI_MAX_LINE in Debian's build */
 #define MAX_NAME 64
 #define MAX_DIM (1 << 24)
+#define MAX_PARAMS (INT64_C(1) << 30) /* 4 GiB of float32 weights, and as much again
+                                         for their gradients */
 #define SECTION_KEY "\x01" /* injected after each header; see the top */
 
 typedef struct nf_key {
@@ -809,6 +811,10 @@ static dsv_status build(nf_build *b, const dsv_model_options *o)
                            "layer '%s': its output is never used (only the loss may end "
                            "the network; the next layer reads it unless it says input=)",
                            b->names[i].name);
+    if (dsv_graph_num_param_values(b->g) > MAX_PARAMS)
+        return fail_at(f, f->secs[0].line,
+                       "the network has %lld parameter values; the engine takes at most %lld",
+                       (long long)dsv_graph_num_param_values(b->g), (long long)MAX_PARAMS);
     if ((s = dsv_graph_finalize(b->g)))
         return dsv_error(s, "%s: %s", f->src, dsv_errmsg());
     return DSV_OK;

@@ -14,7 +14,7 @@ fuzz() {
     CC=clang meson setup "$dir" -Dfuzz=enabled -Donednn=disabled -Dbenchmarks=disabled \
       -Dbuildtype=debugoptimized
   fi
-  local targets=(npy npz checkpoint cifar idx image cmdline)
+  local targets=(npy npz checkpoint cifar idx image cmdline netfile)
   ninja -C "$dir" -j "$(nproc)" "${targets[@]/#/tests/fuzz/fuzz_}"
   meson test -C "$dir" --no-rebuild --print-errorlogs --suite fuzz --num-processes "$(nproc)"
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
