@@ -12,17 +12,13 @@
  * reads x and dout twice in all, as a backward that kept its forward's
  * statistics would. Channel ranges are split among threads, and every
  * channel's sum runs over n in order, so results do not depend on the
- * split. The elementwise passes work in float and vectorise.
- *
- * On (50, 32, 32, 32), 2 threads, alternating runs of the old and new
- * dasecv-bench: forward 0.62-0.75 ms before (three passes, the sums in
- * double on SSE2), 0.22-0.33 after; backward 1.29-1.35 before (four
- * passes), 0.46-0.54 after.
+ * split. The elementwise passes work in float and vectorise. One pass
+ * for the statistics (and one more in backward) replaced three (four), which
+ * made both directions about 2.5 times faster (bench/RESULTS.md, "Kernel
+ * notes").
  *
  * On (N, D) each channel is one float per row, so both passes run along
- * the rows, across channels. On (50, 100), alternating runs as above:
- * forward 0.016-0.024 ms with a pass per (row, channel) pair, 0.0046
- * along rows; backward 0.026-0.027, 0.0066.
+ * the rows, across channels, not one short pass per (row, channel) pair.
  */
 #include <math.h>
 #include <string.h>

@@ -4,12 +4,10 @@
  * loops the compiler vectorises; large tensors are split among threads.
  *
  * On x86-64 CPUs with AVX2 both run 16 floats per iteration with AVX2
- * intrinsics (an ordered compare, so NaN gives 0 as above). The loops the
- * compiler made (SSE, 4 floats per iteration) ran at about one iteration per
- * cycle on (50, 32, 32, 32), whose 13 MB stay in L3, and their speed swung
- * with the code around them: the forward alone, one thread, took 0.53-0.60 ms
- * while it shared the backward's loop (x loaded twice), 0.26 ms in a loop of
- * its own identical to the naive kernel's, which took 0.175 ms.
+ * intrinsics (an ordered compare, so NaN gives 0 as above): the loops the
+ * compiler made ran 4 floats per iteration, and their speed depended on the
+ * code around them (bench/RESULTS.md, "Kernel notes"), which the explicit
+ * loops do not.
  */
 #include <omp.h>
 

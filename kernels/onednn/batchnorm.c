@@ -6,10 +6,9 @@
  * (dnnl_use_scale | dnnl_use_shift), used in place.
  *
  * Layout: on plain nchw oneDNN 2.6 has only its ncsp C++ kernel, which is
- * slow (course conv activations (50, 32, 32, 32), 2 threads: forward 2.8 ms,
- * backward 3.4 ms); its JIT kernel wants nChw16c or nChw8c, and with the
- * reorders at the edges does the same in 1.6 and 2.2 ms (nhwc, whose
- * reorders cost more, 4.0 and 6.3 ms). So spatial batch norm runs on the
+ * slower than its JIT kernel even counting the reorders the JIT kernel's
+ * nChw16c or nChw8c layout needs at the edges (nhwc's reorders cost more
+ * still; bench/RESULTS.md, "Kernel notes"). So spatial batch norm runs on the
  * blocked layout this CPU's JIT kernel takes, when the block divides C (no
  * padded channels to reorder), else on nchw; the implementation is then
  * chosen by timing the candidates once per configuration.

@@ -2,12 +2,12 @@
  * Max pooling on oneDNN: forward training (with workspace) and backward.
  *
  * Both run on NHWC copies of the user's NCHW tensors: oneDNN's NHWC JIT
- * pooling is far faster than its simple_nchw path (course cell forward,
- * reorders included: ~0.1 ms against ~1.7 ms), and the workspace ties the
- * backward to the forward's layout. Which JIT flavour is fastest depends on
- * the CPU (on an AVX2-only AMD EPYC, jit:sse41 ran the course cell in 0.08 ms
- * and jit:avx2 in 3.3 ms), so each configuration's implementation is chosen
- * by timing the candidates once; the choice is shared by all states.
+ * pooling is far faster than its simple_nchw path, reorders included, and
+ * the workspace ties the backward to the forward's layout. Which JIT flavour
+ * is fastest depends on the CPU (on one AVX2-only CPU the sse41 flavour beat
+ * the avx2 one by an order of magnitude; bench/RESULTS.md, "Kernel notes"),
+ * so each configuration's implementation is chosen by timing the candidates
+ * once; the choice is shared by all states.
  *
  * What must stay true:
  *  - the workspace in the state belongs to the input recorded with it
