@@ -473,6 +473,44 @@ static void test_model_file(void **st)
     expect_in(g_stderr, "the course's options");
 }
 
+/* Every built-in model: a short run, then predict from its checkpoint alone
+ * (no --data), the image cropped and converted to the model's input. */
+static void test_predict_every_builtin(void **st)
+{
+    (void)st;
+    char cifar[4300], fmnist[4300];
+    const char *cd = path_in("cifar-mini"), *fd = path_in("mnist28");
+    gen_dir(cd);
+    gen_dir(fd);
+    const int64_t counts[6] = {40, 40, 40, 40, 40, 20};
+    assert_int_equal(gen_cifar(cd, counts), 0);
+    assert_int_equal(gen_idx(fd, "train", 0, 120, 28, 28, 0), 0);
+    assert_int_equal(gen_idx(fd, "t10k", 1, 20, 28, 28, 0), 0);
+    snprintf(cifar, sizeof(cifar), "cifar10:%s", cd);
+    snprintf(fmnist, sizeof(fmnist), "mnist:%s", fd);
+    char png[4300];
+    snprintf(png, sizeof(png), "%s", path_in("wide.png"));
+    uint8_t px[20 * 30 * 3];
+    for (size_t i = 0; i < sizeof(px); i++)
+        px[i] = (uint8_t)(i * 11);
+    assert_int_not_equal(stbi_write_png(png, 30, 20, 3, px, 90), 0);
+    const struct {
+        const char *model, *data;
+    } runs[] = {{"threelayer", g_data}, {"fc", g_data},   {"resnet", g_data},
+                {"vgg", cifar},         {"lenet", fmnist}};
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        char ck[4300];
+        snprintf(ck, sizeof(ck), "%s.ckpt", path_in(runs[i].model));
+        unlink(ck);
+        expect_rc(RUN(NULL, "train", "--data", runs[i].data, "--model", runs[i].model,
+                      "--num-epochs", "1", "--batch-size", "20", "--num-train-samples", "20",
+                      "--checkpoint", ck, "--quiet"),
+                  0);
+        expect_rc(RUN(NULL, "predict", "--checkpoint", ck, "--top-k", "1", png), 0);
+        expect_in(g_stdout, "  1. ");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_check_command),
         cmocka_unit_test(test_train_eval_predict),
         cmocka_unit_test(test_model_file),
+        cmocka_unit_test(test_predict_every_builtin),
         cmocka_unit_test(test_predict_matches_dataset),
         cmocka_unit_test(test_corrupt_checkpoint),
         cmocka_unit_test(test_sigkill_keeps_checkpoint),
