@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,10 @@
 #define STBI_NO_HDR
 #define STBI_NO_LINEAR
 #define STBI_MAX_DIMENSIONS (1 << 14)
+/* stb asserts on some corrupt JPEGs (inconsistent Huffman codes): input must
+ * never abort us, so its asserts are off in every build type, as NDEBUG
+ * already has them in release builds. */
+#define STBI_ASSERT(x) ((void)0)
 /* The static build declares decoder entry points this file never uses; gcc
  * reports them at the end of the file, so the warning is off for all of it. */
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -120,6 +125,64 @@ dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
     return DSV_OK;
 }
 
+/* Two big-endian bytes, -1 at the end of the file. */
+static long get16be(FILE *f)
+{
+    int a = fgetc(f), b = fgetc(f);
+    return a == EOF || b == EOF ? -1 : (long)a << 8 | b;
+}
+
+/* stb_image 2.27 (Debian 12's libstb) writes past its Huffman tables when a
+ * JPEG DHT segment declares more than 256 codes in one table (2.28 refuses
+ * such a table). Walks the marker segments as stb does and reports such a
+ * table; leaves f at an arbitrary position. Non-JPEG files pass. */
+static bool jpeg_huffman_overflows(FILE *f)
+{
+    int soi;
+    if (fgetc(f) != 0xFF)
+        return false;
+    while ((soi = fgetc(f)) == 0xFF) /* stb skips fill bytes before any marker */
+        ;
+    if (soi != 0xD8)
+        return false;
+    for (;;) {
+        int m = fgetc(f);
+        if (m == EOF)
+            return false;
+        if (m != 0xFF) /* entropy-coded data between markers */
+            continue;
+        while ((m = fgetc(f)) == 0xFF)
+            ;
+        if (m == EOF || m == 0xD9)
+            return false;
+        /* stuffed zero, restart markers, TEM and SOI carry no length */
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8))
+            continue;
+        long len = get16be(f);
+        if (len < 2)
+            return false;
+        len -= 2;
+        if (m != 0xC4) {
+            if (fseek(f, len, SEEK_CUR) != 0)
+                return false;
+            continue;
+        }
+        while (len > 0) { /* one table: class/id, 16 counts, the codes */
+            (void)fgetc(f);
+            long n = 0;
+            for (int i = 0; i < 16; i++) { /* stb reads zeros past the end */
+                int k = fgetc(f);
+                n += k == EOF ? 0 : k;
+            }
+            if (n > 256)
+                return true;
+            if (fseek(f, n, SEEK_CUR) != 0)
+                return false;
+            len -= 17 + n;
+        }
+    }
+}
+
 dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out)
 {
     if (c != 1 && c != 3)
@@ -129,6 +192,12 @@ dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out
     FILE *f = fopen(path, "rb");
     if (!f)
         return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (jpeg_huffman_overflows(f)) {
+        fclose(f);
+        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG, JPEG or BMP image (JPEG "
+                         "Huffman table with more than 256 codes)", path);
+    }
+    rewind(f);
     int iw, ih, ic;
     uint8_t *pix = stbi_load_from_file(f, &iw, &ih, &ic, 0);
     fclose(f);

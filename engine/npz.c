@@ -8,11 +8,11 @@
  * archive and a failed write leaves the old one in place.
  *
  * Reading trusts nothing: libzip checks the archive's consistency
- * (ZIP_CHECKCONS, which also refuses duplicate names) and every member's CRC; before a member's buffer is
- * allocated its claimed size is checked against what its compressed bytes can
- * hold (deflate expands at most about 1032 to 1), so a forged size cannot make
- * us allocate more than a small multiple of the file. Every error names the
- * archive and the member.
+ * (ZIP_CHECKCONS, which also refuses duplicate names) and every member's
+ * CRC. Before a member's buffer is allocated, its claimed size is checked
+ * against its compressed bytes (equal for a stored member; deflate expands at
+ * most about 1032 to 1), so a forged size cannot make us allocate more than a
+ * small multiple of the file. Every error names the archive and the member.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,7 +110,8 @@ static dsv_status read_member(const char *path, zip_t *za, zip_uint64_t i, const
     zip_uint64_t want = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE;
     if ((st.valid & want) != want)
         return dsv_error(DSV_CORRUPT, "npz: %s: member '%s' has no size", path, member);
-    if (st.comp_size > file_size ||
+    int stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+    if (st.comp_size > file_size || (stored && st.size != st.comp_size) ||
         st.size > (st.comp_size + 64) * NPZ_MAX_RATIO || st.size > SIZE_MAX / 2)
         return dsv_error(DSV_CORRUPT, "npz: %s: member '%s' claims %" PRIu64 " bytes "
                          "from %" PRIu64 " compressed bytes in a %" PRIu64 "-byte file",

@@ -35,7 +35,7 @@ fuzz() {
       echo "fuzz $t: FAILED (log: $log; the input is in $dir/fuzz-artifacts/)" >&2
       return 1
     fi
-    grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "$log" | sed "s/^/  $t: /"
+    grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units' "$log" | sed "s/^/  $t: /"
   done
 }
 

@@ -67,7 +67,16 @@ def npz_bytes(compressed, **arrays):
     return f.getvalue()
 
 
+def npz_parts(mode, arrays):
+    b = bytes([mode])
+    for k, a in arrays.items():
+        b += part((k + ".npy").encode()) + part(npy_bytes(a))
+    return b
+
+
 def npz():
+    # fuzz_npz.c: mode byte 1 = the archive itself; 0/2 = (name, .npy) pairs
+    # that the target zips (stored/deflated)
     arrays = {
         "conv1.w": np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2),
         "conv1.b": np.zeros(1, dtype=np.float32),
@@ -77,15 +86,19 @@ def npz():
         "scalar": np.array(2.0),
         "empty": np.zeros((0,), dtype=np.float32),
     }
-    put("npz", "savez.npz", npz_bytes(False, **arrays))
-    put("npz", "savez_compressed.npz", npz_bytes(True, **arrays))
-    put("npz", "one.npz", npz_bytes(False, x=np.ones(2, dtype=np.float32)))
-    put("npz", "empty_archive.npz", npz_bytes(False))
+    put("npz", "savez.npz", b"\1" + npz_bytes(False, **arrays))
+    put("npz", "savez_compressed.npz", b"\1" + npz_bytes(True, **arrays))
+    put("npz", "one.npz", b"\1" + npz_bytes(False, x=np.ones(2, dtype=np.float32)))
+    put("npz", "empty_archive.npz", b"\1" + npz_bytes(False))
     f = io.BytesIO()
     with zipfile.ZipFile(f, "w") as z:
         z.writestr("readme.txt", "not an array")
-    put("npz", "not_npy_member.npz", f.getvalue())
-    put("npz", "truncated.npz", npz_bytes(False, **arrays)[:300])
+    put("npz", "not_npy_member.npz", b"\1" + f.getvalue())
+    put("npz", "truncated.npz", b"\1" + npz_bytes(False, **arrays)[:300])
+    put("npz", "parts_stored", npz_parts(0, arrays))
+    put("npz", "parts_deflated", npz_parts(2, arrays))
+    put("npz", "parts_i64_u16", npz_parts(0, {"a": np.arange(3, dtype=np.int64),
+                                             "b": np.arange(3, dtype=np.uint16)}))
 
 
 def cifar_record(label, k):
