@@ -249,6 +249,11 @@ static void put(tbuf *t, const char *fmt, ...) __attribute__((format(printf, 2, 
 
 static void put(tbuf *t, const char *fmt, ...)
 {
+    if (!t->p && !t->oom) {
+        if (!(t->p = malloc(1024)))
+            t->oom = true;
+        t->cap = 1024;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
