@@ -17,33 +17,9 @@
 #include "graph_priv.h"
 #include "internal/check.h"
 #include "internal/rng.h"
+#include "internal/arrays.h"
 
 /* ---- small helpers --------------------------------------------------------- */
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
-static bool grow(void **arr, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    int nc = *cap ? *cap * 2 : 8;
-    while (nc < need)
-        nc *= 2;
-    void *p = realloc(*arr, (size_t)nc * elem);
-    if (!p)
-        return false;
-    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(nc - *cap) * elem);
-    *arr = p;
-    *cap = nc;
-    return true;
-}
 
 dsv_status dsv_graph_node_error_(dsv_status s, const char *name)
 {
@@ -120,7 +96,7 @@ static dsv_status not_final(const dsv_graph *g, const char *what)
 static dsv_status new_value(dsv_graph *g, val_kind kind, int ndim,
                             const int64_t *shape, int producer, dsv_value *v)
 {
-    if (!grow((void **)&g->vals, &g->cap_vals, g->nvals + 1, sizeof(value)))
+    if (!dsv_grow_((void **)&g->vals, &g->cap_vals, g->nvals + 1, sizeof(value)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     value *val = &g->vals[g->nvals];
     memset(val, 0, sizeof(*val));
@@ -210,10 +186,10 @@ dsv_status dsv_graph_add_param(dsv_graph *g, const char *name, int ndim,
                              name, (long long)shape[d]);
         n *= shape[d];
     }
-    if (!grow((void **)&g->params, &g->cap_params, g->nparams + 1, sizeof(param)))
+    if (!dsv_grow_((void **)&g->params, &g->cap_params, g->nparams + 1, sizeof(param)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     param *p = &g->params[g->nparams];
-    if (!(p->name = dup_str(name)))
+    if (!(p->name = dsv_strdup_(name)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     p->ndim = ndim;
     for (int d = 0; d < DSV_MAX_DIMS; d++)
@@ -258,10 +234,10 @@ dsv_status dsv_graph_add_buffer(dsv_graph *g, const char *name, int64_t n,
     if (n < 1 || n > (INT64_C(1) << 32))
         return dsv_error(DSV_INVALID, "graph: buffer '%s' has bad size %lld", name,
                          (long long)n);
-    if (!grow((void **)&g->bufs, &g->cap_bufs, g->nbufs + 1, sizeof(buffer)))
+    if (!dsv_grow_((void **)&g->bufs, &g->cap_bufs, g->nbufs + 1, sizeof(buffer)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     buffer *b = &g->bufs[g->nbufs];
-    if (!(b->name = dup_str(name)))
+    if (!(b->name = dsv_strdup_(name)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     b->n = n;
     b->off = g->nb;
@@ -426,12 +402,12 @@ dsv_status dsv_graph_add_node(dsv_graph *g, const dsv_node_desc *d, dsv_value *o
     if ((s = dsv_op_check(&c, false, &ond, os)))
         return dsv_graph_node_error_(s, d->name);
 
-    if (!grow((void **)&g->nodes, &g->cap_nodes, g->nnodes + 1, sizeof(node)))
+    if (!dsv_grow_((void **)&g->nodes, &g->cap_nodes, g->nnodes + 1, sizeof(node)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     int i = g->nnodes;
     node *nd = &g->nodes[i];
     memset(nd, 0, sizeof(*nd));
-    if (!(nd->name = dup_str(d->name)))
+    if (!(nd->name = dsv_strdup_(d->name)))
         return dsv_error(DSV_NOMEM, "graph: out of memory");
     nd->op = d->op;
     nd->p = d->p;

@@ -22,6 +22,7 @@
 #include "dasecv/model.h"
 #include "internal/l2.h"
 #include "netfile.h"
+#include "internal/arrays.h"
 
 struct dsv_model {
     dsv_model_options opt; /* resolved: dtype, input shape, classes set */
@@ -38,15 +39,6 @@ struct dsv_model {
 };
 
 #define MAX_TEXT (1 << 20)
-
-static char *dup_text(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
 
 /* ---- names ------------------------------------------------------------------ */
 
@@ -448,7 +440,7 @@ static dsv_status create(dsv_model **out, const char *text, const char *source,
     m->opt = *o;
     m->scale = 1.0f;
     dsv_status s = DSV_NOMEM;
-    if (!(m->text = dup_text(text)) || !(m->source = dup_text(source ? source : "<model>"))) {
+    if (!(m->text = dsv_strdup_(text)) || !(m->source = dsv_strdup_(source ? source : "<model>"))) {
         dsv_error(s, "model: out of memory");
         goto fail;
     }
@@ -636,7 +628,7 @@ dsv_status dsv_model_set_class_names(dsv_model *m, int n, const char *const *nam
     if (n && !copy)
         return dsv_error(DSV_NOMEM, "model: out of memory");
     for (int i = 0; i < n; i++) {
-        if (!names[i] || strlen(names[i]) > 255 || !(copy[i] = dup_text(names[i]))) {
+        if (!names[i] || strlen(names[i]) > 255 || !(copy[i] = dsv_strdup_(names[i]))) {
             for (int k = 0; k <= i && k < n; k++)
                 free(copy[k]);
             free(copy);

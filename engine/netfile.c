@@ -31,6 +31,7 @@
 #include <ini.h>
 
 #include "netfile.h"
+#include "internal/arrays.h"
 
 #define MAX_LINE 200     /* inih's INI_MAX_LINE in Debian's build */
 #define MAX_NAME 64
@@ -67,30 +68,6 @@ typedef struct nf_file {
 
 /* ---- reading ----------------------------------------------------------------- */
 
-static bool grow(void **arr, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    int nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    void *p = realloc(*arr, (size_t)nc * elem);
-    if (!p)
-        return false;
-    *arr = p;
-    *cap = nc;
-    return true;
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 static dsv_status fail_at(nf_file *f, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -108,7 +85,7 @@ static dsv_status fail_at(nf_file *f, int line, const char *fmt, ...)
 static char *reader(char *buf, int num, void *stream)
 {
     nf_file *f = stream;
-    if (!grow((void **)&f->map, &f->capmap, f->nmap + 1, sizeof(int)))
+    if (!dsv_grow_((void **)&f->map, &f->capmap, f->nmap + 1, sizeof(int)))
         return NULL; /* inih then stops; the caller sees f->nmap unchanged */
     if (f->header_line > 0) {
         snprintf(buf, (size_t)num, "%s=%d\n", SECTION_KEY, f->header_line);
@@ -143,11 +120,11 @@ static int handler(void *user, const char *section, const char *name, const char
         return 0;
     int line = f->nmap ? f->map[f->nmap - 1] : 0;
     if (strcmp(name, SECTION_KEY) == 0) {
-        if (!grow((void **)&f->secs, &f->capsecs, f->nsecs + 1, sizeof(nf_sec)))
+        if (!dsv_grow_((void **)&f->secs, &f->capsecs, f->nsecs + 1, sizeof(nf_sec)))
             return 0;
         nf_sec *s = &f->secs[f->nsecs];
         memset(s, 0, sizeof(*s));
-        if (!(s->type = dup_str(section)))
+        if (!(s->type = dsv_strdup_(section)))
             return 0;
         s->line = atoi(value);
         f->nsecs++;
@@ -164,11 +141,11 @@ static int handler(void *user, const char *section, const char *name, const char
                     name, s->keys[i].line);
             return 0;
         }
-    if (!grow((void **)&s->keys, &s->cap, s->nkeys + 1, sizeof(nf_key)))
+    if (!dsv_grow_((void **)&s->keys, &s->cap, s->nkeys + 1, sizeof(nf_key)))
         return 0;
     nf_key *k = &s->keys[s->nkeys];
-    k->name = dup_str(name);
-    k->value = dup_str(value);
+    k->name = dsv_strdup_(name);
+    k->value = dsv_strdup_(value);
     k->line = line;
     k->used = false;
     if (!k->name || !k->value) {
@@ -761,7 +738,7 @@ static dsv_status build_layer(nf_build *b, int index, bool last)
     dsv_value out;
     if ((s = dsv_graph_add_node(b->g, &d, &out)))
         return graph_error(b, s);
-    if (!grow((void **)&b->names, &b->capnames, b->nnames + 1, sizeof(*b->names)))
+    if (!dsv_grow_((void **)&b->names, &b->capnames, b->nnames + 1, sizeof(*b->names)))
         return dsv_error(DSV_NOMEM, "%s: out of memory", b->f->src);
     struct nf_name *n = &b->names[b->nnames++];
     snprintf(n->name, sizeof(n->name), "%s", node);
@@ -791,7 +768,7 @@ static dsv_status build(nf_build *b, const dsv_model_options *o)
     int64_t in[3] = {b->in[0], b->in[1], b->in[2]};
     if ((s = dsv_graph_input(b->g, 3, in, &x)) || (s = dsv_graph_labels(b->g, &b->labels)))
         return graph_error(b, s);
-    if (!grow((void **)&b->names, &b->capnames, 1, sizeof(*b->names)))
+    if (!dsv_grow_((void **)&b->names, &b->capnames, 1, sizeof(*b->names)))
         return dsv_error(DSV_NOMEM, "%s: out of memory", f->src);
     snprintf(b->names[0].name, MAX_NAME, "input");
     b->names[0].v = x;
