@@ -693,20 +693,12 @@ dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf, s
         const node *nd = &g->nodes[i];
         dsv_backend f = nd->fwd_used, b = nd->bwd_used;
         if (!nd->ran_fwd || !nd->ran_bwd) {
-            dsv_node_desc d = desc_of(g, i);
-            dummies m;
-            dsv_call c;
-            int64_t os[DSV_MAX_DIMS] = {1, 1, 1, 1};
-            int ond = 1;
-            if (nd->out >= 0) {
-                ond = g->vals[nd->out].ndim;
-                memcpy(os, g->vals[nd->out].shape, sizeof(os));
-            }
-            dummy_call(g, &d, &m, &c, ond, os);
+            dsv_backend pf, pb;
+            dsv_graph_node_backends(g, i, want, &pf, &pb);
             if (!nd->ran_fwd)
-                f = dsv_pick_backend(&c, false, want);
+                f = pf;
             if (!nd->ran_bwd && !dsv_op_is_loss(nd->op))
-                b = dsv_pick_backend(&c, true, want);
+                b = pb;
         }
         int k = snprintf(buf + used, n - used, "%s %s %s/%s\n", nd->name,
                          dsv_op_name(nd->op), dsv_backend_name(f),
