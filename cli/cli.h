@@ -11,5 +11,6 @@ int dsv_cmd_eval(int argc, char **argv);
 int dsv_cmd_predict(int argc, char **argv);
 int dsv_cmd_check(int argc, char **argv);
 int dsv_cmd_describe(int argc, char **argv);
+int dsv_cmd_bench(int argc, char **argv);
 
 #endif

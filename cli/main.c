@@ -17,6 +17,7 @@ static const struct {
     {"op", dsv_cmd_op, "run one layer op on .npy files"},
     {"check", dsv_cmd_check, "cross-backend and gradient checks on this machine"},
     {"describe", dsv_cmd_describe, "a model's nodes, shapes, parameters, FLOPs and memory"},
+    {"bench", dsv_cmd_bench, "time the course's cells or a model's nodes per backend"},
 };
 
 static void usage(FILE *f)
