@@ -192,18 +192,13 @@ static dsv_status parse_schedule(parsed *p, const char *rest, const char *src, i
 
 static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
 {
-    char *bname = strtok(rest, " \t");
-    char *keys = strtok(NULL, " \t");
-    char *name = strtok(NULL, " \t");
-    if (!bname || !keys || !name || strtok(NULL, " \t"))
+    char *save;
+    char *bname = strtok_r(rest, " \t", &save);
+    char *keys = strtok_r(NULL, " \t", &save);
+    char *name = strtok_r(NULL, " \t", &save);
+    if (!bname || !keys || !name || strtok_r(NULL, " \t", &save))
         return bad_line(src, line, "expected 'choice BACKEND KEY,KEY,... IMPLEMENTATION'");
     choice_entry e = {0};
-    if (dsv_backend_from_name(bname, &e.backend) || e.backend == DSV_BACKEND_AUTO)
-        return bad_line(src, line, "unknown backend");
-    const dsv_backend_table *t = dsv_backend_get(e.backend);
-    if (!t || !t->choice_set)
-        return dsv_error(DSV_INVALID, "%s:%d: backend %s %s", src, line, bname,
-                         t ? "makes no timed choices" : "is not built in");
     for (char *s = keys;;) {
         char *end;
         if (e.nkey == DSV_CHOICE_KEY_MAX || !parse_i64(s, &e.key[e.nkey], &end))
@@ -217,6 +212,14 @@ static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
     }
     if (strlen(name) >= sizeof(e.name))
         return bad_line(src, line, "implementation name too long");
+    /* the line's form first, so that a malformed line reads the same in
+       every build */
+    if (dsv_backend_from_name(bname, &e.backend) || e.backend == DSV_BACKEND_AUTO)
+        return bad_line(src, line, "unknown backend");
+    const dsv_backend_table *t = dsv_backend_get(e.backend);
+    if (!t || !t->choice_set)
+        return dsv_error(DSV_INVALID, "%s:%d: backend %s %s", src, line, bname,
+                         t ? "makes no timed choices" : "is not built in");
     memcpy(e.name, name, strlen(name) + 1);
     if (p->nchoices == p->cap) {
         int cap = p->cap ? 2 * p->cap : 16;
