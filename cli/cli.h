@@ -12,5 +12,6 @@ int dsv_cmd_predict(int argc, char **argv);
 int dsv_cmd_check(int argc, char **argv);
 int dsv_cmd_describe(int argc, char **argv);
 int dsv_cmd_export(int argc, char **argv);
+int dsv_cmd_bench(int argc, char **argv);
 
 #endif

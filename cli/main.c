@@ -18,6 +18,7 @@ static const struct {
     {"check", dsv_cmd_check, "cross-backend and gradient checks on this machine"},
     {"describe", dsv_cmd_describe, "a model's nodes, shapes, parameters, FLOPs and memory"},
     {"export", dsv_cmd_export, "a checkpoint's weights as an .npz archive"},
+    {"bench", dsv_cmd_bench, "time the course's cells or a model's nodes per backend"},
 };
 
 static void usage(FILE *f)

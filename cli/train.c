@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "cmdline.h"
+#include "plan.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -67,6 +68,11 @@ static const char usage[] =
     "  --backend B              naive | fast | onednn | auto (default)\n"
     "  --threads N              threads (default: DASECV_NUM_THREADS or all)\n"
     "  --schedule S             layer (default) | batch | auto\n"
+    "  --plan FILE              take auto's timed decisions (schedule per batch\n"
+    "                           size, oneDNN implementations) from FILE, written\n"
+    "                           by --save-plan, instead of timing (checkpoints\n"
+    "                           carry them too: --resume reuses the run's own)\n"
+    "  --save-plan FILE         write the decisions this run used, at the end\n"
     "files and output:\n"
     "  --checkpoint FILE        saved at each epoch end and at the end\n"
     "  --resume FILE            continue from a checkpoint (to --num-epochs)\n"
@@ -86,6 +92,7 @@ static const char usage[] =
 
 typedef struct train_opts {
     const char *data, *checkpoint, *resume, *log, *model, *init_from;
+    const char *plan, *save_plan;
     int64_t train_size;
     dsv_model_kind kind;
     bool course;      /* --model names one of the course's kinds */
@@ -178,6 +185,10 @@ static int parse(int argc, char **argv, train_opts *o)
             ok = cli_string(&p, &o->checkpoint);
         } else if (cli_is(&p, "--resume")) {
             ok = cli_string(&p, &o->resume);
+        } else if (cli_is(&p, "--plan")) {
+            ok = cli_string(&p, &o->plan);
+        } else if (cli_is(&p, "--save-plan")) {
+            ok = cli_string(&p, &o->save_plan);
         } else if (cli_is(&p, "--log")) {
             ok = cli_string(&p, &o->log);
         } else if (cli_is(&p, "--train-size")) {
@@ -498,6 +509,11 @@ static int run(const train_opts *o)
         goto out;
     }
 
+    if (o->plan && !cli_plan_load("train", m, o->plan)) {
+        rc = 2;
+        goto out;
+    }
+
     r.solver = s;
     g_solver = s;
     struct sigaction sa, old;
@@ -533,6 +549,8 @@ static int run(const train_opts *o)
                           dsv_errmsg());
         goto out;
     }
+    if (o->save_plan && !cli_plan_save("train", m, o->save_plan))
+        goto out;
     cli_progress_finish(&r.progress);
     if (stopped && !o->quiet)
         fprintf(stderr, "dasecv train: interrupted%s%s\n",

@@ -22,10 +22,11 @@
 
 #include <zlib.h>
 
+#include "dasecv/graph.h"
 #include "solver_priv.h"
 
 #define CKPT_MAGIC "DSVCKPT\x1a"
-#define CKPT_VERSION 2u
+#define CKPT_VERSION 3u
 #define CKPT_HEADER 24 /* magic, version, reserved, length */
 
 /* ---- little-endian writer ------------------------------------------------ */
@@ -225,6 +226,8 @@ typedef struct ckpt {
     const uint8_t *loss;
     int32_t acc_n;
     const uint8_t *train_acc, *val_acc;
+    const uint8_t *plan; /* version 3: the execution plan's text, plan_n bytes */
+    uint64_t plan_n;
 } ckpt;
 
 static void put_model_config(wbuf *b, const dsv_model_config *c)
@@ -388,8 +391,9 @@ static dsv_status get_model(rbuf *r, ckpt *k)
     return r->st;
 }
 
-/* Serialises s into b (without the trailing checksum). */
-static void encode(wbuf *b, const dsv_solver *s)
+/* Serialises s into b (without the trailing checksum); plan is the
+ * execution plan's text (graph.h). */
+static void encode(wbuf *b, const dsv_solver *s, const char *plan)
 {
     dsv_model *m = s->m;
     dsv_dtype dt = s->dtype;
@@ -440,6 +444,9 @@ static void encode(wbuf *b, const dsv_solver *s)
     put_i32(b, s->acc_n);
     put_block(b, s->train_acc, s->acc_n, DSV_F64);
     put_block(b, s->val_acc, s->acc_n, DSV_F64);
+
+    put_u64(b, strlen(plan));
+    put_bytes(b, plan, strlen(plan));
 }
 
 static dsv_status decode(rbuf *r, ckpt *k)
@@ -505,6 +512,15 @@ static dsv_status decode(rbuf *r, ckpt *k)
     k->acc_n = get_i32(r, "the accuracy history");
     k->train_acc = get_block(r, k->acc_n, DSV_F64, "the accuracy history");
     k->val_acc = get_block(r, k->acc_n, DSV_F64, "the accuracy history");
+    if (k->version >= 3) {
+        k->plan_n = get_u64(r, "the execution plan");
+        if (!r->st && k->plan_n > r->n - r->pos)
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s is corrupt: the execution plan runs past the end",
+                             r->path);
+        if (!r->st)
+            take(r, (size_t)k->plan_n, "the execution plan", &k->plan);
+    }
     if (r->st)
         return r->st;
     if (r->pos != r->n - 4)
@@ -578,8 +594,13 @@ dsv_status dsv_checkpoint_save(const dsv_solver *s, const char *path)
 {
     if (!s || !path)
         return dsv_error(DSV_INVALID, "checkpoint_save: solver and path are required");
+    char *plan;
+    dsv_status pst = dsv_graph_plan_text(dsv_model_graph(s->m), &plan);
+    if (pst)
+        return pst;
     wbuf b = {0};
-    encode(&b, s);
+    encode(&b, s, plan);
+    free(plan);
     put_u32(&b, 0); /* room for the checksum */
     if (b.oom) {
         free(b.p);
@@ -768,7 +789,29 @@ fail:
     return st;
 }
 
-/* Creates the model of k with the given parameter blocks. */
+/* The stored execution plan; one that does not fit the stored model is
+ * corruption, not a user error. */
+static dsv_status apply_plan(const char *path, const ckpt *k, dsv_model *m)
+{
+    char *text = malloc((size_t)k->plan_n + 1);
+    if (!text)
+        return dsv_error(DSV_NOMEM, "checkpoint %s: out of memory", path);
+    memcpy(text, k->plan, (size_t)k->plan_n);
+    text[k->plan_n] = '\0';
+    char src[300];
+    snprintf(src, sizeof(src), "checkpoint %s, execution plan line", path);
+    dsv_status st = dsv_graph_plan_apply(dsv_model_graph(m), text, src);
+    free(text);
+    if (st) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", dsv_errmsg());
+        st = dsv_error(st == DSV_NOMEM ? st : DSV_CORRUPT, "%s", msg);
+    }
+    return st;
+}
+
+/* Creates the model of k with the given parameter blocks and the run's
+ * execution plan, so that it goes on deciding as it did. */
 static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *params,
                              const uint8_t *buffers, dsv_model **out)
 {
@@ -789,6 +832,10 @@ static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *par
     copy_block(dsv_model_params(m), params, k->nparams, k->dtype);
     if (k->nbuffers)
         copy_block(dsv_model_buffers(m), buffers, k->nbuffers, k->dtype);
+    if (k->plan_n && (st = apply_plan(path, k, m))) {
+        dsv_model_destroy(m);
+        return st;
+    }
     *out = m;
     return DSV_OK;
 }

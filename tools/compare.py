@@ -4,7 +4,11 @@ comparison table (markdown) of medians in milliseconds: on both sides the
 median single call of each repetition, then the median over repetitions.
 
     tools/compare.py [--bench build-bench/bench/dasecv-bench] [--repetitions 3]
-                     [--threads 2] [--filter REGEX] [--save DIR]
+                     [--threads 2] [--filter REGEX] [--save DIR] [--record]
+
+--record appends the run's tracked ratios (against PyTorch and against
+naive, with the commit, CPU model, ISA and threads) to bench/history.jsonl;
+tools/bench_history.py prints the trend and checks for drops.
 
 Columns: the course's "fast" layers, as the fixed reference figures the
 speed targets were set from and as timed here by tools/bench_numpy.py in the
@@ -25,6 +29,8 @@ import os
 import re
 import subprocess
 import sys
+
+import bench_history
 
 COURSE_MS = {  # the course's fast layers, float32, 2 threads: reference figures
     "conv_fwd/cell": 1.27,
@@ -180,6 +186,9 @@ def main():
     ap.add_argument("--min-time", default="",
                     help="dasecv-bench --benchmark_min_time (seconds)")
     ap.add_argument("--save", default="", help="directory for the raw JSON")
+    ap.add_argument("--record", nargs="?", const=bench_history.HISTORY, default=None,
+                    metavar="FILE", help="append the tracked ratios to FILE "
+                    "(default bench/history.jsonl)")
     ap.add_argument("--no-numpy", action="store_true",
                     help="skip tools/bench_numpy.py (the course-here column)")
     ap.add_argument("--from-json", nargs="+", metavar="FILE",
@@ -224,6 +233,10 @@ def main():
     print(table(dsv, torch_doc, numpy_doc))
     for (cell, variant), msg in sorted(errors.items()):
         print(f"\n{cell}/{variant}: {msg}")
+    if a.record:
+        line = bench_history.make_line(dsv, torch_doc, ctx.get("dasecv_threads", a.threads))
+        bench_history.append(line, a.record)
+        print(f"\nrecorded in {a.record}: {json.dumps(line['ratios'], sort_keys=True)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
 #define DASECV_INTERNAL_BACKEND_TABLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "dasecv/ops.h"
 
@@ -26,7 +28,17 @@ typedef struct dsv_backend_table {
     dsv_kernel kernels[DSV_OP_COUNT];
     unsigned dtypes;                 /* bit (1u << dtype) per float dtype handled */
     void (*state_free)(void *state); /* may be NULL if it keeps no state */
+    /* Implementation choices the backend made by timing, process-wide (NULL
+       when it makes none): a key of up to DSV_CHOICE_KEY_MAX int64s and an
+       implementation name. choice_at returns false past the last one;
+       choice_set records one, so that the next state for that key takes the
+       named implementation without timing. */
+    bool (*choice_at)(int i, int64_t *key, int *nkey, char *name, size_t size);
+    dsv_status (*choice_set)(const int64_t *key, int nkey, const char *name);
 } dsv_backend_table;
+
+#define DSV_CHOICE_KEY_MAX 16
+#define DSV_CHOICE_NAME_MAX 64
 
 /* NULL if the backend is not built in. */
 const dsv_backend_table *dsv_backend_get(dsv_backend b);

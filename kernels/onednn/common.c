@@ -200,6 +200,30 @@ static void choice_put(const int64_t *key, int nkey, const char *name)
     pthread_mutex_unlock(&choices_lock);
 }
 
+bool dsv_odn_choice_at(int i, int64_t *key, int *nkey, char *name, size_t size)
+{
+    pthread_mutex_lock(&choices_lock);
+    bool ok = i >= 0 && i < nchoices;
+    if (ok) {
+        memcpy(key, choices[i].key, sizeof(*key) * (size_t)choices[i].nkey);
+        *nkey = choices[i].nkey;
+        snprintf(name, size, "%s", choices[i].name);
+    }
+    pthread_mutex_unlock(&choices_lock);
+    return ok;
+}
+
+dsv_status dsv_odn_choice_set(const int64_t *key, int nkey, const char *name)
+{
+    if (nkey < 1 || nkey > DSV_ODN_KEY_MAX || !name[0] ||
+        strlen(name) >= sizeof(choices[0].name))
+        return dsv_error(DSV_INVALID, "onednn: a choice needs 1 to %d key values and a "
+                         "name of 1 to %zu characters", DSV_ODN_KEY_MAX,
+                         sizeof(choices[0].name) - 1);
+    choice_put(key, nkey, name);
+    return DSV_OK;
+}
+
 /* Best of five runs after a warm-up, on zeroed buffers in the candidate's
  * layouts (zero is a valid pooling workspace too); negative if it fails. */
 static double time_candidate(const_dnnl_primitive_desc_t pd, dnnl_stream_t stream,

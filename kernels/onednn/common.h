@@ -73,7 +73,7 @@ typedef struct dsv_odn_argq {
  * values, op first): the one recorded for that key, else the fastest of the
  * non-reference candidates, timed on `stream` with zeroed buffers for `args`,
  * then recorded for every later state (process-wide, thread-safe). */
-#define DSV_ODN_KEY_MAX 16
+#define DSV_ODN_KEY_MAX DSV_CHOICE_KEY_MAX
 DSV_ODN_INTERNAL dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
                                              const_dnnl_op_desc_t op_desc,
                                              const_dnnl_primitive_desc_t hint,
@@ -81,6 +81,13 @@ DSV_ODN_INTERNAL dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
                                              dnnl_stream_t stream,
                                              const dsv_odn_argq *args, int nargs,
                                              const char *what);
+
+/* The recorded choices, for the execution plan (backend_table.h): the i-th
+ * one (false past the last), and recording one made elsewhere. */
+DSV_ODN_INTERNAL bool dsv_odn_choice_at(int i, int64_t *key, int *nkey, char *name,
+                                        size_t size);
+DSV_ODN_INTERNAL dsv_status dsv_odn_choice_set(const int64_t *key, int nkey,
+                                               const char *name);
 
 /* "jit:avx2", "x64:gemm:jit", ... ("" if unknown). */
 DSV_ODN_INTERNAL const char *dsv_odn_impl_name(const_dnnl_primitive_desc_t pd);

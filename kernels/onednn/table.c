@@ -27,4 +27,6 @@ const dsv_backend_table dsv_onednn_table = {
     },
     .dtypes = (1u << DSV_F32),
     .state_free = dsv_odn_state_free,
+    .choice_at = dsv_odn_choice_at,
+    .choice_set = dsv_odn_choice_set,
 };

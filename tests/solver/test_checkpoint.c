@@ -16,7 +16,7 @@
 #include "solver_data.h"
 
 enum { C = 3, H = 8, W = 8, K = 4 };
-/* Byte offsets in a version 2 file of a model made from the course's options
+/* Byte offsets in a version 3 file (the same as in version 2) of a model made from the course's options
  * (docs/checkpoint.md): the course configuration starts at 64, the model
  * text's length follows it. */
 enum { OFF_NUM_CLASSES = 84, OFF_NUM_FILTERS = 112, OFF_TEXT_LEN = 212 };
@@ -239,8 +239,8 @@ static void test_corrupt_files(void **st)
     expect_load_error(path, p, n, DSV_CORRUPT, "not a dasecv checkpoint", &f);
     /* a future version, and version 0 */
     memcpy(p, orig, n);
-    put_le32(p + 8, 3);
-    expect_load_error(path, p, n, DSV_CORRUPT, "version 3", &f);
+    put_le32(p + 8, 4);
+    expect_load_error(path, p, n, DSV_CORRUPT, "version 4", &f);
     put_le32(p + 8, 0);
     expect_load_error(path, p, n, DSV_CORRUPT, "version 0", &f);
 
@@ -506,7 +506,7 @@ static void test_version1_loads(void **st)
     TU_OK(dsv_checkpoint_save(s, v2));
     size_t n;
     uint8_t *bytes = slurp(v2, &n);
-    assert_int_equal(bytes[8], 2); /* version 2 */
+    assert_int_equal(bytes[8], 3); /* version 3 */
     free(bytes);
     dsv_model *m2;
     TU_OK(dsv_checkpoint_load_model(v2, &m2));
@@ -636,6 +636,81 @@ static void test_npz_round_trip(void **st)
     fixture_free(&f);
 }
 
+/* Where the execution plan's text starts (its u64 length is the 8 bytes
+ * before): version 3 ends with it, just before the checksum. */
+static size_t off_plan(const uint8_t *p, size_t n)
+{
+    const char magic[] = "dasecv-plan 1\n";
+    for (size_t i = n - 4; i-- > 8;)
+        if (!memcmp(p + i, magic, sizeof(magic) - 1) &&
+            get_le64(p + i - 8) == n - 4 - i)
+            return i;
+    fail_msg("no execution plan at the end of the checkpoint");
+    return 0;
+}
+
+/* Version 3's plan: saved (it names the model), reapplied on load, a plan
+ * of another model is corruption, and a version 2 file (no plan) loads. */
+static void test_plan_section(void **st)
+{
+    (void)st;
+    fixture f;
+    fixture_trained(&f);
+    char good[512], path[512];
+    snprintf(good, sizeof(good), "%s", tu_scratch("plan-good.ckpt"));
+    snprintf(path, sizeof(path), "%s", tu_scratch("plan-bad.ckpt"));
+    TU_OK(dsv_checkpoint_save(f.s, good));
+    size_t n;
+    uint8_t *orig = slurp(good, &n), *p = malloc(n);
+    size_t at = off_plan(orig, n);
+    char *text = strndup((const char *)orig + at, n - 4 - at);
+    assert_non_null(strstr(text, "\nmodel "));
+    char *mine;
+    TU_OK(dsv_graph_plan_text(dsv_model_graph(f.m), &mine));
+    assert_string_equal(text, mine); /* the model's own decisions, as they were */
+    free(mine);
+
+    /* a loaded checkpoint's model has the stored decisions */
+    dsv_model *m;
+    dsv_solver *s;
+    memcpy(p, orig, n);
+    spit(path, p, n);
+    TU_OK(dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL));
+    TU_OK(dsv_graph_plan_text(dsv_model_graph(m), &mine));
+    assert_string_equal(text, mine);
+    free(mine);
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+
+    /* a plan for another model (one digit of the node count changed) */
+    char *model = strstr((char *)p + at, "\nmodel ") + 7;
+    *model = *model == '9' ? '8' : (char)(*model + 1);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "another model", &f);
+    /* a plan length that runs past the end */
+    memcpy(p, orig, n);
+    put_le64(p + at - 8, (uint64_t)1 << 40);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "execution plan runs past", &f);
+
+    /* version 2: the same bytes without the plan section */
+    size_t n2 = at - 8 + 4;
+    memcpy(p, orig, at - 8);
+    put_le32(p + 8, 2);
+    put_le64(p + 16, n2);
+    reseal(p, n2);
+    spit(path, p, n2);
+    TU_OK(dsv_checkpoint_load(path, &m, &s, &f.tr.s, &f.va.s, NULL));
+    assert_int_equal(dsv_solver_epoch(s), dsv_solver_epoch(f.s));
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+
+    free(text);
+    free(p);
+    free(orig);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -643,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_version1_loads),
         cmocka_unit_test(test_model_file_round_trip),
         cmocka_unit_test(test_npz_round_trip),
+        cmocka_unit_test(test_plan_section),
         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_forged_fields),
         cmocka_unit_test(test_atomic_under_kill),

@@ -230,6 +230,27 @@ typedef struct dsv_graph_stats {
 } dsv_graph_stats;
 DSV_API void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
 
+/* ---- the execution plan ----------------------------------------------------
+ * Every decision made by timing: the "auto" schedule per batch size and
+ * thread count, and the implementation a backend picked by timing per layer
+ * configuration (oneDNN; process-wide, as the backend keeps them). Saving
+ * them and applying them before the first step makes a run take the same
+ * path as the one that saved them: checkpoints carry the plan, and
+ * `dasecv train --plan` applies one. The text is one decision a line
+ * (docs/checkpoint.md):
+ *     dasecv-plan 1
+ *     model <nodes> <parameter values> <fingerprint of the nodes, hex>
+ *     schedule <batch size> <threads> layer|batch
+ *     choice <backend> <key,key,...> <implementation name>
+ * *text is malloc'ed; the caller frees it. */
+DSV_API dsv_status dsv_graph_plan_text(dsv_graph *g, char **text);
+/* Checks the whole text first (`source` names it in messages: "FILE:LINE:
+ * ..."); a plan for another model (node count, parameter count or
+ * fingerprint), a backend that is not built in or a malformed line is
+ * DSV_INVALID and changes nothing. Otherwise replaces the graph's schedule
+ * decisions and records the backend choices. */
+DSV_API dsv_status dsv_graph_plan_apply(dsv_graph *g, const char *text, const char *source);
+
 /* The graph of a model (owned by the model). */
 DSV_API dsv_graph *dsv_model_graph(dsv_model *m);
 
