@@ -66,6 +66,8 @@ class Solver:
         unknown = set(self.optim_config) - set(_OPTIM_KEYS)
         if unknown:
             raise ValueError('unknown optim_config keys: %s' % ', '.join(sorted(unknown)))
+        if callback is not None and not callable(callback):
+            raise TypeError('callback must be callable or None')
         if update_rule not in _RULES:
             raise ValueError('Invalid update_rule "%s" (one of %s)' % (update_rule,
                                                                       ', '.join(_RULES)))
