@@ -197,8 +197,10 @@ def rss_kib():
 def test_rss_flat_over_many_calls():
     m = FullyConnectedNet([64, 64], input_dim=48, normalization='batchnorm',
                           dropout=0.9, dtype=np.float32)
-    X = np.random.default_rng(0).standard_normal((16, 48)).astype(np.float32)
-    y = np.arange(16) % 10
+    # 256 rows: an array leaked per call (even the int32 copy of the labels)
+    # would add at least 1 KiB per call
+    X = np.random.default_rng(0).standard_normal((256, 48)).astype(np.float32)
+    y = np.arange(256) % 10
     for _ in range(200):             # warm up: allocator pools, plans
         m.loss(X, y)
         m.loss(X)
