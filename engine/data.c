@@ -70,6 +70,31 @@ static dsv_status prepare_out(dsv_tensor *t, dsv_dtype dtype, int ndim,
     return DSV_OK;
 }
 
+/* Rows of a float split into dst (count, row) of dtype: copies when the
+ * dtypes agree, else a per-value conversion. */
+static void gather_float(const dsv_split *s, const int64_t *idx, int64_t count,
+                         int64_t row, void *dst, dsv_dtype dtype)
+{
+    const size_t es = dsv_dtype_size(dtype);
+    for (int64_t i = 0; i < count; i++) {
+        int64_t r = idx ? idx[i] : i;
+        if (s->fdtype == dtype) {
+            memcpy((char *)dst + (size_t)(i * row) * es,
+                   (const char *)s->fimages + (size_t)(r * row) * es, (size_t)row * es);
+        } else if (dtype == DSV_F32) {
+            const double *src = (const double *)s->fimages + r * row;
+            float *d = (float *)dst + i * row;
+            for (int64_t k = 0; k < row; k++)
+                d[k] = (float)src[k];
+        } else {
+            const float *src = (const float *)s->fimages + r * row;
+            double *d = (double *)dst + i * row;
+            for (int64_t k = 0; k < row; k++)
+                d[k] = src[k];
+        }
+    }
+}
+
 dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
                            int64_t count, dsv_tensor *x, dsv_tensor *y,
                            dsv_dtype dtype)
@@ -79,6 +104,12 @@ dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
     if (dtype != DSV_F32 && dtype != DSV_F64)
         return dsv_error(DSV_INVALID, "split_batch: dtype must be float32 or float64, got %s",
                          dsv_dtype_name(dtype));
+    if (!s->images == !s->fimages)
+        return dsv_error(DSV_INVALID, "split_batch: the split needs either uint8 images "
+                         "or float images, not %s", s->images ? "both" : "neither");
+    if (s->fimages && s->fdtype != DSV_F32 && s->fdtype != DSV_F64)
+        return dsv_error(DSV_INVALID, "split_batch: float images must be float32 or "
+                         "float64, got %s", dsv_dtype_name(s->fdtype));
     if (count < 1 || (!idx && count > s->n))
         return dsv_error(DSV_INVALID, "split_batch: %lld rows asked of a split of %lld",
                          (long long)count, (long long)s->n);
@@ -101,6 +132,12 @@ dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
     const int64_t row = (int64_t)s->c * s->h * s->w;
     const float scale = s->scale;
     int32_t *yd = y->data;
+    if (s->fimages) {
+        gather_float(s, idx, count, row, x->data, dtype);
+        for (int64_t i = 0; i < count; i++)
+            yd[i] = s->labels ? s->labels[idx ? idx[i] : i] : 0;
+        return DSV_OK;
+    }
     for (int64_t i = 0; i < count; i++) {
         int64_t r = idx ? idx[i] : i;
         const uint8_t *src = s->images + r * row;

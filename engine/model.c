@@ -686,6 +686,16 @@ const char *dsv_model_tensor_name(const dsv_model *m, int i)
     return dsv_graph_param_name(m->g, i);
 }
 
+dsv_status dsv_model_set_reg(dsv_model *m, double reg)
+{
+    if (!(reg >= 0) || !isfinite(reg))
+        return dsv_error(DSV_INVALID, "model: reg must be >= 0, got %g", reg);
+    m->opt.reg = reg;
+    if (m->has_cfg)
+        m->cfg.reg = reg;
+    return DSV_OK;
+}
+
 dsv_tensor dsv_model_param(dsv_model *m, int i) { return dsv_graph_param(m->g, i); }
 dsv_tensor dsv_model_grad(dsv_model *m, int i) { return dsv_graph_grad(m->g, i); }
 

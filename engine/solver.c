@@ -96,7 +96,7 @@ dsv_status dsv_solver_hist_reserve_(dsv_solver *s, int64_t nloss, int nacc)
 static dsv_status check_split(const dsv_model_options *mc, const dsv_split *sp,
                               const char *what)
 {
-    if (sp->n < 1 || !sp->images || !sp->labels)
+    if (sp->n < 1 || (!sp->images && !sp->fimages) || !sp->labels)
         return dsv_error(DSV_INVALID, "solver: the %s split is empty", what);
     if (sp->c != mc->input_dim[0] || sp->h != mc->input_dim[1] || sp->w != mc->input_dim[2])
         return dsv_error(DSV_INVALID,

@@ -4,7 +4,8 @@
  * Thin on purpose: it turns numpy arrays into dsv_tensor views, runs
  * dsv_forward / dsv_backward with the GIL released, and hands back new numpy
  * arrays the engine filled. Everything shaped like the course (dicts, caches)
- * lives in the Python package next to it.
+ * lives in the Python package next to it. Models and the Solver are in
+ * _model.c; the conversions below are shared with it (_dasecv.h).
  *
  * What must stay true:
  *  - C-contiguous, aligned float32/float64 inputs reach the engine as views,
@@ -15,21 +16,16 @@
  *  - The engine only ever sees arrays we hold a reference to, so releasing
  *    the GIL around compute is safe.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
-#include <numpy/arrayobject.h>
+#define DSVPY_IMPORT_ARRAY
+#include "_dasecv.h"
 
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <dasecv/ops.h>
-#include <dasecv/tensor.h>
-
 /* The engine status as the closest Python exception, with its message. */
-static PyObject *raise_status(dsv_status s)
+PyObject *raise_status(dsv_status s)
 {
     PyObject *type;
     switch (s) {
@@ -77,7 +73,7 @@ static bool ints_exact(PyArrayObject *a)
  *    for float32, 2^53 for float64); otherwise ValueError.
  *  - lists and scalars go through np.asarray first, then the rules above.
  */
-static PyArrayObject *to_float_array(PyObject *obj, int typenum, const char *name)
+PyArrayObject *to_float_array(PyObject *obj, int typenum, const char *name)
 {
     if (obj == Py_None) {
         PyErr_Format(PyExc_TypeError, "%s must be an array, not None", name);
@@ -113,7 +109,7 @@ static PyArrayObject *to_float_array(PyObject *obj, int typenum, const char *nam
 
 /* Labels as a C-contiguous int32 array (new reference); any integer dtype
  * whose values fit in int32. */
-static PyArrayObject *to_labels(PyObject *obj)
+PyArrayObject *to_labels(PyObject *obj)
 {
     if (obj == Py_None) {
         PyErr_SetString(PyExc_TypeError, "labels y must be an array, not None");
@@ -158,7 +154,7 @@ static PyArrayObject *to_labels(PyObject *obj)
 }
 
 /* A view of a; the engine takes 1 to 4 dimensions, none of them empty. */
-static int wrap(PyArrayObject *a, const char *name, dsv_tensor *t)
+int wrap(PyArrayObject *a, const char *name, dsv_tensor *t)
 {
     int nd = PyArray_NDIM(a);
     if (nd < 1 || nd > DSV_MAX_DIMS) {
@@ -544,5 +540,8 @@ PyMODINIT_FUNC PyInit__dasecv(void);
 PyMODINIT_FUNC PyInit__dasecv(void)
 {
     import_array();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && dsvpy_add_model_api(m) < 0)
+        Py_CLEAR(m);
+    return m;
 }

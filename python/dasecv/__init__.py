@@ -28,12 +28,25 @@ Threads: ``set_num_threads(n)`` / ``get_num_threads()`` set the engine's
 OpenMP and oneDNN threads (initially DASECV_NUM_THREADS or OpenMP's default).
 The GIL is released while an op runs.
 
-``dasecv.course`` holds the daseCV course's layer modules on top of this.
-"""
-from ._dasecv import (backend_available, get_num_threads, op_backward,
-                      op_forward, op_names, set_num_threads)
+Models and training. ``Model`` is a whole network (a model file, a built-in
+such as 'threelayer', or a checkpoint) with the course's ``loss(X, y=None)``
+and ``params`` as views of the engine's parameters; ``Solver`` trains one
+with the whole loop in C (the course's keyword arguments and histories);
+``load_cifar10`` and ``load_fashion_mnist`` read the datasets into numpy.
+``python3 -m dasecv.plot`` and ``python3 -m dasecv.filters`` draw training
+curves and first-layer filters.
 
-__all__ = ['BACKENDS', 'backend_available', 'backends', 'get_num_threads',
+``dasecv.course`` holds the daseCV course's modules on top of this: layers,
+optim, the Solver, the classifiers, data_utils and vis_utils.
+"""
+from ._dasecv import (backend_available, builtin_models, get_num_threads,
+                      op_backward, op_forward, op_names, set_num_threads)
+from .data import load_cifar10, load_fashion_mnist
+from .model import Model
+from .solver import Solver
+
+__all__ = ['BACKENDS', 'Model', 'Solver', 'backend_available', 'backends',
+           'builtin_models', 'get_num_threads', 'load_cifar10', 'load_fashion_mnist',
            'op_backward', 'op_forward', 'op_names', 'set_num_threads']
 
 BACKENDS = ('naive', 'fast', 'onednn', 'auto')

@@ -356,6 +356,58 @@ static void test_split_batch(void **st)
     assert_null(y.data);
 }
 
+/* A split of float pixels: rows gathered as they are (no mean, no scale),
+ * converted to the dtype asked for; exactly one of images/fimages. */
+static void test_split_batch_float(void **st)
+{
+    (void)st;
+    float f32[3 * 4];
+    double f64[3 * 4];
+    int32_t lab[3] = {2, 0, 1};
+    for (int i = 0; i < 12; i++) {
+        f32[i] = 0.1f * (float)i - 0.5f;
+        f64[i] = 1.0 / 3.0 + i;
+    }
+    float mean[4] = {100, 100, 100, 100};
+    dsv_split s = {.n = 3, .c = 1, .h = 2, .w = 2, .labels = lab, .mean = mean,
+                   .scale = 7.0f, .fimages = f32, .fdtype = DSV_F32};
+    int64_t idx[2] = {2, 0};
+    for (int src = 0; src < 2; src++) {
+        s.fimages = src ? (const void *)f64 : (const void *)f32;
+        s.fdtype = src ? DSV_F64 : DSV_F32;
+        for (int d = 0; d < 2; d++) {
+            dsv_dtype dt = d ? DSV_F64 : DSV_F32;
+            dsv_tensor x = {0}, y = {0};
+            TU_OK(dsv_split_batch(&s, idx, 2, &x, &y, dt));
+            assert_int_equal(x.dtype, dt);
+            assert_int_equal(x.shape[0], 2);
+            for (int i = 0; i < 2; i++) {
+                assert_int_equal(((int32_t *)y.data)[i], lab[idx[i]]);
+                for (int k = 0; k < 4; k++) {
+                    double v = src ? f64[idx[i] * 4 + k] : (double)f32[idx[i] * 4 + k];
+                    /* float64 into float32 rounds once; the rest is exact */
+                    double want = dt == DSV_F32 ? (double)(float)v : v;
+                    assert_true(dsv_tensor_get(&x, i * 4 + k) == want);
+                }
+            }
+            dsv_tensor_free(&x);
+            dsv_tensor_free(&y);
+        }
+    }
+    dsv_tensor x = {0}, y = {0};
+    uint8_t img[12] = {0};
+    s.images = img;
+    expect_error(dsv_split_batch(&s, NULL, 2, &x, &y, DSV_F32), DSV_INVALID, "both", NULL);
+    s.images = NULL;
+    s.fimages = NULL;
+    expect_error(dsv_split_batch(&s, NULL, 2, &x, &y, DSV_F32), DSV_INVALID, "neither", NULL);
+    s.fimages = f32;
+    s.fdtype = DSV_I32;
+    expect_error(dsv_split_batch(&s, NULL, 2, &x, &y, DSV_F32), DSV_INVALID, "int32", NULL);
+    assert_null(x.data);
+    assert_null(y.data);
+}
+
 /* Reference bilinear with half-pixel centres, in double. */
 /* Bilinear sampling of the centred crop of the output's aspect ratio. */
 static double ref_bilinear(const uint8_t *p, int ih, int iw, int ic, int ch, int oh,
@@ -498,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_idx_malformed),
         cmocka_unit_test(test_idx_gz_corrupt_and_missing),
         cmocka_unit_test(test_split_batch),
+        cmocka_unit_test(test_split_batch_float),
         cmocka_unit_test(test_image_png),
         cmocka_unit_test(test_image_corrupt),
         cmocka_unit_test(test_fashion_mnist_real),

@@ -45,6 +45,25 @@ static void test_threelayer_initial_loss(void **st)
     TU_OK(dsv_model_loss(m, &x, &y, &loss_reg));
     printf("  initial loss with reg 0.5: %.5f\n", loss_reg);
     assert_true(loss_reg > loss + 0.1);
+
+    /* set_reg changes the next loss by exactly the L2 term's change:
+       0.5 * reg * sum(w^2) over the weights (not the biases) */
+    double sq = 0, loss2;
+    for (int i = 0; i < dsv_model_num_tensors(m); i++) {
+        if (!dsv_model_tensor_is_weight(m, i))
+            continue;
+        dsv_tensor w = dsv_model_param(m, i);
+        for (int64_t k = 0; k < dsv_tensor_numel(&w); k++)
+            sq += dsv_tensor_get(&w, k) * dsv_tensor_get(&w, k);
+    }
+    TU_OK(dsv_model_set_reg(m, 2.0));
+    assert_true(dsv_model_options_of(m)->reg == 2.0);
+    TU_OK(dsv_model_loss(m, &x, &y, &loss2));
+    assert_true(fabs(loss2 - loss_reg - 0.75 * sq) < 1e-4 * (1 + loss2));
+    assert_int_equal(dsv_model_set_reg(m, -1), DSV_INVALID);
+    assert_non_null(strstr(dsv_errmsg(), "reg must be >= 0"));
+    assert_int_equal(dsv_model_set_reg(m, NAN), DSV_INVALID);
+    assert_true(dsv_model_options_of(m)->reg == 2.0);
     dsv_model_destroy(m);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);

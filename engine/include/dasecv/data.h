@@ -17,7 +17,8 @@
 extern "C" {
 #endif
 
-/* One split (train, val or test). Owns nothing: the dsv_dataset does. */
+/* One split (train, val or test). Owns nothing: the dsv_dataset does (or
+ * the caller, for a split it fills in itself). */
 typedef struct dsv_split {
     int64_t n;
     int c, h, w;
@@ -25,11 +26,19 @@ typedef struct dsv_split {
     const int32_t *labels; /* (n) */
     const float *mean;     /* (c, h, w) subtracted on conversion; NULL: none */
     float scale;           /* applied after the subtraction (1 = raw 0..255) */
+    /* Instead of images (which must then be NULL): pixels already in float,
+       (n, c, h, w) of dtype fdtype (DSV_F32 or DSV_F64), preprocessed by the
+       caller: mean and scale are not applied. A batch converts them to the
+       dtype asked for (float64 to float32 rounds). The Python binding feeds
+       its numpy arrays to the Solver this way. */
+    const void *fimages;
+    dsv_dtype fdtype;
 } dsv_split;
 
 /* Gathers rows idx[0..count) (NULL idx: rows 0..count) into x (count, c, h, w)
  * of dtype float32/float64 and y int32 (count); x and y are allocated here
- * when their data is NULL, else must already have the right shape. */
+ * when their data is NULL, else must already have the right shape. A split
+ * needs images or fimages (not both). */
 DSV_API dsv_status dsv_split_batch(const dsv_split *s, const int64_t *idx,
                            int64_t count, dsv_tensor *x, dsv_tensor *y,
                            dsv_dtype dtype);

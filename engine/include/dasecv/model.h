@@ -146,6 +146,9 @@ DSV_API dsv_status dsv_model_config_text(const dsv_model_config *cfg, char **tex
 DSV_API const char *dsv_model_text(const dsv_model *m);
 DSV_API const dsv_model_options *dsv_model_options_of(const dsv_model *m);
 DSV_API dsv_dtype dsv_model_dtype(const dsv_model *m);
+/* Changes the L2 strength of the training loss (the course's `model.reg =
+ * 0.5` between two loss calls); reg must be finite and >= 0. */
+DSV_API dsv_status dsv_model_set_reg(dsv_model *m, double reg);
 
 /* Input preprocessing of the data the model is trained on: the mean image
  * (C, H, W of the model's input; NULL: none) is subtracted, then the result
