@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "cmdline.h"
+#include "dist_cli.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -67,6 +68,13 @@ static const char usage[] =
     "  --backend B              naive | fast | onednn | auto (default)\n"
     "  --threads N              threads (default: DASECV_NUM_THREADS or all)\n"
     "  --schedule S             layer (default) | batch | auto\n"
+    "under mpirun (one model, each rank a shard of every --batch-size batch):\n"
+    "  --bucket-mb X            gradient sums in buckets of X MiB, overlapped\n"
+    "                           with backward (1)\n"
+    "  --bn-stats S             global (default: batch norm statistics over all\n"
+    "                           ranks) | local (each rank its own)\n"
+    "  --dist-timeout S         a rank waiting longer than S seconds for the\n"
+    "                           others stops the job (300; 0 = never)\n"
     "files and output:\n"
     "  --checkpoint FILE        saved at each epoch end and at the end\n"
     "  --resume FILE            continue from a checkpoint (to --num-epochs)\n"
@@ -104,6 +112,8 @@ typedef struct train_opts {
     dsv_backend backend;
     dsv_schedule schedule;
     bool json, quiet;
+    cli_dist_opts dist;
+    int rank; /* MPI rank (0 in one process): only rank 0 prints and saves */
 } train_opts;
 
 static bool parse_hidden_dims(cli_parser *p, train_opts *o)
@@ -156,6 +166,7 @@ static int parse(int argc, char **argv, train_opts *o)
         .batch_size = 100, .num_epochs = 10, .print_every = 10,
         .num_train_samples = 1000, .num_val_samples = 0,
         .backend = DSV_BACKEND_AUTO, .schedule = DSV_SCHEDULE_LAYER,
+        .dist = cli_dist_opts_default(),
     };
     cli_parser p = cli_parser_make("train", argc, argv);
     int k;
@@ -249,6 +260,17 @@ static int parse(int argc, char **argv, train_opts *o)
             ok = cli_int(&p, 1, 4096, &o->threads);
         } else if (cli_is(&p, "--schedule")) {
             NAMED(dsv_schedule_from_name, &o->schedule);
+        } else if (cli_is(&p, "--bucket-mb")) {
+            ok = cli_double(&p, 0, true, 4096, &o->dist.bucket_mb);
+        } else if (cli_is(&p, "--dist-timeout")) {
+            ok = cli_double(&p, 0, false, 1e6, &o->dist.timeout_s);
+        } else if (cli_is(&p, "--bn-stats")) {
+            const char *v = cli_value(&p);
+            if (!v)
+                return 2;
+            if (strcmp(v, "global") && strcmp(v, "local"))
+                return cli_usage_error(&p, "--bn-stats must be global or local");
+            o->dist.local_bn = !strcmp(v, "local");
         } else {
             return cli_unknown(&p);
         }
@@ -488,6 +510,8 @@ static int run(const train_opts *o)
         goto out;
     }
 
+    if (!cli_dist_attach(m, s, &o->dist))
+        goto out;
     r.solver = s;
     g_solver = s;
     struct sigaction sa, old;
@@ -527,7 +551,10 @@ static int run(const train_opts *o)
     if (stopped && !o->quiet)
         fprintf(stderr, "dasecv train: interrupted%s%s\n",
                 r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
-    print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
+    if (o->rank == 0)
+        print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
+    if (!o->quiet)
+        cli_dist_report();
     fflush(stdout);
     rc = stopped ? 130 : 0;
 out:
@@ -544,5 +571,14 @@ int dsv_cmd_train(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    return run(&o);
+    int size;
+    if (!cli_dist_begin(&argc, &argv, &o.rank, &size))
+        return 1;
+    if (o.rank != 0) { /* rank 0 prints, logs and saves for the job */
+        o.quiet = true;
+        o.json = false;
+        o.log = NULL;
+        o.checkpoint = NULL;
+    }
+    return cli_dist_end(run(&o));
 }
