@@ -48,6 +48,14 @@ bool cli_dist_attach(dsv_model *m, dsv_solver *s, const cli_dist_opts *o)
     return true;
 }
 
+bool cli_dist_check(dsv_model *m, const cli_dist_opts *o)
+{
+    if (!g_dist || !dsv_dist_check_same(g_dist, m, !o->local_bn))
+        return true;
+    fprintf(stderr, "dasecv train: rank %d: %s\n", dsv_dist_rank(g_dist), dsv_errmsg());
+    return false;
+}
+
 int cli_dist_end(int rc)
 {
     if (!g_dist)
@@ -93,6 +101,13 @@ bool cli_dist_attach(dsv_model *m, dsv_solver *s, const cli_dist_opts *o)
 {
     (void)m;
     (void)s;
+    (void)o;
+    return true;
+}
+
+bool cli_dist_check(dsv_model *m, const cli_dist_opts *o)
+{
+    (void)m;
     (void)o;
     return true;
 }

@@ -23,6 +23,9 @@ bool cli_dist_begin(int *argc, char ***argv, int *rank, int *size);
 /* Shards s's training across the ranks (a no-op in one process). False with
  * a message printed on failure. */
 bool cli_dist_attach(dsv_model *m, dsv_solver *s, const cli_dist_opts *o);
+/* After training: every rank must hold the same parameters (and, with
+ * global batch norm statistics, buffers). False with a message when not. */
+bool cli_dist_check(dsv_model *m, const cli_dist_opts *o);
 /* After the run: with rc 0 (or 130) MPI ends normally; any other rc ends
  * every rank of the job at once with that status. Returns rc. */
 int cli_dist_end(int rc);

@@ -540,7 +540,7 @@ static int run(const train_opts *o)
                               r.checkpoint);
         goto out;
     }
-    if (r.save_failed)
+    if (r.save_failed || !cli_dist_check(m, &o->dist))
         goto out;
     if (r.checkpoint && dsv_checkpoint_save(s, r.checkpoint) != DSV_OK) {
         cli_progress_note(&r.progress, "dasecv train: saving %s failed: %s", r.checkpoint,

@@ -406,3 +406,34 @@ dsv_status dsv_dist_attach(dsv_dist *d, dsv_model *m, dsv_solver *s,
     }
     return DSV_OK;
 }
+
+/* ---- consistency --------------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+dsv_status dsv_dist_check_same(dsv_dist *d, dsv_model *m, bool buffers)
+{
+    size_t esz = dsv_dtype_size(dsv_model_dtype(m));
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, dsv_model_params(m),
+                       (size_t)dsv_model_num_params(m) * esz);
+    if (buffers)
+        h = fnv1a(h, dsv_model_buffers(m), (size_t)dsv_model_num_buffers(m) * esz);
+    unsigned long long mine = h, lo = 0, hi = 0;
+    int rc = MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, d->stats);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, d->stats);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allreduce (parameter check)");
+    if (lo != hi)
+        return dsv_error(DSV_CORRUPT,
+                         "the ranks ended with different parameters%s (hashes %016llx to "
+                         "%016llx)",
+                         buffers ? " or batch-norm statistics" : "", lo, hi);
+    return DSV_OK;
+}

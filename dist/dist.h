@@ -51,6 +51,11 @@ bool dsv_dist_all_ok(dsv_dist *d, bool ok);
 dsv_status dsv_dist_attach(dsv_dist *d, dsv_model *m, dsv_solver *s,
                            const dsv_dist_options *o);
 
+/* Checks that every rank holds the same parameters, bit for bit (and the
+ * same buffers, with synchronized batch norm): a hash of the blocks compared
+ * across ranks. DSV_CORRUPT with a message when they differ. */
+dsv_status dsv_dist_check_same(dsv_dist *d, dsv_model *m, bool buffers);
+
 /* Seconds spent waiting for gradient reductions after backward (not hidden
  * behind compute) and training steps taken, since attach. */
 void dsv_dist_wait_stats(const dsv_dist *d, double *wait_s, long long *steps);
