@@ -116,9 +116,7 @@ void dsv_dist_destroy(dsv_dist *d)
 {
     if (!d)
         return;
-    stop_watchdog(d);
-    if (d->g)
-        dsv_graph_set_dist_hooks(d->g, NULL);
+    stop_watchdog(d); /* the model may be gone already: d->g is not touched */
     MPI_Comm_free(&d->stats);
     MPI_Comm_free(&d->grads);
     MPI_Finalize();
