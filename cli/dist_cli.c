@@ -5,6 +5,7 @@
  * of leaving the others waiting in a collective.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dist_cli.h"
 
@@ -94,6 +95,13 @@ bool cli_dist_begin(int *argc, char ***argv, int *rank, int *size)
     (void)argv;
     *rank = 0;
     *size = 1;
+    /* K copies training alone would all write the same checkpoint */
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (n && atoi(n) > 1) {
+        fprintf(stderr, "dasecv train: this dasecv was built without MPI (meson -Dmpi, "
+                        "libopenmpi-dev); it cannot train across %s ranks\n", n);
+        return false;
+    }
     return true;
 }
 
