@@ -90,6 +90,11 @@ dsv_status dsv_dist_create(dsv_dist **out, int *argc, char ***argv)
         free(d);
         return dsv_error(DSV_IO, "MPI_Init_thread failed (%d)", rc);
     }
+    if (provided < MPI_THREAD_FUNNELED) { /* batch norm sums run in OpenMP's master */
+        free(d);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        return dsv_error(DSV_UNSUPPORTED, "MPI provides no MPI_THREAD_FUNNELED");
+    }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
