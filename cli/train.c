@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "cmdline.h"
 #include "plan.h"
+#include "dist_cli.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -73,6 +74,13 @@ static const char usage[] =
     "                           by --save-plan, instead of timing (checkpoints\n"
     "                           carry them too: --resume reuses the run's own)\n"
     "  --save-plan FILE         write the decisions this run used, at the end\n"
+    "under mpirun (one model, each rank a shard of every --batch-size batch):\n"
+    "  --bucket-mb X            gradient sums in buckets of X MiB, overlapped\n"
+    "                           with backward (1)\n"
+    "  --bn-stats S             global (default: batch norm statistics over all\n"
+    "                           ranks) | local (each rank its own)\n"
+    "  --dist-timeout S         a rank waiting longer than S seconds for the\n"
+    "                           others stops the job (300; 0 = never)\n"
     "files and output:\n"
     "  --checkpoint FILE        saved at each epoch end and at the end\n"
     "  --resume FILE            continue from a checkpoint (to --num-epochs)\n"
@@ -111,6 +119,8 @@ typedef struct train_opts {
     dsv_backend backend;
     dsv_schedule schedule;
     bool json, quiet;
+    cli_dist_opts dist;
+    int rank; /* MPI rank (0 in one process): only rank 0 prints and saves */
 } train_opts;
 
 static bool parse_hidden_dims(cli_parser *p, train_opts *o)
@@ -163,6 +173,7 @@ static int parse(int argc, char **argv, train_opts *o)
         .batch_size = 100, .num_epochs = 10, .print_every = 10,
         .num_train_samples = 1000, .num_val_samples = 0,
         .backend = DSV_BACKEND_AUTO, .schedule = DSV_SCHEDULE_LAYER,
+        .dist = cli_dist_opts_default(),
     };
     cli_parser p = cli_parser_make("train", argc, argv);
     int k;
@@ -260,6 +271,17 @@ static int parse(int argc, char **argv, train_opts *o)
             ok = cli_int(&p, 1, 4096, &o->threads);
         } else if (cli_is(&p, "--schedule")) {
             NAMED(dsv_schedule_from_name, &o->schedule);
+        } else if (cli_is(&p, "--bucket-mb")) {
+            ok = cli_double(&p, 0, true, 4096, &o->dist.bucket_mb);
+        } else if (cli_is(&p, "--dist-timeout")) {
+            ok = cli_double(&p, 0, false, 1e6, &o->dist.timeout_s);
+        } else if (cli_is(&p, "--bn-stats")) {
+            const char *v = cli_value(&p);
+            if (!v)
+                return 2;
+            if (strcmp(v, "global") && strcmp(v, "local"))
+                return cli_usage_error(&p, "--bn-stats must be global or local");
+            o->dist.local_bn = !strcmp(v, "local");
         } else {
             return cli_unknown(&p);
         }
@@ -514,6 +536,8 @@ static int run(const train_opts *o)
         goto out;
     }
 
+    if (!cli_dist_attach(m, s, &o->dist))
+        goto out;
     r.solver = s;
     g_solver = s;
     struct sigaction sa, old;
@@ -542,7 +566,7 @@ static int run(const train_opts *o)
                               r.checkpoint);
         goto out;
     }
-    if (r.save_failed)
+    if (r.save_failed || !cli_dist_check(m, &o->dist))
         goto out;
     if (r.checkpoint && dsv_checkpoint_save(s, r.checkpoint) != DSV_OK) {
         cli_progress_note(&r.progress, "dasecv train: saving %s failed: %s", r.checkpoint,
@@ -555,7 +579,10 @@ static int run(const train_opts *o)
     if (stopped && !o->quiet)
         fprintf(stderr, "dasecv train: interrupted%s%s\n",
                 r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
-    print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
+    if (o->rank == 0)
+        print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
+    if (!o->quiet)
+        cli_dist_report();
     fflush(stdout);
     rc = stopped ? 130 : 0;
 out:
@@ -572,5 +599,14 @@ int dsv_cmd_train(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    return run(&o);
+    int size;
+    if (!cli_dist_begin(&argc, &argv, &o.rank, &size))
+        return 1;
+    if (o.rank != 0) { /* rank 0 prints, logs and saves for the job */
+        o.quiet = true;
+        o.json = false;
+        o.log = NULL;
+        o.checkpoint = NULL;
+    }
+    return cli_dist_end(run(&o));
 }

@@ -9,7 +9,11 @@
  * choice (per-thread losses and gradient blocks are summed in thread order);
  * a value read by several nodes gets the sum of their gradients; auto
  * calibration leaves parameters, buffers and the dropout step as it found
- * them.
+ * them. With data-parallel hooks (internal/dist.h) every process makes the
+ * same hook calls in the same order: batch-statistics nodes sum through
+ * dist.sum_stats, a node's parameter gradients are announced as soon as its
+ * backward has run (layer schedule) or once the per-thread blocks are summed
+ * (batch schedule), and grads_done ends every training pass.
  */
 #include <math.h>
 #include <stdio.h>
@@ -145,6 +149,14 @@ static void setup_call(const ctx *cx, int i, dsv_call *c, call_tensors *t)
     c->nthreads = cx->nthreads;
 }
 
+/* Whether node nd's training pass sums its batch statistics over processes
+ * (the naive kernel, whatever backend was asked for). */
+static bool synced(const ctx *cx, const node *nd)
+{
+    return cx->train && cx->g->has_dist && cx->g->dist.sum_stats &&
+           dsv_graph_is_bn_(nd->op);
+}
+
 static dsv_status fwd_node(ctx *cx, int i)
 {
     dsv_graph *g = cx->g;
@@ -167,7 +179,9 @@ static dsv_status fwd_node(ctx *cx, int i)
     }
     c.state = &nd->slots[2 * cx->set];
     dsv_backend used = DSV_BACKEND_NAIVE;
-    dsv_status s = dsv_forward(&c, cx->want, &used);
+    dsv_status s = synced(cx, nd) ? dsv_naive_bn_forward_summed(&c, g->dist.sum_stats,
+                                                                g->dist.user)
+                                  : dsv_forward(&c, cx->want, &used);
     if (s)
         return dsv_graph_node_error_(s, nd->name);
     if (cx->set <= 1) { /* layer schedule or batch thread 0 */
@@ -175,9 +189,10 @@ static dsv_status fwd_node(ctx *cx, int i)
         nd->ran_fwd = true;
     }
     if (dsv_op_is_loss(nd->op)) {
-        double frac = (double)cx->nr / (double)cx->pl->n;
+        int64_t total = g->global_batch > 0 ? g->global_batch : cx->pl->n;
+        double frac = (double)cx->nr / (double)total;
         cx->loss = loss * frac;
-        if (cx->train && cx->nr != cx->pl->n)
+        if (cx->train && cx->nr != total)
             scale_tensor(&t.dx, frac);
     }
     return DSV_OK;
@@ -216,8 +231,15 @@ static dsv_status bwd_node(ctx *cx, int i)
     dsv_backend bb = dsv_pick_backend(&c, true, cx->want);
     c.state = &nd->slots[2 * cx->set + (nd->slots[2 * cx->set].owner == bb ? 0 : 1)];
     dsv_backend used = bb;
-    dsv_status s = nd->hook ? nd->hook(&c, cx->want, nd->hook_user)
-                            : dsv_backward(&c, cx->want, &used);
+    dsv_status s;
+    if (nd->hook) {
+        s = nd->hook(&c, cx->want, nd->hook_user);
+    } else if (synced(cx, nd)) {
+        used = DSV_BACKEND_NAIVE;
+        s = dsv_naive_bn_backward_summed(&c, g->dist.sum_stats, g->dist.user);
+    } else {
+        s = dsv_backward(&c, cx->want, &used);
+    }
     if (s)
         return dsv_graph_node_error_(s, nd->name);
     if (cx->set <= 1) {
@@ -232,6 +254,14 @@ static dsv_status bwd_node(ctx *cx, int i)
         add_into(g->dtype, dst.data, dxs[k]->data, dsv_tensor_numel(&dst));
     }
     return DSV_OK;
+}
+
+/* Tells the data-parallel layer that node i's parameter gradients are final. */
+static dsv_status grads_ready(dsv_graph *g, int i)
+{
+    if (!g->has_dist || !g->dist.grads_ready || g->nodes[i].w < 0)
+        return DSV_OK;
+    return g->dist.grads_ready(g->dist.user, i);
 }
 
 static dsv_status run_layer(dsv_graph *g, const plan *pl, const dsv_exec_options *o,
@@ -252,7 +282,7 @@ static dsv_status run_layer(dsv_graph *g, const plan *pl, const dsv_exec_options
     if (!pl->train)
         return DSV_OK;
     for (int i = K - 2; i >= 0; i--)
-        if ((s = bwd_node(&cx, i)))
+        if ((s = bwd_node(&cx, i)) || (s = grads_ready(g, i)))
             return s;
     *loss = cx.loss;
     return DSV_OK;
@@ -330,6 +360,9 @@ static dsv_status run_batch(dsv_graph *g, plan *pl, const dsv_exec_options *o,
     *loss = l;
     for (int t = 1; t < team; t++) /* fixed order: deterministic */
         add_into(g->dtype, g->gblock, pl->tgrads + (size_t)(t - 1) * gbytes, g->np);
+    for (int i = K - 2; i >= 0; i--)
+        if ((s = grads_ready(g, i)))
+            return s;
     return DSV_OK;
 }
 
@@ -399,6 +432,8 @@ static dsv_status run(dsv_graph *g, const dsv_exec_options *o, dsv_schedule sche
     if (train)
         memset(g->gblock, 0, (size_t)g->np * g->esz);
     s = batch ? run_batch(g, pl, o, x, y, loss) : run_layer(g, pl, o, T, x, y, loss);
+    if (!s && train && g->has_dist && g->dist.grads_done)
+        s = g->dist.grads_done(g->dist.user, loss);
     return s;
 }
 
@@ -425,6 +460,8 @@ static dsv_status calibrate(dsv_graph *g, const dsv_exec_options *o, const dsv_t
             return dsv_error(DSV_NOMEM, "graph: out of memory");
         memcpy(saved, g->bblock, bb);
         uint64_t step = g->step;
+        bool dist = g->has_dist;
+        g->has_dist = false; /* timing passes: local, no collectives */
         double best[2] = {INFINITY, INFINITY};
         dsv_status s = DSV_OK;
         for (int rep = 0; rep < 2 && !s; rep++)
@@ -437,6 +474,7 @@ static dsv_status calibrate(dsv_graph *g, const dsv_exec_options *o, const dsv_t
             }
         memcpy(g->bblock, saved, bb);
         g->step = step;
+        g->has_dist = dist;
         free(saved);
         if (s)
             return s;
@@ -524,3 +562,15 @@ dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o, const dsv_te
 
 uint64_t dsv_graph_step(const dsv_graph *g) { return g->step; }
 void dsv_graph_set_step(dsv_graph *g, uint64_t step) { g->step = step; }
+
+void dsv_graph_set_dist_hooks(dsv_graph *g, const dsv_dist_hooks *h)
+{
+    g->has_dist = h != NULL;
+    if (h)
+        g->dist = *h;
+}
+
+void dsv_graph_set_global_batch(dsv_graph *g, int64_t rows)
+{
+    g->global_batch = rows > 0 ? rows : 0;
+}

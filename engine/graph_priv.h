@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "dasecv/graph.h"
+#include "internal/dist.h"
 #include "internal/graph_hooks.h"
 
 #define MAX_PLANS 8
@@ -118,6 +119,10 @@ struct dsv_graph {
     } autoc[MAX_AUTO];
     int nauto;
     dsv_schedule last_choice;
+    /* data-parallel training (internal/dist.h); off while auto calibrates */
+    dsv_dist_hooks dist;
+    bool has_dist;
+    int64_t global_batch; /* 0: each call's rows */
 };
 
 static inline bool dsv_graph_is_bn_(dsv_op op)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal/dist.h"
 #include "internal/rng.h"
 #include "solver_priv.h"
 
@@ -145,6 +146,7 @@ dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
     s->nbuffers = dsv_model_num_buffers(m);
     s->rng = s->rng_epoch = cfg->seed;
     s->best_val_acc = 0;
+    s->shard_size = 1;
     dsv_solver_layout_(s);
     if ((st = dsv_optimizer_create(&s->opt, &cfg->optim, s->nparams, s->dtype)))
         goto fail;
@@ -415,8 +417,26 @@ static dsv_status next_batch(dsv_solver *s)
         draw_permutation(s->perm, s->train->n, &r);
         s->perm_valid = 1;
     }
-    return dsv_split_batch(s->train, s->perm + in_epoch * s->batch, s->batch,
-                           &s->xb, &s->yb, s->dtype);
+    int64_t B = s->batch, r = s->shard_rank, k = s->shard_size;
+    int64_t r0 = B * r / k, r1 = B * (r + 1) / k;
+    return dsv_split_batch(s->train, s->perm + in_epoch * B + r0, r1 - r0, &s->xb, &s->yb,
+                           s->dtype);
+}
+
+dsv_status dsv_solver_set_shard(dsv_solver *s, int rank, int size)
+{
+    if (size < 1 || rank < 0 || rank >= size)
+        return dsv_error(DSV_INVALID, "solver: bad shard %d of %d", rank, size);
+    if (s->batch < size)
+        return dsv_error(DSV_INVALID,
+                         "solver: a minibatch of %lld images cannot be split across %d "
+                         "processes; use a batch size of at least %d",
+                         (long long)s->batch, size, size);
+    s->shard_rank = rank;
+    s->shard_size = size;
+    /* every process's loss and gradients: its share of the global mean */
+    dsv_graph_set_global_batch(dsv_model_graph(s->m), size > 1 ? s->batch : 0);
+    return DSV_OK;
 }
 
 static dsv_status bad_step(dsv_solver *s, const char *what, double loss)

@@ -52,6 +52,10 @@ struct dsv_solver {
     void *bak_buffers;
     uint64_t bak_model_steps, bak_rng, bak_rng_epoch;
 
+    /* data parallel (internal/dist.h): this process's rows of each minibatch
+     * are a function of rank, size and the global position; not stored */
+    int shard_rank, shard_size;
+
     volatile sig_atomic_t stop_request;
     int stopped;
     dsv_tensor xb, yb; /* minibatch, reused */

@@ -12,12 +12,26 @@
  * Backward in train mode is the full gradient through the batch statistics,
  * recomputed from x; in test mode it is the gradient of the fixed affine map.
  * It never touches the running statistics.
+ *
+ * The _summed entries (engine/internal/dist.h) are the same kernels for data
+ * parallel training: each per-channel sum (rows, mean, variance; the
+ * backward's dbeta and dgamma that dx uses) goes through a caller's function
+ * that adds it up over all processes, so the statistics are the global
+ * minibatch's. The two passes stay two passes; the parameter gradients are
+ * the local part (the caller sums gradients itself).
  */
 #ifndef T
 #include <math.h>
 #include <string.h>
 
+#include "internal/dist.h"
 #include "naive.h"
+
+/* A sum over processes; fn NULL: the local sums are the whole. */
+typedef struct bn_sum {
+    dsv_sum_fn fn;
+    void *user;
+} bn_sum;
 
 #define T float
 #define SFX f32
@@ -35,6 +49,18 @@ DSV_NAIVE_DISPATCH_AS(dsv_naive_batchnorm_backward, bn_backward)
 DSV_NAIVE_DISPATCH_AS(dsv_naive_spatial_batchnorm_forward, bn_forward)
 DSV_NAIVE_DISPATCH_AS(dsv_naive_spatial_batchnorm_backward, bn_backward)
 
+dsv_status dsv_naive_bn_forward_summed(dsv_call *c, dsv_sum_fn sum, void *user)
+{
+    bn_sum r = {sum, user};
+    return c->x->dtype == DSV_F64 ? bn_run_f64(c, &r) : bn_run_f32(c, &r);
+}
+
+dsv_status dsv_naive_bn_backward_summed(dsv_call *c, dsv_sum_fn sum, void *user)
+{
+    bn_sum r = {sum, user};
+    return c->x->dtype == DSV_F64 ? bn_grad_f64(c, &r) : bn_grad_f32(c, &r);
+}
+
 #else
 
 /* x's (N, C, S) view: (N, D, 1) or (N, C, H*W). */
@@ -46,10 +72,15 @@ static void TN(bn_dims)(const dsv_call *c, int64_t *N, int64_t *C, int64_t *S)
 }
 
 /* mean[C] and inv[C] = 1 / sqrt(var + eps): batch statistics in train mode
- * (var[C] also kept for the running update), running ones in test mode. */
-static void TN(bn_stats)(const dsv_call *c, int64_t N, int64_t C, int64_t S,
-                         double *mean, double *var, double *inv)
+ * (var[C] also kept for the running update), running ones in test mode.
+ * *m: the rows the statistics cover (N * S, or the sum over processes;
+ * mean and var have room for C + 1 values, the count travels in the last). */
+static dsv_status TN(bn_stats)(const dsv_call *c, const bn_sum *r, int64_t N, int64_t C,
+                               int64_t S, double *mean, double *var, double *inv,
+                               double *m_out)
 {
+    dsv_status st = DSV_OK;
+    double m = (double)(N * S);
     const T *x = c->x->data; /* (N, C, S) */
     if (!c->p.train) {
         const T *rm = c->running_mean->data, *rv = c->running_var->data;
@@ -58,7 +89,6 @@ static void TN(bn_stats)(const dsv_call *c, int64_t N, int64_t C, int64_t S,
             var[ch] = rv[ch];
         }
     } else {
-        const double m = (double)(N * S);
         memset(mean, 0, sizeof(double) * (size_t)C);
         memset(var, 0, sizeof(double) * (size_t)C);
         for (int64_t n = 0; n < N; n++)
@@ -69,6 +99,12 @@ static void TN(bn_stats)(const dsv_call *c, int64_t N, int64_t C, int64_t S,
                     acc += xp[i];
                 mean[ch] += acc;
             }
+        if (r->fn) {
+            mean[C] = m;
+            if ((st = r->fn(r->user, mean, C + 1)))
+                return st;
+            m = mean[C];
+        }
         for (int64_t ch = 0; ch < C; ch++)
             mean[ch] /= m;
         for (int64_t n = 0; n < N; n++)
@@ -81,22 +117,30 @@ static void TN(bn_stats)(const dsv_call *c, int64_t N, int64_t C, int64_t S,
                 }
                 var[ch] += acc;
             }
+        if (r->fn && (st = r->fn(r->user, var, C)))
+            return st;
         for (int64_t ch = 0; ch < C; ch++)
             var[ch] /= m;
     }
     for (int64_t ch = 0; ch < C; ch++)
         inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
+    *m_out = m;
+    return DSV_OK;
 }
 
-static dsv_status TN(bn_forward)(dsv_call *c)
+static dsv_status TN(bn_run)(dsv_call *c, const bn_sum *r)
 {
     int64_t N, C, S;
     TN(bn_dims)(c, &N, &C, &S);
-    double *st = dsv_alloc(sizeof(double) * 3 * (size_t)C);
+    double *st = dsv_alloc(sizeof(double) * (3 * (size_t)C + 2));
     if (!st)
         return dsv_error(DSV_NOMEM, "%s: no memory for statistics", dsv_op_name(c->op));
-    double *mean = st, *var = st + C, *inv = st + 2 * C;
-    TN(bn_stats)(c, N, C, S, mean, var, inv);
+    double *mean = st, *var = st + C + 1, *inv = st + 2 * C + 2, m;
+    dsv_status err = TN(bn_stats)(c, r, N, C, S, mean, var, inv, &m);
+    if (err) {
+        dsv_free(st);
+        return err;
+    }
 
     const T *x = c->x->data;     /* (N, C, S) */
     const T *gamma = c->w->data; /* (C) */
@@ -127,16 +171,27 @@ static dsv_status TN(bn_forward)(dsv_call *c)
     return DSV_OK;
 }
 
-static dsv_status TN(bn_backward)(dsv_call *c)
+static dsv_status TN(bn_forward)(dsv_call *c)
+{
+    bn_sum r = {0};
+    return TN(bn_run)(c, &r);
+}
+
+static dsv_status TN(bn_grad)(dsv_call *c, const bn_sum *r)
 {
     int64_t N, C, S;
     TN(bn_dims)(c, &N, &C, &S);
-    double *st = dsv_alloc(sizeof(double) * 5 * (size_t)C);
+    double *st = dsv_alloc(sizeof(double) * (7 * (size_t)C + 2));
     if (!st)
         return dsv_error(DSV_NOMEM, "%s: no memory for statistics", dsv_op_name(c->op));
-    double *mean = st, *var = st + C, *inv = st + 2 * C;
-    double *dbeta = st + 3 * C, *dgamma = st + 4 * C;
-    TN(bn_stats)(c, N, C, S, mean, var, inv);
+    double *mean = st, *var = st + C + 1, *inv = st + 2 * C + 2, m;
+    /* dbeta, dgamma: this process's; tot: their sums over processes */
+    double *dbeta = st + 3 * C + 2, *dgamma = st + 4 * C + 2, *tot = st + 5 * C + 2;
+    dsv_status err = TN(bn_stats)(c, r, N, C, S, mean, var, inv, &m);
+    if (err) {
+        dsv_free(st);
+        return err;
+    }
 
     const T *x = c->x->data;       /* (N, C, S) */
     const T *gamma = c->w->data;   /* (C) */
@@ -154,9 +209,13 @@ static dsv_status TN(bn_backward)(dsv_call *c)
             dgamma[ch] += sg * inv[ch];
         }
 
+    memcpy(tot, dbeta, sizeof(double) * 2 * (size_t)C);
+    if (r->fn && c->p.train && c->dx && (err = r->fn(r->user, tot, 2 * C))) {
+        dsv_free(st);
+        return err;
+    }
     if (c->dx) {
         T *dx = c->dx->data; /* (N, C, S) */
-        const double m = (double)(N * S);
         for (int64_t n = 0; n < N; n++)
             for (int64_t ch = 0; ch < C; ch++) {
                 const int64_t o = (n * C + ch) * S;
@@ -167,7 +226,7 @@ static dsv_status TN(bn_backward)(dsv_call *c)
                     continue;
                 }
                 /* dx = gamma*inv/m * (m*dout - dbeta - xhat*dgamma) */
-                const double mb = dbeta[ch] / m, mg = dgamma[ch] / m;
+                const double mb = tot[ch] / m, mg = tot[C + ch] / m;
                 for (int64_t i = 0; i < S; i++) {
                     const double xhat = (x[o + i] - mean[ch]) * inv[ch];
                     dx[o + i] = (T)(k * (dout[o + i] - mb - xhat * mg));
@@ -186,6 +245,12 @@ static dsv_status TN(bn_backward)(dsv_call *c)
     }
     dsv_free(st);
     return DSV_OK;
+}
+
+static dsv_status TN(bn_backward)(dsv_call *c)
+{
+    bn_sum r = {0};
+    return TN(bn_grad)(c, &r);
 }
 
 #endif
