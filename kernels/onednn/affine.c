@@ -5,7 +5,7 @@
  * x (N, d1..dk) is read as its (N, D) rows. The course's w is (D, M) row-major,
  * which is oneDNN's logical {M, D} weights with tag `ba`; oneDNN picks its own
  * layouts (format_tag_any) and the user's buffers are reordered at the edges
- * on every call (weights change after each optimizer step). The execution
+ * (the weights only when their values changed, see weighted.c). The execution
  * shared with conv.c is in weighted.c.
  *
  * What must stay true: as in conv.c, the state key (N, D, M, thread count)

@@ -116,6 +116,11 @@ typedef struct dsv_odn_edge {
     dnnl_memory_t user, inner;
     dsv_odn_prim reorder;
     bool input;
+    /* dsv_odn_edge_in_cached: inner holds the reorder of `src` while its
+       values had fingerprint `fp` */
+    bool cached;
+    const void *src;
+    uint64_t fp;
 } dsv_odn_edge;
 
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_make(dsv_odn_edge *e,
@@ -128,6 +133,14 @@ DSV_ODN_INTERNAL dnnl_memory_t dsv_odn_edge_mem(const dsv_odn_edge *e);
  * input edge also reorders it into inner. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s,
                                             const void *data);
+/* The same for an input edge of parameters (weights), which change only
+ * when the optimizer steps or a caller writes them: reorders only when data
+ * is another buffer than last time or its values' fingerprint (n floats,
+ * computed on up to nthreads threads) changed, so inference reorders once in
+ * total and training once per update and primitive. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in_cached(dsv_odn_edge *e, dnnl_stream_t s,
+                                                   const float *data, int64_t n,
+                                                   int nthreads);
 /* For an output edge, after the primitive ran: inner -> the bound buffer. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s);
 DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
@@ -138,6 +151,14 @@ DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
  * to the x a backward gets. Uses up to nthreads threads (none inside a
  * parallel region); the value does not depend on the count. */
 DSV_ODN_INTERNAL uint32_t dsv_odn_fingerprint(const float *x, int64_t n, int nthreads);
+
+/* Counts for tests (process-wide, relaxed atomics): primitives made through
+ * dsv_odn_prim_make (reorders included) and weight reorders run by
+ * dsv_odn_edge_in_cached. */
+typedef struct dsv_odn_counts {
+    int64_t prims_made, weight_reorders;
+} dsv_odn_counts;
+DSV_ODN_INTERNAL dsv_odn_counts dsv_odn_counts_get(void);
 
 /* Start of every per-node state; `free` releases the whole object. */
 typedef struct dsv_odn_state {

@@ -4,7 +4,7 @@
  * Primitives are created once per node, shape and thread count and kept in
  * the node's state; oneDNN picks its layouts (format_tag_any) and the user's
  * NCHW / OIHW / plain buffers are reordered at the edges on every call
- * (weights change after each optimizer step, so they are reordered each call).
+ * (the weights only when their values changed since the last reorder).
  * Each step's implementation is the fastest candidate for the configuration,
  * timed once per process (dsv_odn_pd_tuned). The execution shared with
  * affine.c is in weighted.c.
