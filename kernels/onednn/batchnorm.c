@@ -2,7 +2,7 @@
  * Batch normalization on oneDNN: batchnorm on x (N, D) (oneDNN's `nc`) and
  * spatial_batchnorm on x (N, C, H, W), forward and backward, in train mode
  * (batch statistics) and test mode (the running statistics, flag
- * dnnl_use_global_stats). gamma and beta are passed as separate tensors
+ * dnnl_use_global_stats, forward_inference). gamma and beta are passed as separate tensors
  * (dnnl_use_scale | dnnl_use_shift), used in place.
  *
  * Layout: on plain nchw oneDNN 2.6 has only its ncsp C++ kernel, which is
@@ -238,9 +238,11 @@ static dsv_status bn_build_fwd(bn_state *st, bool train)
     dnnl_batch_normalization_desc_t bd;
     bn_mode *m = &st->mode[train];
     dsv_status s;
+    /* test mode: forward_inference, which is also the test-mode backward's
+       hint (global statistics need no workspace) */
     if ((s = dsv_odn_status(dnnl_batch_normalization_forward_desc_init(
-                                &bd, dnnl_forward_training, &md, st->eps,
-                                bn_flags(train)),
+                                &bd, train ? dnnl_forward_training : dnnl_forward_inference,
+                                &md, st->eps, bn_flags(train)),
                             "batchnorm: forward descriptor")) ||
         (s = pick(st, false, train, &m->fwd_pd, &bd, NULL, "batchnorm: forward")) ||
         (s = dsv_odn_prim_make(&m->fwd, m->fwd_pd, "batchnorm: forward primitive")))

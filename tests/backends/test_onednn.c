@@ -919,6 +919,52 @@ static void test_weights_reordered_once(void **unused)
     }
 }
 
+/* Test-mode forwards (forward_inference: max pooling keeps no workspace)
+ * agree with naive, and a training pass on the same slot afterwards still
+ * gets its workspace: max pooling's backward against naive. */
+static void test_test_mode_forward(void **unused)
+{
+    (void)unused;
+    tu_rng r = {12};
+    int64_t xs[] = {4, 3, 8, 8}, ys[] = {4, 3, 4, 4};
+    dsv_tensor x = tu_randn(&r, DSV_F32, 4, xs, 1), dout = tu_randn(&r, DSV_F32, 4, ys, 1);
+    dsv_tensor out = tu_zeros(DSV_F32, 4, ys), ref = tu_zeros(DSV_F32, 4, ys);
+    dsv_tensor dx = tu_zeros(DSV_F32, 4, xs), dx_ref = tu_zeros(DSV_F32, 4, xs);
+    dsv_state state = {0};
+    dsv_call c = dsv_call_make(DSV_OP_MAX_POOL);
+    c.p.stride = 2, c.x = &x, c.dout = &dout, c.state = &state;
+    for (int round = 0; round < 2; round++) {
+        c.p.train = false;
+        forward_both(c, &out, &ref);
+        c.p.train = true;
+        forward_both(c, &out, &ref);
+        dsv_backend used;
+        c.dx = &dx;
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+        dsv_call n = c;
+        n.dx = &dx_ref, n.state = NULL;
+        TU_OK(dsv_backward(&n, DSV_BACKEND_NAIVE, &used));
+        assert_true(max_err(&dx, &dx_ref) < TOL);
+        c.dx = NULL;
+        /* a test-mode forward between a forward and its backward: the
+           backward still finds (or remakes) the workspace of its x */
+        c.p.train = true;
+        forward_both(c, &out, &ref);
+        c.p.train = false;
+        forward_both(c, &out, &ref);
+        c.p.train = true, c.dx = &dx;
+        memset(dx.data, 0x7f, dsv_tensor_nbytes(&dx));
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_true(max_err(&dx, &dx_ref) < TOL);
+        c.dx = NULL;
+    }
+    dsv_state_free(&state);
+    dsv_tensor *t[] = {&x, &dout, &out, &ref, &dx, &dx_ref};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
 int main(void)
 {
     alarm(120); /* a deadlocked primitive kills the program: the test fails */
@@ -933,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_batch_parallel),
         cmocka_unit_test(test_error_conversion),
         cmocka_unit_test(test_weights_reordered_once),
+        cmocka_unit_test(test_test_mode_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
