@@ -98,8 +98,9 @@ static dsv_status affine_state_get(dsv_call *c, bool backward, affine_state **ou
     *out = NULL;
 
     dsv_odn_state *base;
+    int64_t key[] = {n, d, m, nthreads, inference};
     dsv_status s = dsv_odn_state_get(c, DSV_OP_AFFINE, sizeof(affine_state),
-                                     affine_free, &base);
+                                     affine_free, key, 5, &base);
     if (s)
         return s;
     affine_state *st = (affine_state *)base;

@@ -26,9 +26,8 @@
  *    of the values); a train-mode backward recomputes them with the forward
  *    when its x is not that input, so it also works with no prior forward;
  *  - the state key (shape, eps, thread count) covers what the primitives
- *    were built for; any change rebuilds them. Train and test mode each have
- *    their own primitives in the one state, so evaluating between training
- *    steps rebuilds nothing;
+ *    were built for; the node's slot keeps a state per key (common.h).
+ *    Train and test mode each have their own primitives in the one state;
  *  - one state runs on one thread at a time.
  */
 #include <string.h>
@@ -283,7 +282,12 @@ static dsv_status bn_state_get(dsv_call *c, bool backward, bn_state **out)
     *out = NULL;
 
     dsv_odn_state *base;
-    dsv_status s = dsv_odn_state_get(c, c->op, sizeof(bn_state), bn_free, &base);
+    /* train and test mode share a state (bn_mode) */
+    uint32_t eps_bits;
+    memcpy(&eps_bits, &key.eps, sizeof(eps_bits));
+    int64_t k[] = {key.ndims, key.dims[0], key.dims[1], key.dims[2], key.dims[3],
+                   eps_bits, key.nthreads};
+    dsv_status s = dsv_odn_state_get(c, c->op, sizeof(bn_state), bn_free, k, 7, &base);
     if (s)
         return s;
     bn_state *st = (bn_state *)base;

@@ -17,7 +17,8 @@
  *  - every execution goes through dsv_odn_prim_run, which inside a caller's
  *    parallel region runs the primitive in a region of its own (one thread),
  *    so kernels with orphaned OpenMP barriers cannot meet the caller's team;
- *  - per-node states start with dsv_odn_state, so the table's state_free can
+ *  - a node's slot holds one state per configuration (dsv_odn_state_get);
+ *    every state starts with dsv_odn_state, so the table's state_free can
  *    release any of them.
  */
 #ifndef DSV_ONEDNN_COMMON_H
@@ -168,13 +169,19 @@ typedef struct dsv_odn_state {
 
 DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
 
-/* The call's state for op: the one in c->state if it was made for op (a
- * state of another op is released first), else a new zeroed one of size
- * bytes, released through free_fn and recorded in c->state (owner onednn)
- * when the call has a slot, since a kernel may be called directly. The
- * caller still compares its key and releases what no longer fits. */
+/* The call's state for op and its configuration `key` (nkey values, at
+ * most DSV_ODN_KEY_MAX: shapes, parameters, thread count, mode): a node's
+ * slot keeps one state per configuration, up to DSV_ODN_CONFIGS of them (the
+ * least recently used goes), so alternating shapes (a training batch, then
+ * a smaller last evaluation batch) or modes rebuild nothing. Otherwise a new
+ * zeroed one of size bytes, released through free_fn and recorded in the
+ * slot (owner onednn) when the call has one, since a kernel may be called
+ * directly. The caller still compares its own key fields and builds what a
+ * new state lacks. */
+#define DSV_ODN_CONFIGS 4
 DSV_ODN_INTERNAL dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
                                               void (*free_fn)(dsv_odn_state *),
+                                              const int64_t *key, int nkey,
                                               dsv_odn_state **out);
 
 /* A layer with weights and bias (conv, affine), in weighted.c: its stream,

@@ -11,8 +11,8 @@
  *
  * What must stay true:
  *  - the state key (shapes, stride, pad, thread count, test-mode forward)
- *    covers everything the primitives were built for; any change rebuilds
- *    them;
+ *    covers everything the primitives were built for; the node's slot
+ *    keeps a state per key (dsv_odn_state_get);
  *  - backward overwrites dx, dw, db and needs no prior forward;
  *  - a state is only ever run by one thread at a time (each has its stream
  *    and scratchpads), so the batch-parallel schedule gives each thread its
@@ -155,8 +155,13 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
         memcpy(key.ys, c->out->shape, sizeof(key.ys));
 
     dsv_odn_state *base;
+    int64_t k[DSV_ODN_KEY_MAX];
+    memcpy(k, key.xs, sizeof(key.xs));
+    memcpy(k + 4, key.ws, sizeof(key.ws));
+    memcpy(k + 8, key.ys, sizeof(key.ys));
+    k[12] = key.stride, k[13] = key.pad, k[14] = key.nthreads, k[15] = key.inference;
     dsv_status s = dsv_odn_state_get(c, DSV_OP_CONV, sizeof(conv_state),
-                                     conv_free, &base);
+                                     conv_free, k, 16, &base);
     if (s)
         return s;
     conv_state *st = (conv_state *)base;

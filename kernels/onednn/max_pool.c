@@ -15,8 +15,8 @@
  *    (pointer and a fingerprint of the values); backward reruns the forward
  *    when its x is not that input, so it also works with no prior forward;
  *  - the state key (shapes, window, stride, thread count, test-mode
- *    forward) covers what the primitives were built for; any change rebuilds
- *    them; a test-mode state has no workspace and runs no backward.
+ *    forward) covers what the primitives were built for; the node's slot
+ *    keeps a state per key; a test-mode state has no workspace and runs no backward.
  *  - the test-mode forward takes the implementation tuned for the training
  *    forward (the same key), so that an execution plan covers both.
  */
@@ -176,8 +176,10 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
     key.ys[3] = (key.xs[3] - key.kw) / key.stride + 1;
 
     dsv_odn_state *base;
+    int64_t k[] = {key.xs[0], key.xs[1], key.xs[2], key.xs[3], key.kh, key.kw,
+                   key.stride, key.nthreads, key.inference};
     dsv_status s = dsv_odn_state_get(c, DSV_OP_MAX_POOL, sizeof(pool_state),
-                                     pool_free, &base);
+                                     pool_free, k, 9, &base);
     if (s)
         return s;
     pool_state *st = (pool_state *)base;

@@ -965,6 +965,88 @@ static void test_test_mode_forward(void **unused)
         dsv_tensor_free(t[i]);
 }
 
+/* ---- one state per configuration ------------------------------------------ */
+
+/* Forward and backward of op on onednn for a batch of n on state; results
+ * checked against naive. */
+static void run_op_batch(dsv_op op, int64_t n, bool train, dsv_state *state, tu_rng *r)
+{
+    bool conv = op == DSV_OP_CONV, pool = op == DSV_OP_MAX_POOL;
+    bool affine = op == DSV_OP_AFFINE, bn = op == DSV_OP_SPATIAL_BATCHNORM;
+    int64_t xs[] = {n, 4, 8, 8}, ws4[] = {6, 4, 3, 3}, ws2[] = {256, 12}, ch = 4;
+    int64_t ys[] = {n, conv ? 6 : 4, pool ? 4 : 8, pool ? 4 : 8}, ys2[] = {n, 12};
+    int yd = affine ? 2 : 4;
+    const int64_t *yshape = affine ? ys2 : ys;
+    dsv_tensor x = tu_randn(r, DSV_F32, 4, xs, 1);
+    dsv_tensor w = conv ? tu_randn(r, DSV_F32, 4, ws4, 0.3)
+                 : affine ? tu_randn(r, DSV_F32, 2, ws2, 0.3)
+                          : tu_randn(r, DSV_F32, 1, &ch, 1);
+    int64_t m = conv ? 6 : affine ? 12 : 4;
+    dsv_tensor b = tu_randn(r, DSV_F32, 1, &m, 1);
+    dsv_tensor rm = tu_zeros(DSV_F32, 1, &ch), rv = tu_randn(r, DSV_F32, 1, &ch, 0.1);
+    for (int i = 0; i < 4; i++)
+        dsv_tensor_set(&rv, i, 1 + fabs(dsv_tensor_get(&rv, i)));
+    dsv_tensor out = tu_zeros(DSV_F32, yd, yshape), ref = tu_zeros(DSV_F32, yd, yshape);
+    dsv_tensor dout = tu_randn(r, DSV_F32, yd, yshape, 1);
+    dsv_tensor dx = tu_zeros(DSV_F32, 4, xs), dx_ref = tu_zeros(DSV_F32, 4, xs);
+    dsv_call c = dsv_call_make(op);
+    c.p.stride = pool ? 2 : 1, c.p.pad = 1, c.p.train = train;
+    c.x = &x, c.state = state;
+    if (conv || affine || bn)
+        c.w = &w, c.b = &b;
+    if (bn) {
+        /* train mode updates the running statistics: naive gets copies */
+        c.running_mean = &rm, c.running_var = &rv;
+    }
+    if (bn && train) {
+        dsv_backend used;
+        c.out = &out;
+        TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+    } else {
+        forward_both(c, &out, &ref);
+    }
+    if (train) {
+        dsv_backend used;
+        c.dout = &dout, c.dx = &dx;
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+        if (!bn) {
+            c.dx = &dx_ref, c.state = NULL;
+            TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, &used));
+            assert_true(max_err(&dx, &dx_ref) < TOL);
+        }
+    }
+    dsv_tensor *t[] = {&x, &w, &b, &rm, &rv, &out, &ref, &dout, &dx, &dx_ref};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+/* A training batch, a smaller last batch and test-mode passes, alternating:
+ * after the first round nothing is built again. */
+static void test_alternating_shapes(void **unused)
+{
+    (void)unused;
+    tu_rng r = {13};
+    dsv_op ops[] = {DSV_OP_CONV, DSV_OP_AFFINE, DSV_OP_MAX_POOL, DSV_OP_RELU,
+                    DSV_OP_SPATIAL_BATCHNORM};
+    for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+        dsv_state state = {0};
+        int64_t made = 0;
+        for (int round = 0; round < 3; round++) {
+            if (round == 1)
+                made = dsv_odn_counts_get().prims_made;
+            run_op_batch(ops[k], 5, true, &state, &r);
+            run_op_batch(ops[k], 3, true, &state, &r);
+            run_op_batch(ops[k], 5, false, &state, &r);
+            run_op_batch(ops[k], 3, false, &state, &r);
+        }
+        assert_int_equal(dsv_odn_counts_get().prims_made, made);
+        dsv_state_free(&state);
+        assert_null(state.ptr);
+    }
+}
+
 int main(void)
 {
     alarm(120); /* a deadlocked primitive kills the program: the test fails */
@@ -980,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_error_conversion),
         cmocka_unit_test(test_weights_reordered_once),
         cmocka_unit_test(test_test_mode_forward),
+        cmocka_unit_test(test_alternating_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
