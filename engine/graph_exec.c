@@ -405,9 +405,16 @@ static dsv_status check_inputs(const dsv_graph *g, const dsv_tensor *x,
     return DSV_OK;
 }
 
+/* Threads the run may use at all. */
+static int all_threads(const dsv_exec_options *o)
+{
+    return o->threads > 0 ? o->threads : dsv_get_num_threads();
+}
+
+/* Threads of the batch schedule's team: one row of the batch at least each. */
 static int team_size(const dsv_exec_options *o, int64_t n)
 {
-    int T = o->threads > 0 ? o->threads : dsv_get_num_threads();
+    int T = all_threads(o);
     return (int64_t)T > n ? (int)n : T;
 }
 
@@ -431,7 +438,11 @@ static dsv_status run(dsv_graph *g, const dsv_exec_options *o, dsv_schedule sche
     g->last = pl;
     if (train)
         memset(g->gblock, 0, (size_t)g->np * g->esz);
-    s = batch ? run_batch(g, pl, o, x, y, loss) : run_layer(g, pl, o, T, x, y, loss);
+    /* Under the layer schedule every kernel gets all threads, also for a
+       batch smaller than the team (batch-1 inference): kernels then split
+       output columns, channels or rows instead of images. */
+    s = batch ? run_batch(g, pl, o, x, y, loss)
+              : run_layer(g, pl, o, all_threads(o), x, y, loss);
     if (!s && train && g->has_dist && g->dist.grads_done)
         s = g->dist.grads_done(g->dist.user, loss);
     return s;

@@ -5,10 +5,11 @@
  * x (N, d1..dk) is read as its (N, D) rows. The course's w is (D, M) row-major,
  * which is oneDNN's logical {M, D} weights with tag `ba`; oneDNN picks its own
  * layouts (format_tag_any) and the user's buffers are reordered at the edges
- * on every call (weights change after each optimizer step). The execution
+ * (the weights only when their values changed, see weighted.c). The execution
  * shared with conv.c is in weighted.c.
  *
- * What must stay true: as in conv.c, the state key (N, D, M, thread count)
+ * What must stay true: as in conv.c, the state key (N, D, M, thread count,
+ * test-mode forward)
  * covers everything the primitives were built for, backward overwrites dx, dw
  * and db without needing a prior forward, and one state runs on one thread at
  * a time.
@@ -22,6 +23,10 @@ typedef struct affine_state {
     /* key */
     int64_t n, d, m;
     int nthreads;
+    /* a test-mode forward: forward_inference, no backward; it takes the
+       implementation tuned for the training forward (the same key), so that
+       an execution plan covers both */
+    bool inference;
 
     dsv_odn_weighted wl;
 } affine_state;
@@ -60,7 +65,9 @@ static dsv_status affine_build(affine_state *st)
     dsv_status s;
     affine_mds(st, false, &a);
     if ((s = dsv_odn_status(dnnl_inner_product_forward_desc_init(
-                                &ipd, dnnl_forward_training, &a.x, &a.w, &a.b, &a.y),
+                                &ipd, st->inference ? dnnl_forward_inference
+                                                    : dnnl_forward_training,
+                                &a.x, &a.w, &a.b, &a.y),
                             "affine: forward descriptor")))
         return s;
     int64_t key[] = {DSV_OP_AFFINE, 0, st->n, st->d, st->m, st->nthreads};
@@ -87,21 +94,25 @@ static dsv_status affine_state_get(dsv_call *c, bool backward, affine_state **ou
 {
     int64_t n = c->x->shape[0], d = dsv_tensor_row_size(c->x), m = c->w->shape[1];
     int nthreads = dsv_odn_nthreads(c);
+    bool inference = !backward && !c->p.train;
     *out = NULL;
 
     dsv_odn_state *base;
+    int64_t key[] = {n, d, m, nthreads, inference};
     dsv_status s = dsv_odn_state_get(c, DSV_OP_AFFINE, sizeof(affine_state),
-                                     affine_free, &base);
+                                     affine_free, key, 5, &base);
     if (s)
         return s;
     affine_state *st = (affine_state *)base;
-    if (st->n != n || st->d != d || st->m != m || st->nthreads != nthreads)
+    if (st->n != n || st->d != d || st->m != m || st->nthreads != nthreads ||
+        st->inference != inference)
         affine_release(st);
     *out = st;
 
     int saved = dsv_odn_threads_begin(nthreads);
     if (!st->wl.stream) {
         st->n = n, st->d = d, st->m = m, st->nthreads = nthreads;
+        st->inference = inference;
         s = affine_build(st);
     }
     if (!s && !backward && !st->wl.fwd_ready) {

@@ -2,7 +2,7 @@
  * Batch normalization on oneDNN: batchnorm on x (N, D) (oneDNN's `nc`) and
  * spatial_batchnorm on x (N, C, H, W), forward and backward, in train mode
  * (batch statistics) and test mode (the running statistics, flag
- * dnnl_use_global_stats). gamma and beta are passed as separate tensors
+ * dnnl_use_global_stats, forward_inference). gamma and beta are passed as separate tensors
  * (dnnl_use_scale | dnnl_use_shift), used in place.
  *
  * Layout: on plain nchw oneDNN 2.6 has only its ncsp C++ kernel, which is
@@ -26,9 +26,8 @@
  *    of the values); a train-mode backward recomputes them with the forward
  *    when its x is not that input, so it also works with no prior forward;
  *  - the state key (shape, eps, thread count) covers what the primitives
- *    were built for; any change rebuilds them. Train and test mode each have
- *    their own primitives in the one state, so evaluating between training
- *    steps rebuilds nothing;
+ *    were built for; the node's slot keeps a state per key (common.h).
+ *    Train and test mode each have their own primitives in the one state;
  *  - one state runs on one thread at a time.
  */
 #include <string.h>
@@ -238,9 +237,11 @@ static dsv_status bn_build_fwd(bn_state *st, bool train)
     dnnl_batch_normalization_desc_t bd;
     bn_mode *m = &st->mode[train];
     dsv_status s;
+    /* test mode: forward_inference, which is also the test-mode backward's
+       hint (global statistics need no workspace) */
     if ((s = dsv_odn_status(dnnl_batch_normalization_forward_desc_init(
-                                &bd, dnnl_forward_training, &md, st->eps,
-                                bn_flags(train)),
+                                &bd, train ? dnnl_forward_training : dnnl_forward_inference,
+                                &md, st->eps, bn_flags(train)),
                             "batchnorm: forward descriptor")) ||
         (s = pick(st, false, train, &m->fwd_pd, &bd, NULL, "batchnorm: forward")) ||
         (s = dsv_odn_prim_make(&m->fwd, m->fwd_pd, "batchnorm: forward primitive")))
@@ -281,7 +282,12 @@ static dsv_status bn_state_get(dsv_call *c, bool backward, bn_state **out)
     *out = NULL;
 
     dsv_odn_state *base;
-    dsv_status s = dsv_odn_state_get(c, c->op, sizeof(bn_state), bn_free, &base);
+    /* train and test mode share a state (bn_mode) */
+    uint32_t eps_bits;
+    memcpy(&eps_bits, &key.eps, sizeof(eps_bits));
+    int64_t k[] = {key.ndims, key.dims[0], key.dims[1], key.dims[2], key.dims[3],
+                   eps_bits, key.nthreads};
+    dsv_status s = dsv_odn_state_get(c, c->op, sizeof(bn_state), bn_free, k, 7, &base);
     if (s)
         return s;
     bn_state *st = (bn_state *)base;

@@ -14,6 +14,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "common.h"
+#include "internal/fingerprint.h"
 
 dsv_status dsv_odn_status(dnnl_status_t st, const char *what)
 {
@@ -350,9 +351,18 @@ out:
     return s ? s : dsv_odn_pd_create(pd, op_desc, hint, name, what);
 }
 
+static int64_t prims_made, weight_reorders;
+
+dsv_odn_counts dsv_odn_counts_get(void)
+{
+    return (dsv_odn_counts){__atomic_load_n(&prims_made, __ATOMIC_RELAXED),
+                            __atomic_load_n(&weight_reorders, __ATOMIC_RELAXED)};
+}
+
 dsv_status dsv_odn_prim_make(dsv_odn_prim *pr, const_dnnl_primitive_desc_t pd,
                              const char *what)
 {
+    __atomic_add_fetch(&prims_made, 1, __ATOMIC_RELAXED);
     dnnl_engine_t eng;
     dsv_status s;
     memset(pr, 0, sizeof(*pr));
@@ -458,6 +468,23 @@ dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s, const void *data)
     return dsv_odn_prim_run(&e->reorder, s, 2, args, "reorder");
 }
 
+dsv_status dsv_odn_edge_in_cached(dsv_odn_edge *e, dnnl_stream_t s, const float *data,
+                                  int64_t n, int nthreads)
+{
+    if (!e->inner)
+        return dsv_odn_edge_in(e, s, data);
+    uint64_t fp = dsv_fingerprint(data, n, nthreads);
+    if (e->cached && e->src == data && e->fp == fp)
+        return DSV_OK;
+    e->cached = false;
+    dsv_status st = dsv_odn_edge_in(e, s, data);
+    if (st)
+        return st;
+    __atomic_add_fetch(&weight_reorders, 1, __ATOMIC_RELAXED);
+    e->cached = true, e->src = data, e->fp = fp;
+    return DSV_OK;
+}
+
 dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s)
 {
     if (e->input || !e->inner)
@@ -509,28 +536,80 @@ void dsv_odn_state_free(void *state)
         st->free(st);
 }
 
-dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
-                             void (*free_fn)(dsv_odn_state *), dsv_odn_state **out)
+/* What a node's slot holds: one state per configuration. Its base.op is
+ * DSV_OP_COUNT, which no op state has. */
+typedef struct configs {
+    dsv_odn_state base;
+    uint64_t tick;
+    struct config {
+        dsv_odn_state *st; /* NULL: free entry */
+        dsv_op op;
+        int nkey;
+        int64_t key[DSV_ODN_KEY_MAX];
+        uint64_t used;
+    } e[DSV_ODN_CONFIGS];
+} configs;
+
+static void configs_free(dsv_odn_state *base)
 {
-    dsv_odn_state *st = c->state ? c->state->ptr : NULL;
+    configs *cs = (configs *)base;
+    for (int i = 0; i < DSV_ODN_CONFIGS; i++)
+        dsv_odn_state_free(cs->e[i].st);
+    dsv_free(cs);
+}
+
+static dsv_odn_state *state_new(dsv_op op, size_t size, void (*free_fn)(dsv_odn_state *))
+{
+    dsv_odn_state *st = dsv_alloc(size);
+    if (!st)
+        return NULL;
+    memset(st, 0, size);
+    st->op = op;
+    st->free = free_fn;
+    return st;
+}
+
+dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
+                             void (*free_fn)(dsv_odn_state *), const int64_t *key,
+                             int nkey, dsv_odn_state **out)
+{
+    DSV_ASSERT(nkey >= 1 && nkey <= DSV_ODN_KEY_MAX);
     *out = NULL;
-    if (st && st->op != op) {
-        dsv_odn_state_free(st);
-        c->state->ptr = st = NULL;
+    if (!c->state) {
+        if (!(*out = state_new(op, size, free_fn)))
+            goto nomem;
+        return DSV_OK;
     }
-    if (!st) {
-        st = dsv_alloc(size);
+    configs *cs = c->state->ptr;
+    if (!cs) {
+        cs = (configs *)state_new(DSV_OP_COUNT, sizeof(*cs), configs_free);
+        if (!cs)
+            goto nomem;
+        c->state->ptr = cs;
+        c->state->owner = DSV_BACKEND_ONEDNN;
+    }
+    DSV_ASSERT(cs->base.op == DSV_OP_COUNT);
+    struct config *hit = NULL, *lru = &cs->e[0];
+    for (int i = 0; i < DSV_ODN_CONFIGS && !hit; i++) {
+        struct config *e = &cs->e[i];
+        if (e->st && e->op == op && e->nkey == nkey &&
+            !memcmp(e->key, key, sizeof(*key) * (size_t)nkey))
+            hit = e;
+        else if (!e->st ? lru->st != NULL : lru->st && e->used < lru->used)
+            lru = e;
+    }
+    if (!hit) {
+        dsv_odn_state *st = state_new(op, size, free_fn);
         if (!st)
-            return dsv_error(DSV_NOMEM, "%s: out of memory for the onednn state",
-                             dsv_op_name(op));
-        memset(st, 0, size);
-        st->op = op;
-        st->free = free_fn;
-        if (c->state) {
-            c->state->ptr = st;
-            c->state->owner = DSV_BACKEND_ONEDNN;
-        }
+            goto nomem;
+        hit = lru;
+        dsv_odn_state_free(hit->st);
+        hit->st = st, hit->op = op, hit->nkey = nkey;
+        memcpy(hit->key, key, sizeof(*key) * (size_t)nkey);
     }
-    *out = st;
+    hit->used = ++cs->tick;
+    *out = hit->st;
     return DSV_OK;
+nomem:
+    return dsv_error(DSV_NOMEM, "%s: out of memory for the onednn state", dsv_op_name(op));
 }

@@ -17,7 +17,8 @@
  *  - every execution goes through dsv_odn_prim_run, which inside a caller's
  *    parallel region runs the primitive in a region of its own (one thread),
  *    so kernels with orphaned OpenMP barriers cannot meet the caller's team;
- *  - per-node states start with dsv_odn_state, so the table's state_free can
+ *  - a node's slot holds one state per configuration (dsv_odn_state_get);
+ *    every state starts with dsv_odn_state, so the table's state_free can
  *    release any of them.
  */
 #ifndef DSV_ONEDNN_COMMON_H
@@ -116,6 +117,11 @@ typedef struct dsv_odn_edge {
     dnnl_memory_t user, inner;
     dsv_odn_prim reorder;
     bool input;
+    /* dsv_odn_edge_in_cached: inner holds the reorder of `src` while its
+       values had fingerprint `fp` */
+    bool cached;
+    const void *src;
+    uint64_t fp;
 } dsv_odn_edge;
 
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_make(dsv_odn_edge *e,
@@ -128,6 +134,14 @@ DSV_ODN_INTERNAL dnnl_memory_t dsv_odn_edge_mem(const dsv_odn_edge *e);
  * input edge also reorders it into inner. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in(dsv_odn_edge *e, dnnl_stream_t s,
                                             const void *data);
+/* The same for an input edge of parameters (weights), which change only
+ * when the optimizer steps or a caller writes them: reorders only when data
+ * is another buffer than last time or its values' fingerprint (n floats,
+ * computed on up to nthreads threads) changed, so inference reorders once in
+ * total and training once per update and primitive. */
+DSV_ODN_INTERNAL dsv_status dsv_odn_edge_in_cached(dsv_odn_edge *e, dnnl_stream_t s,
+                                                   const float *data, int64_t n,
+                                                   int nthreads);
 /* For an output edge, after the primitive ran: inner -> the bound buffer. */
 DSV_ODN_INTERNAL dsv_status dsv_odn_edge_out(dsv_odn_edge *e, dnnl_stream_t s);
 DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
@@ -139,6 +153,14 @@ DSV_ODN_INTERNAL void dsv_odn_edge_free(dsv_odn_edge *e);
  * parallel region); the value does not depend on the count. */
 DSV_ODN_INTERNAL uint32_t dsv_odn_fingerprint(const float *x, int64_t n, int nthreads);
 
+/* Counts for tests (process-wide, relaxed atomics): primitives made through
+ * dsv_odn_prim_make (reorders included) and weight reorders run by
+ * dsv_odn_edge_in_cached. */
+typedef struct dsv_odn_counts {
+    int64_t prims_made, weight_reorders;
+} dsv_odn_counts;
+DSV_ODN_INTERNAL dsv_odn_counts dsv_odn_counts_get(void);
+
 /* Start of every per-node state; `free` releases the whole object. */
 typedef struct dsv_odn_state {
     dsv_op op;
@@ -147,13 +169,19 @@ typedef struct dsv_odn_state {
 
 DSV_ODN_INTERNAL void dsv_odn_state_free(void *state);
 
-/* The call's state for op: the one in c->state if it was made for op (a
- * state of another op is released first), else a new zeroed one of size
- * bytes, released through free_fn and recorded in c->state (owner onednn)
- * when the call has a slot, since a kernel may be called directly. The
- * caller still compares its key and releases what no longer fits. */
+/* The call's state for op and its configuration `key` (nkey values, at
+ * most DSV_ODN_KEY_MAX: shapes, parameters, thread count, mode): a node's
+ * slot keeps one state per configuration, up to DSV_ODN_CONFIGS of them (the
+ * least recently used goes), so alternating shapes (a training batch, then
+ * a smaller last evaluation batch) or modes rebuild nothing. Otherwise a new
+ * zeroed one of size bytes, released through free_fn and recorded in the
+ * slot (owner onednn) when the call has one, since a kernel may be called
+ * directly. The caller still compares its own key fields and builds what a
+ * new state lacks. */
+#define DSV_ODN_CONFIGS 4
 DSV_ODN_INTERNAL dsv_status dsv_odn_state_get(dsv_call *c, dsv_op op, size_t size,
                                               void (*free_fn)(dsv_odn_state *),
+                                              const int64_t *key, int nkey,
                                               dsv_odn_state **out);
 
 /* A layer with weights and bias (conv, affine), in weighted.c: its stream,

@@ -4,14 +4,15 @@
  * Primitives are created once per node, shape and thread count and kept in
  * the node's state; oneDNN picks its layouts (format_tag_any) and the user's
  * NCHW / OIHW / plain buffers are reordered at the edges on every call
- * (weights change after each optimizer step, so they are reordered each call).
+ * (the weights only when their values changed since the last reorder).
  * Each step's implementation is the fastest candidate for the configuration,
  * timed once per process (dsv_odn_pd_tuned). The execution shared with
  * affine.c is in weighted.c.
  *
  * What must stay true:
- *  - the state key (shapes, stride, pad, thread count) covers everything the
- *    primitives were built for; any change rebuilds them;
+ *  - the state key (shapes, stride, pad, thread count, test-mode forward)
+ *    covers everything the primitives were built for; the node's slot
+ *    keeps a state per key (dsv_odn_state_get);
  *  - backward overwrites dx, dw, db and needs no prior forward;
  *  - a state is only ever run by one thread at a time (each has its stream
  *    and scratchpads), so the batch-parallel schedule gives each thread its
@@ -26,6 +27,10 @@ typedef struct conv_state {
     /* key */
     int64_t xs[4], ws[4], ys[4];
     int stride, pad, nthreads;
+    /* a test-mode forward: forward_inference, no backward; it takes the
+       implementation tuned for the training forward (the same key), so that
+       an execution plan covers both */
+    bool inference;
 
     dsv_odn_weighted wl;
     bool dy_shared; /* bwd_w reads d_dy's reordered dout */
@@ -46,8 +51,9 @@ static void conv_free(dsv_odn_state *base)
     dsv_free(st);
 }
 
-static void conv_key(const dsv_call *c, int nthreads, conv_state *k)
+static void conv_key(const dsv_call *c, int nthreads, bool inference, conv_state *k)
 {
+    k->inference = inference;
     memcpy(k->xs, c->x->shape, sizeof(k->xs));
     memcpy(k->ws, c->w->shape, sizeof(k->ws));
     k->stride = c->p.stride;
@@ -64,7 +70,8 @@ static bool conv_key_equal(const conv_state *a, const conv_state *b)
     return !memcmp(a->xs, b->xs, sizeof(a->xs)) &&
            !memcmp(a->ws, b->ws, sizeof(a->ws)) &&
            !memcmp(a->ys, b->ys, sizeof(a->ys)) && a->stride == b->stride &&
-           a->pad == b->pad && a->nthreads == b->nthreads;
+           a->pad == b->pad && a->nthreads == b->nthreads &&
+           a->inference == b->inference;
 }
 
 /* The caller's NCHW / OIHW / plain layouts. */
@@ -93,7 +100,9 @@ static dsv_status conv_build(conv_state *st)
     dnnl_convolution_desc_t cd;
     dsv_status s;
     if ((s = dsv_odn_status(dnnl_convolution_forward_desc_init(
-                                &cd, dnnl_forward_training, dnnl_convolution_direct,
+                                &cd, st->inference ? dnnl_forward_inference
+                                                   : dnnl_forward_training,
+                                dnnl_convolution_direct,
                                 &x, &w, &b, &y, strides, pad, pad),
                             "conv: forward descriptor")))
         return s;
@@ -141,13 +150,18 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
     conv_state key;
     *out = NULL;
     memset(&key, 0, sizeof(key));
-    conv_key(c, dsv_odn_nthreads(c), &key);
+    conv_key(c, dsv_odn_nthreads(c), !backward && !c->p.train, &key);
     if (!backward && c->out && c->out->ndim == 4) /* what the caller expects */
         memcpy(key.ys, c->out->shape, sizeof(key.ys));
 
     dsv_odn_state *base;
+    int64_t k[DSV_ODN_KEY_MAX];
+    memcpy(k, key.xs, sizeof(key.xs));
+    memcpy(k + 4, key.ws, sizeof(key.ws));
+    memcpy(k + 8, key.ys, sizeof(key.ys));
+    k[12] = key.stride, k[13] = key.pad, k[14] = key.nthreads, k[15] = key.inference;
     dsv_status s = dsv_odn_state_get(c, DSV_OP_CONV, sizeof(conv_state),
-                                     conv_free, &base);
+                                     conv_free, k, 16, &base);
     if (s)
         return s;
     conv_state *st = (conv_state *)base;
@@ -161,6 +175,7 @@ static dsv_status conv_state_get(dsv_call *c, bool backward, conv_state **out)
         memcpy(st->ws, key.ws, sizeof(key.ws));
         memcpy(st->ys, key.ys, sizeof(key.ys));
         st->stride = key.stride, st->pad = key.pad, st->nthreads = key.nthreads;
+        st->inference = key.inference;
         s = conv_build(st);
     }
     if (!s && !backward && !st->wl.fwd_ready) {
@@ -191,7 +206,7 @@ bool dsv_odn_conv_supports(const dsv_call *c, bool backward)
     /* The forward reads the output dims from out; validation accepts any
        shape with the right element count, oneDNN only the exact one. */
     conv_state k;
-    conv_key(c, 1, &k);
+    conv_key(c, 1, false, &k);
     return !memcmp(k.ys, c->out->shape, sizeof(k.ys));
 }
 

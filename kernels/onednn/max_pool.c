@@ -1,5 +1,6 @@
 /*
- * Max pooling on oneDNN: forward training (with workspace) and backward.
+ * Max pooling on oneDNN: forward training (with workspace), forward
+ * inference (test mode: no workspace) and backward.
  *
  * Both run on NHWC copies of the user's NCHW tensors: oneDNN's NHWC JIT
  * pooling is far faster than its simple_nchw path, reorders included, and
@@ -13,8 +14,11 @@
  *  - the workspace in the state belongs to the input recorded with it
  *    (pointer and a fingerprint of the values); backward reruns the forward
  *    when its x is not that input, so it also works with no prior forward;
- *  - the state key (shapes, window, stride, thread count) covers what the
- *    primitives were built for; any change rebuilds them.
+ *  - the state key (shapes, window, stride, thread count, test-mode
+ *    forward) covers what the primitives were built for; the node's slot
+ *    keeps a state per key; a test-mode state has no workspace and runs no backward.
+ *  - the test-mode forward takes the implementation tuned for the training
+ *    forward (the same key), so that an execution plan covers both.
  */
 #include <string.h>
 
@@ -25,6 +29,7 @@ typedef struct pool_state {
     /* key */
     int64_t xs[4], ys[4];
     int kh, kw, stride, nthreads;
+    bool inference;
 
     dnnl_stream_t stream;
     dnnl_primitive_desc_t fwd_pd; /* the backward's hint */
@@ -88,7 +93,8 @@ static dsv_status pick(pool_state *st, bool backward, dnnl_primitive_desc_t *pd,
     int64_t key[] = {DSV_OP_MAX_POOL, backward, st->xs[0], st->xs[1], st->xs[2],
                      st->xs[3], st->kh, st->kw, st->stride, st->nthreads};
     return dsv_odn_pd_tuned(pd, od, hint, key, 10, st->stream,
-                            backward ? bwd_args : fwd_args, 3, what);
+                            backward ? bwd_args : fwd_args, st->inference ? 2 : 3,
+                            what);
 }
 
 static dsv_status pool_build(pool_state *st)
@@ -108,7 +114,9 @@ static dsv_status pool_build(pool_state *st)
                                                dnnl_stream_default_flags),
                             "max_pool: stream")) ||
         (s = dsv_odn_status(dnnl_pooling_v2_forward_desc_init(
-                                &pd, dnnl_forward_training, dnnl_pooling_max, &x,
+                                &pd, st->inference ? dnnl_forward_inference
+                                                   : dnnl_forward_training,
+                                dnnl_pooling_max, &x,
                                 &y, strides, kernel, zero, zero, zero),
                             "max_pool: forward descriptor")) ||
         (s = pick(st, false, &st->fwd_pd, &pd, NULL, "max_pool: forward")) ||
@@ -116,6 +124,8 @@ static dsv_status pool_build(pool_state *st)
         (s = dsv_odn_edge_make(&st->f_x, &ux, &x, true, "max_pool: x")) ||
         (s = dsv_odn_edge_make(&st->f_y, &uy, &y, false, "max_pool: out")))
         return s;
+    if (st->inference)
+        return DSV_OK;
     const dnnl_memory_desc_t *wmd =
         dnnl_primitive_desc_query_md(st->fwd_pd, dnnl_query_workspace_md, 0);
     if (!wmd || dnnl_memory_desc_get_size(wmd) == 0)
@@ -160,19 +170,22 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
     memcpy(key.xs, c->x->shape, sizeof(key.xs));
     key.kh = c->p.pool_height, key.kw = c->p.pool_width, key.stride = c->p.stride;
     key.nthreads = dsv_odn_nthreads(c);
+    key.inference = !backward && !c->p.train;
     key.ys[0] = key.xs[0], key.ys[1] = key.xs[1];
     key.ys[2] = (key.xs[2] - key.kh) / key.stride + 1;
     key.ys[3] = (key.xs[3] - key.kw) / key.stride + 1;
 
     dsv_odn_state *base;
+    int64_t k[] = {key.xs[0], key.xs[1], key.xs[2], key.xs[3], key.kh, key.kw,
+                   key.stride, key.nthreads, key.inference};
     dsv_status s = dsv_odn_state_get(c, DSV_OP_MAX_POOL, sizeof(pool_state),
-                                     pool_free, &base);
+                                     pool_free, k, 9, &base);
     if (s)
         return s;
     pool_state *st = (pool_state *)base;
     if (memcmp(st->xs, key.xs, sizeof(key.xs)) || st->kh != key.kh ||
         st->kw != key.kw || st->stride != key.stride ||
-        st->nthreads != key.nthreads)
+        st->nthreads != key.nthreads || st->inference != key.inference)
         pool_release(st);
     *out = st;
 
@@ -181,7 +194,7 @@ static dsv_status pool_state_get(dsv_call *c, bool backward, pool_state **out)
         memcpy(st->xs, key.xs, sizeof(key.xs));
         memcpy(st->ys, key.ys, sizeof(key.ys));
         st->kh = key.kh, st->kw = key.kw, st->stride = key.stride;
-        st->nthreads = key.nthreads;
+        st->nthreads = key.nthreads, st->inference = key.inference;
         s = pool_build(st);
     }
     if (!s && backward && !st->bwd_ready)
@@ -223,9 +236,12 @@ static dsv_status pool_run_forward(pool_state *st, const dsv_tensor *x, void *y)
     };
     if ((s = dsv_odn_edge_in(&st->f_x, st->stream, x->data)) ||
         (y && (s = dsv_odn_edge_in(&st->f_y, st->stream, y))) ||
-        (s = dsv_odn_prim_run(&st->fwd, st->stream, 3, args, "max_pool: forward")) ||
+        (s = dsv_odn_prim_run(&st->fwd, st->stream, st->ws ? 3 : 2, args,
+                              "max_pool: forward")) ||
         (y && (s = dsv_odn_edge_out(&st->f_y, st->stream))))
         return s;
+    if (!st->ws)
+        return DSV_OK;
     st->ws_valid = true;
     st->ws_x = x->data;
     st->ws_sum = dsv_odn_fingerprint(x->data, dsv_tensor_numel(x), st->nthreads);

@@ -145,8 +145,9 @@ static dsv_status relu_state_get(dsv_call *c, bool backward, relu_state **out)
     *out = NULL;
 
     dsv_odn_state *base;
+    int64_t key[] = {n, nthreads};
     dsv_status s = dsv_odn_state_get(c, DSV_OP_RELU, sizeof(relu_state),
-                                     relu_free, &base);
+                                     relu_free, key, 2, &base);
     if (s)
         return s;
     relu_state *st = (relu_state *)base;

@@ -3,7 +3,9 @@
  * affine.c): a forward primitive {x, w, b -> y}, a backward-data primitive
  * {dy, w -> dx} and a backward-weights primitive {x, dy -> dw, db}, each the
  * tuned implementation for the op's key (dsv_odn_pd_tuned), fed through
- * edges that reorder the caller's plain buffers on every call.
+ * edges that reorder the caller's plain buffers on every call, except the
+ * weights: their reordered copy is kept while the caller's values stay the
+ * same (dsv_odn_edge_in_cached).
  *
  * The ops keep what differs: their state keys, user layouts and operation
  * descriptors, and conv's reuse of the reordered dout.
@@ -165,7 +167,8 @@ dsv_status dsv_odn_weighted_forward(dsv_odn_weighted *wl, const dsv_call *c)
     };
     dsv_status s;
     if ((s = dsv_odn_edge_in(&wl->f_x, wl->stream, c->x->data)) ||
-        (s = dsv_odn_edge_in(&wl->f_w, wl->stream, c->w->data)) ||
+        (s = dsv_odn_edge_in_cached(&wl->f_w, wl->stream, c->w->data,
+                                    dsv_tensor_numel(c->w), dsv_odn_nthreads(c))) ||
         (s = dsv_odn_edge_in(&wl->f_b, wl->stream, c->b->data)) ||
         (s = dsv_odn_edge_in(&wl->f_y, wl->stream, c->out->data)) ||
         (s = dsv_odn_prim_run(&wl->fwd, wl->stream, 4, args, wl->msg[MSG_FWD])) ||
@@ -183,7 +186,8 @@ static dsv_status backward_data(dsv_odn_weighted *wl, const dsv_call *c)
     };
     dsv_status s;
     if ((s = dsv_odn_edge_in(&wl->d_dy, wl->stream, c->dout->data)) ||
-        (s = dsv_odn_edge_in(&wl->d_w, wl->stream, c->w->data)) ||
+        (s = dsv_odn_edge_in_cached(&wl->d_w, wl->stream, c->w->data,
+                                    dsv_tensor_numel(c->w), dsv_odn_nthreads(c))) ||
         (s = dsv_odn_edge_in(&wl->d_dx, wl->stream, c->dx->data)) ||
         (s = dsv_odn_prim_run(&wl->bwd_d, wl->stream, 3, args, wl->msg[MSG_BWD_D])))
         return s;

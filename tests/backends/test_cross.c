@@ -973,6 +973,53 @@ static void test_dispatch_fallback(void **st)
     dsv_tensor_free(&out), dsv_tensor_free(&xf);
 }
 
+/* ---- batch-1 inference ---------------------------------------------------- */
+
+/* A batch smaller than the thread count: under the layer schedule every
+ * kernel gets all threads and splits output columns, channels or rows, so
+ * the fast backend's scores are the same bits on 1, 2 and 3 threads, and
+ * every backend agrees with naive. */
+static void test_small_batch_inference(void **st)
+{
+    (void)st;
+    dsv_model_config cfg = dsv_model_config_default(DSV_MODEL_THREELAYER);
+    cfg.hidden_dim = 70, cfg.num_filters = 8, cfg.weight_scale = 0.05;
+    dsv_model *m;
+    TU_OK(dsv_model_create(&m, &cfg));
+    tu_rng r = {21};
+    for (int64_t n = 1; n <= 2; n++) {
+        int64_t xs[] = {n, 3, 32, 32}, ss[] = {n, 10};
+        dsv_tensor x = tu_randn(&r, DSV_F32, 4, xs, 1);
+        dsv_tensor ref = tu_zeros(DSV_F32, 2, ss), s1 = tu_zeros(DSV_F32, 2, ss);
+        dsv_tensor s = tu_zeros(DSV_F32, 2, ss);
+        dsv_exec_options o = dsv_exec_options_default();
+        o.backend = DSV_BACKEND_NAIVE, o.threads = 1;
+        TU_OK(dsv_model_set_exec(m, &o));
+        TU_OK(dsv_model_scores(m, &x, &ref));
+        for (int b = 0; b < 3; b++) {
+            o.backend = b == 0 ? DSV_BACKEND_FAST : b == 1 ? DSV_BACKEND_ONEDNN
+                                                          : DSV_BACKEND_AUTO;
+            if (!dsv_backend_available(o.backend))
+                continue;
+            for (int threads = 1; threads <= 3; threads++) {
+                o.threads = threads;
+                TU_OK(dsv_model_set_exec(m, &o));
+                TU_OK(dsv_model_scores(m, &x, &s));
+                assert_true(cmp_err(&s, &ref) <= TOL);
+                if (b != 0)
+                    continue;
+                if (threads == 1)
+                    memcpy(s1.data, s.data, dsv_tensor_nbytes(&s));
+                else
+                    assert_memory_equal(s.data, s1.data, dsv_tensor_nbytes(&s));
+            }
+        }
+        dsv_tensor_free(&x), dsv_tensor_free(&ref), dsv_tensor_free(&s1);
+        dsv_tensor_free(&s);
+    }
+    dsv_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_fast_conv_paths),
         cmocka_unit_test(test_fast_conv_thread_counts),
         cmocka_unit_test(test_dispatch_fallback),
+        cmocka_unit_test(test_small_batch_inference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include "common.h"
 #include "testutil.h"
 
 #define TOL 2e-5
@@ -838,6 +839,214 @@ static void test_error_conversion(void **unused)
     dsv_tensor_free(&x), dsv_tensor_free(&y);
 }
 
+/* ---- weights reordered once per change ------------------------------------ */
+
+/* Forward of c on onednn (with its state) and on naive into ref; the two must
+ * agree. */
+static void forward_both(dsv_call c, dsv_tensor *out, dsv_tensor *ref)
+{
+    dsv_backend used;
+    c.out = out;
+    TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, &used));
+    assert_int_equal(used, DSV_BACKEND_ONEDNN);
+    c.out = ref, c.state = NULL;
+    TU_OK(dsv_forward(&c, DSV_BACKEND_NAIVE, &used));
+    assert_true(max_err(out, ref) < TOL);
+}
+
+/* Inference reorders the weights once for any number of calls; a change of
+ * one element in the same buffer (what an optimizer step or a gradient check
+ * does) is seen by the next call; training reorders once per update. */
+static void test_weights_reordered_once(void **unused)
+{
+    (void)unused;
+    tu_rng r = {8};
+    for (int op = 0; op < 2; op++) {
+        bool conv = op == 1;
+        int64_t xs[] = {3, 4, 8, 8}, ws4[] = {6, 4, 3, 3}, ws2[] = {256, 40};
+        int64_t ys4[] = {3, 6, 8, 8}, ys2[] = {3, 40};
+        dsv_tensor x = tu_randn(&r, DSV_F32, 4, xs, 1);
+        dsv_tensor w = conv ? tu_randn(&r, DSV_F32, 4, ws4, 0.3)
+                            : tu_randn(&r, DSV_F32, 2, ws2, 0.3);
+        int64_t m = conv ? ws4[0] : ws2[1];
+        dsv_tensor b = tu_randn(&r, DSV_F32, 1, &m, 1);
+        dsv_tensor out = tu_zeros(DSV_F32, conv ? 4 : 2, conv ? ys4 : ys2);
+        dsv_tensor ref = tu_zeros(DSV_F32, conv ? 4 : 2, conv ? ys4 : ys2);
+        dsv_tensor dout = tu_randn(&r, DSV_F32, conv ? 4 : 2, conv ? ys4 : ys2, 1);
+        dsv_tensor dx = tu_zeros(DSV_F32, 4, xs), dx_ref = tu_zeros(DSV_F32, 4, xs);
+        dsv_state state = {0};
+        dsv_call c = dsv_call_make(conv ? DSV_OP_CONV : DSV_OP_AFFINE);
+        c.p.stride = 1, c.p.pad = 1, c.p.train = false;
+        c.x = &x, c.w = &w, c.b = &b, c.state = &state;
+
+        int64_t r00 = dsv_odn_counts_get().weight_reorders;
+        forward_both(c, &out, &ref);
+        int64_t r0 = dsv_odn_counts_get().weight_reorders;
+        assert_true(r0 - r00 <= 1); /* 0 when oneDNN takes the plain layout */
+        for (int i = 0; i < 5; i++)
+            forward_both(c, &out, &ref);
+        assert_int_equal(dsv_odn_counts_get().weight_reorders, r0);
+
+        /* one element changed in place: new results, one reorder */
+        float *wp = w.data;
+        wp[dsv_tensor_numel(&w) / 2] += 0.5f;
+        forward_both(c, &out, &ref);
+        forward_both(c, &out, &ref);
+        int64_t r1 = dsv_odn_counts_get().weight_reorders;
+        assert_int_equal(r1 - r0, r0 - r00);
+
+        /* training: forward, backward data, update; each pass sees the
+           update */
+        c.p.train = true, c.dout = &dout;
+        for (int step = 0; step < 3; step++) {
+            forward_both(c, &out, &ref);
+            dsv_backend used;
+            c.dx = &dx;
+            TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+            assert_int_equal(used, DSV_BACKEND_ONEDNN);
+            dsv_call n = c;
+            n.dx = &dx_ref, n.state = NULL;
+            TU_OK(dsv_backward(&n, DSV_BACKEND_NAIVE, &used));
+            assert_true(max_err(&dx, &dx_ref) < TOL);
+            c.dx = NULL;
+            for (int64_t j = 0; j < dsv_tensor_numel(&w); j++)
+                wp[j] *= 0.97f;
+        }
+        dsv_state_free(&state);
+        dsv_tensor *t[] = {&x, &w, &b, &out, &ref, &dout, &dx, &dx_ref};
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+            dsv_tensor_free(t[i]);
+    }
+}
+
+/* Test-mode forwards (forward_inference: max pooling keeps no workspace)
+ * agree with naive, and a training pass on the same slot afterwards still
+ * gets its workspace: max pooling's backward against naive. */
+static void test_test_mode_forward(void **unused)
+{
+    (void)unused;
+    tu_rng r = {12};
+    int64_t xs[] = {4, 3, 8, 8}, ys[] = {4, 3, 4, 4};
+    dsv_tensor x = tu_randn(&r, DSV_F32, 4, xs, 1), dout = tu_randn(&r, DSV_F32, 4, ys, 1);
+    dsv_tensor out = tu_zeros(DSV_F32, 4, ys), ref = tu_zeros(DSV_F32, 4, ys);
+    dsv_tensor dx = tu_zeros(DSV_F32, 4, xs), dx_ref = tu_zeros(DSV_F32, 4, xs);
+    dsv_state state = {0};
+    dsv_call c = dsv_call_make(DSV_OP_MAX_POOL);
+    c.p.stride = 2, c.x = &x, c.dout = &dout, c.state = &state;
+    for (int round = 0; round < 2; round++) {
+        c.p.train = false;
+        forward_both(c, &out, &ref);
+        c.p.train = true;
+        forward_both(c, &out, &ref);
+        dsv_backend used;
+        c.dx = &dx;
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+        dsv_call n = c;
+        n.dx = &dx_ref, n.state = NULL;
+        TU_OK(dsv_backward(&n, DSV_BACKEND_NAIVE, &used));
+        assert_true(max_err(&dx, &dx_ref) < TOL);
+        c.dx = NULL;
+        /* a test-mode forward between a forward and its backward: the
+           backward still finds (or remakes) the workspace of its x */
+        c.p.train = true;
+        forward_both(c, &out, &ref);
+        c.p.train = false;
+        forward_both(c, &out, &ref);
+        c.p.train = true, c.dx = &dx;
+        memset(dx.data, 0x7f, dsv_tensor_nbytes(&dx));
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_true(max_err(&dx, &dx_ref) < TOL);
+        c.dx = NULL;
+    }
+    dsv_state_free(&state);
+    dsv_tensor *t[] = {&x, &dout, &out, &ref, &dx, &dx_ref};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+/* ---- one state per configuration ------------------------------------------ */
+
+/* Forward and backward of op on onednn for a batch of n on state; results
+ * checked against naive. */
+static void run_op_batch(dsv_op op, int64_t n, bool train, dsv_state *state, tu_rng *r)
+{
+    bool conv = op == DSV_OP_CONV, pool = op == DSV_OP_MAX_POOL;
+    bool affine = op == DSV_OP_AFFINE, bn = op == DSV_OP_SPATIAL_BATCHNORM;
+    int64_t xs[] = {n, 4, 8, 8}, ws4[] = {6, 4, 3, 3}, ws2[] = {256, 12}, ch = 4;
+    int64_t ys[] = {n, conv ? 6 : 4, pool ? 4 : 8, pool ? 4 : 8}, ys2[] = {n, 12};
+    int yd = affine ? 2 : 4;
+    const int64_t *yshape = affine ? ys2 : ys;
+    dsv_tensor x = tu_randn(r, DSV_F32, 4, xs, 1);
+    dsv_tensor w = conv ? tu_randn(r, DSV_F32, 4, ws4, 0.3)
+                 : affine ? tu_randn(r, DSV_F32, 2, ws2, 0.3)
+                          : tu_randn(r, DSV_F32, 1, &ch, 1);
+    int64_t m = conv ? 6 : affine ? 12 : 4;
+    dsv_tensor b = tu_randn(r, DSV_F32, 1, &m, 1);
+    dsv_tensor rm = tu_zeros(DSV_F32, 1, &ch), rv = tu_randn(r, DSV_F32, 1, &ch, 0.1);
+    for (int i = 0; i < 4; i++)
+        dsv_tensor_set(&rv, i, 1 + fabs(dsv_tensor_get(&rv, i)));
+    dsv_tensor out = tu_zeros(DSV_F32, yd, yshape), ref = tu_zeros(DSV_F32, yd, yshape);
+    dsv_tensor dout = tu_randn(r, DSV_F32, yd, yshape, 1);
+    dsv_tensor dx = tu_zeros(DSV_F32, 4, xs), dx_ref = tu_zeros(DSV_F32, 4, xs);
+    dsv_call c = dsv_call_make(op);
+    c.p.stride = pool ? 2 : 1, c.p.pad = 1, c.p.train = train;
+    c.x = &x, c.state = state;
+    if (conv || affine || bn)
+        c.w = &w, c.b = &b;
+    if (bn) {
+        /* train mode updates the running statistics: naive gets copies */
+        c.running_mean = &rm, c.running_var = &rv;
+    }
+    if (bn && train) {
+        dsv_backend used;
+        c.out = &out;
+        TU_OK(dsv_forward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+    } else {
+        forward_both(c, &out, &ref);
+    }
+    if (train) {
+        dsv_backend used;
+        c.dout = &dout, c.dx = &dx;
+        TU_OK(dsv_backward(&c, DSV_BACKEND_ONEDNN, &used));
+        assert_int_equal(used, DSV_BACKEND_ONEDNN);
+        if (!bn) {
+            c.dx = &dx_ref, c.state = NULL;
+            TU_OK(dsv_backward(&c, DSV_BACKEND_NAIVE, &used));
+            assert_true(max_err(&dx, &dx_ref) < TOL);
+        }
+    }
+    dsv_tensor *t[] = {&x, &w, &b, &rm, &rv, &out, &ref, &dout, &dx, &dx_ref};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        dsv_tensor_free(t[i]);
+}
+
+/* A training batch, a smaller last batch and test-mode passes, alternating:
+ * after the first round nothing is built again. */
+static void test_alternating_shapes(void **unused)
+{
+    (void)unused;
+    tu_rng r = {13};
+    dsv_op ops[] = {DSV_OP_CONV, DSV_OP_AFFINE, DSV_OP_MAX_POOL, DSV_OP_RELU,
+                    DSV_OP_SPATIAL_BATCHNORM};
+    for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+        dsv_state state = {0};
+        int64_t made = 0;
+        for (int round = 0; round < 3; round++) {
+            if (round == 1)
+                made = dsv_odn_counts_get().prims_made;
+            run_op_batch(ops[k], 5, true, &state, &r);
+            run_op_batch(ops[k], 3, true, &state, &r);
+            run_op_batch(ops[k], 5, false, &state, &r);
+            run_op_batch(ops[k], 3, false, &state, &r);
+        }
+        assert_int_equal(dsv_odn_counts_get().prims_made, made);
+        dsv_state_free(&state);
+        assert_null(state.ptr);
+    }
+}
+
 int main(void)
 {
     alarm(120); /* a deadlocked primitive kills the program: the test fails */
@@ -851,6 +1060,9 @@ int main(void)
         cmocka_unit_test(test_thread_count_change),
         cmocka_unit_test(test_batch_parallel),
         cmocka_unit_test(test_error_conversion),
+        cmocka_unit_test(test_weights_reordered_once),
+        cmocka_unit_test(test_test_mode_forward),
+        cmocka_unit_test(test_alternating_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
