@@ -2,14 +2,14 @@
  * Float64 batch normalization for the fast backend: batchnorm on x (N, D)
  * and spatial_batchnorm on x (N, C, H, W), both on x viewed as (N, C, S).
  *
- * The naive kernel's arithmetic (two-pass statistics, the same formulas),
- * with the work split among threads by channel: everything a channel needs,
- * its statistics, outputs, running update and gradients, depends on that
- * channel alone, so each thread does its channels from start to end in one
- * parallel region, and the results do not depend on the split. Sums over a
- * map of S values run in four interleaved partial sums (vectorised, in a
- * fixed order); on (N, D), where S is 1, the loops run along rows, across
- * channels.
+ * The naive kernel's arithmetic, operation for operation (two-pass
+ * statistics, sums in the same order, the same formulas), so the results
+ * equal the reference's bit for bit; the gain is threads. The work is split
+ * by channel: everything a channel needs, its statistics, outputs, running
+ * update and gradients, depends on that channel alone, so each thread does
+ * its channels from start to end in one parallel region, and the results do
+ * not depend on the split. On (N, D), where S is 1, the loops run along
+ * rows, across channels.
  */
 #include <math.h>
 #include <string.h>
@@ -30,47 +30,37 @@ typedef struct bn_stats {
 /* below this many elements a parallel region costs more than it saves */
 enum { PAR_MIN = 1 << 15 };
 
-/* sum of p[i] (d NULL) or of p[i] * (d[i] - k), four interleaved sums */
-static double sum4(const double *p, const double *d, double k, int64_t n)
+/* sum of p[i] (d NULL) or of p[i] * (d[i] - k), in order, as the reference
+ * sums: the results then match it bit for bit, and finite differences
+ * through this kernel see the reference's rounding, not a different one. */
+static double sum_seq(const double *p, const double *d, double k, int64_t n)
 {
-    double a[4] = {0};
-    int64_t i = 0;
-    if (d) {
-        for (; i + 4 <= n; i += 4)
-            for (int j = 0; j < 4; j++)
-                a[j] += p[i + j] * (d[i + j] - k);
-    } else {
-        for (; i + 4 <= n; i += 4)
-            for (int j = 0; j < 4; j++)
-                a[j] += p[i + j];
-    }
-    double s = (a[0] + a[1]) + (a[2] + a[3]);
-    for (; i < n; i++)
-        s += d ? p[i] * (d[i] - k) : p[i];
+    double s = 0;
+    if (d)
+        for (int64_t i = 0; i < n; i++)
+            s += p[i] * (d[i] - k);
+    else
+        for (int64_t i = 0; i < n; i++)
+            s += p[i];
     return s;
 }
 
-/* acc[ch] += sum over n of f(x[n, ch, :]) for channels [c0, c1): plain sums
- * (d NULL, k NULL) or sums of p * (d - k[ch]). */
+/* acc[ch] += sum over n of f(x[n, ch, :]) (scaled by mul[ch] when given)
+ * for channels [c0, c1): plain sums (d NULL, k NULL) or sums of
+ * p * (d - k[ch]). */
 static void channel_sums(const bn_view *v, const double *p, const double *d,
-                         const double *k, int64_t c0, int64_t c1, double *acc)
+                         const double *k, const double *mul, int64_t c0, int64_t c1,
+                         double *acc)
 {
     for (int64_t ch = c0; ch < c1; ch++)
         acc[ch] = 0;
     for (int64_t n = 0; n < v->N; n++) {
         const double *pr = p + n * v->C * v->S, *dr = d ? d + n * v->C * v->S : NULL;
-        if (v->S == 1) {
-            if (d)
-                for (int64_t ch = c0; ch < c1; ch++)
-                    acc[ch] += pr[ch] * (dr[ch] - k[ch]);
-            else
-                for (int64_t ch = c0; ch < c1; ch++)
-                    acc[ch] += pr[ch];
-            continue;
+        for (int64_t ch = c0; ch < c1; ch++) {
+            double s = sum_seq(pr + ch * v->S, dr ? dr + ch * v->S : NULL,
+                               k ? k[ch] : 0, v->S);
+            acc[ch] += mul ? s * mul[ch] : s;
         }
-        for (int64_t ch = c0; ch < c1; ch++)
-            acc[ch] += sum4(pr + ch * v->S, dr ? dr + ch * v->S : NULL, k ? k[ch] : 0,
-                            v->S);
     }
 }
 
@@ -86,7 +76,7 @@ static void stats(const dsv_call *c, const bn_view *v, const bn_stats *st,
             st->mean[ch] = rm[ch], st->var[ch] = rv[ch];
     } else {
         const double m = (double)(v->N * v->S);
-        channel_sums(v, x, NULL, NULL, c0, c1, st->mean);
+        channel_sums(v, x, NULL, NULL, NULL, c0, c1, st->mean);
         for (int64_t ch = c0; ch < c1; ch++)
             st->mean[ch] /= m;
         /* two passes, as the reference: squares of deviations from the mean */
@@ -96,14 +86,11 @@ static void stats(const dsv_call *c, const bn_view *v, const bn_stats *st,
             const double *xr = x + n * v->C * v->S;
             for (int64_t ch = c0; ch < c1; ch++) {
                 const double *xp = xr + ch * v->S, mu = st->mean[ch];
-                double a[4] = {0};
-                int64_t i = 0;
-                for (; i + 4 <= v->S; i += 4)
-                    for (int j = 0; j < 4; j++)
-                        a[j] += (xp[i + j] - mu) * (xp[i + j] - mu);
-                double s = (a[0] + a[1]) + (a[2] + a[3]);
-                for (; i < v->S; i++)
-                    s += (xp[i] - mu) * (xp[i] - mu);
+                double s = 0;
+                for (int64_t i = 0; i < v->S; i++) {
+                    const double t = xp[i] - mu;
+                    s += t * t;
+                }
                 st->var[ch] += s;
             }
         }
@@ -150,10 +137,8 @@ static void backward_range(const dsv_call *c, const bn_view *v, const bn_stats *
 {
     stats(c, v, st, c0, c1);
     const double *x = c->x->data, *gamma = c->w->data, *dout = c->dout->data;
-    channel_sums(v, dout, NULL, NULL, c0, c1, st->sb);        /* dbeta */
-    channel_sums(v, dout, x, st->mean, c0, c1, st->sg);        /* dgamma / inv */
-    for (int64_t ch = c0; ch < c1; ch++)
-        st->sg[ch] *= st->inv[ch];
+    channel_sums(v, dout, NULL, NULL, NULL, c0, c1, st->sb);       /* dbeta */
+    channel_sums(v, dout, x, st->mean, st->inv, c0, c1, st->sg);   /* dgamma */
     if (c->dx) {
         double *dx = c->dx->data;
         const double m = (double)(v->N * v->S);
