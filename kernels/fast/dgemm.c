@@ -128,6 +128,22 @@ static const dukernel dukernels[DSV_FAST_ISA_COUNT] = {
 static void interleave_rows(const double *src, int64_t ld, int n, int w,
                             int64_t kc, double *dst)
 {
+    /* full panels of the usual widths: constant trip counts unroll */
+#define INTERLEAVE_FIXED(W_)                                                   \
+    case W_:                                                                   \
+        for (int64_t k = 0; k < kc; k++, dst += W_)                            \
+            for (int r = 0; r < W_; r++)                                       \
+                dst[r] = src[r * ld + k];                                      \
+        return;
+    if (n == w)
+        switch (w) {
+            INTERLEAVE_FIXED(4)
+            INTERLEAVE_FIXED(6)
+            INTERLEAVE_FIXED(8)
+            INTERLEAVE_FIXED(16)
+        default: break;
+        }
+#undef INTERLEAVE_FIXED
     for (int64_t k = 0; k < kc; k++, dst += w) {
         int r = 0;
         for (; r < n; r++)
