@@ -5,12 +5,16 @@
  * reference). Backward finds the winners again from x (a 2x2 window is four
  * compares), so it keeps no state and never depends on a prior forward.
  * Windows that tile the input (pool_height == pool_width == stride) write
- * each dx element once without zeroing first; otherwise dx is zeroed and
+ * each dx element once without zeroing first (2x2 ones, 4 windows per step
+ * with AVX2 where the CPU has it); otherwise dx is zeroed and
  * each window's gradient added in output order. Planes (n, c) are split
  * among threads, each owning whole planes of out and dx.
  */
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <omp.h>
 
 #include "fast.h"
@@ -79,24 +83,77 @@ static void forward_plane(const pool_geom *g, const double *xp, double *op)
             window_argmax(g, xp, oh, ow, &op[oh * g->Wo + ow]);
 }
 
+/* v if keep, else +0, through a bit mask: `keep ? v : 0.0` compiled to a
+ * branch per element, which mispredicts on random winners. */
+static inline double keep_if(double v, bool keep)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    u &= -(uint64_t)keep;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+#if defined(__x86_64__)
+/* 2x2/2 backward of output columns [0, Wo) of one row, 4 windows per step
+ * (the compares and blends of window2, lane by lane); returns the columns
+ * done, the caller finishes the rest. */
+__attribute__((target("avx2"))) static int64_t
+pool2_backward_avx2(const double *x0, const double *x1, const double *d, double *r0,
+                    double *r1, int64_t Wo)
+{
+    int64_t ow = 0;
+    for (; ow + 4 <= Wo; ow += 4) {
+        __m256d a = _mm256_loadu_pd(x0 + 2 * ow), b = _mm256_loadu_pd(x0 + 2 * ow + 4);
+        __m256d v0 = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), 0xD8);
+        __m256d v1 = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), 0xD8);
+        a = _mm256_loadu_pd(x1 + 2 * ow), b = _mm256_loadu_pd(x1 + 2 * ow + 4);
+        __m256d v2 = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), 0xD8);
+        __m256d v3 = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), 0xD8);
+        __m256d c01 = _mm256_cmp_pd(v1, v0, _CMP_GT_OQ);
+        __m256d c23 = _mm256_cmp_pd(v3, v2, _CMP_GT_OQ);
+        __m256d m01 = _mm256_blendv_pd(v0, v1, c01), m23 = _mm256_blendv_pd(v2, v3, c23);
+        __m256d c = _mm256_cmp_pd(m23, m01, _CMP_GT_OQ);
+        __m256d g = _mm256_loadu_pd(d + ow);
+        __m256d nc = _mm256_andnot_pd(c, g), yc = _mm256_and_pd(c, g);
+        __m256d g0 = _mm256_andnot_pd(c01, nc), g1 = _mm256_and_pd(c01, nc);
+        __m256d g2 = _mm256_andnot_pd(c23, yc), g3 = _mm256_and_pd(c23, yc);
+        __m256d lo = _mm256_unpacklo_pd(g0, g1), hi = _mm256_unpackhi_pd(g0, g1);
+        _mm256_storeu_pd(r0 + 2 * ow, _mm256_permute2f128_pd(lo, hi, 0x20));
+        _mm256_storeu_pd(r0 + 2 * ow + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+        lo = _mm256_unpacklo_pd(g2, g3), hi = _mm256_unpackhi_pd(g2, g3);
+        _mm256_storeu_pd(r1 + 2 * ow, _mm256_permute2f128_pd(lo, hi, 0x20));
+        _mm256_storeu_pd(r1 + 2 * ow + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+    }
+    return ow;
+}
+#endif
+
 /* Tiling windows: every dx element written once. */
 static void backward_plane_tiles(const pool_geom *g, const double *xp,
                                  const double *dp, double *dxp)
 {
     int k = g->s;
     if (k == 2) {
+        bool avx2 = dsv_fast_isa_supported(DSV_FAST_ISA_AVX2);
+        (void)avx2;
         for (int64_t oh = 0; oh < g->Ho; oh++) {
             const double *x0 = xp + 2 * oh * g->W, *x1 = x0 + g->W;
             const double *d = dp + oh * g->Wo;
             double *r0 = dxp + 2 * oh * g->W, *r1 = r0 + g->W;
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
+            int64_t ow = 0;
+#if defined(__x86_64__)
+            if (avx2)
+                ow = pool2_backward_avx2(x0, x1, d, r0, r1, g->Wo);
+#endif
+            for (; ow < g->Wo; ow++) {
                 int i;
                 window2(x0, x1, ow, &i);
                 double v = d[ow];
-                r0[2 * ow] = i == 0 ? v : 0.0;
-                r0[2 * ow + 1] = i == 1 ? v : 0.0;
-                r1[2 * ow] = i == 2 ? v : 0.0;
-                r1[2 * ow + 1] = i == 3 ? v : 0.0;
+                r0[2 * ow] = keep_if(v, i == 0);
+                r0[2 * ow + 1] = keep_if(v, i == 1);
+                r1[2 * ow] = keep_if(v, i == 2);
+                r1[2 * ow + 1] = keep_if(v, i == 3);
             }
         }
     } else {
