@@ -24,6 +24,7 @@ typedef struct op_case {
     int xnd, wnd;        /* wnd 0: no weights */
     int64_t x[DSV_MAX_DIMS], w[DSV_MAX_DIMS];
     int stride, pad, pool;
+    dsv_dtype dt;        /* DSV_F32 unless given */
 } op_case;
 
 /* The course's timing cells (fast_layers comparison in the ConvolutionalNetworks
@@ -31,24 +32,35 @@ typedef struct op_case {
  * batch normalization (train mode) of its activations: spatial after the
  * conv (50, 32, 32, 32), and over features after the hidden affine (50, 100). */
 static const op_case cases[] = {
-    {"conv_fwd/cell", DSV_OP_CONV, false, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
-    {"conv_bwd/cell", DSV_OP_CONV, true, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0},
-    {"pool_fwd/cell", DSV_OP_MAX_POOL, false, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2},
-    {"pool_bwd/cell", DSV_OP_MAX_POOL, true, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2},
-    {"conv_fwd/cifar", DSV_OP_CONV, false, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
-    {"conv_bwd/cifar", DSV_OP_CONV, true, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0},
-    {"conv_fwd/deep", DSV_OP_CONV, false, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0},
-    {"conv_bwd/deep", DSV_OP_CONV, true, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0},
-    {"relu_fwd/cifar", DSV_OP_RELU, false, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
-    {"relu_bwd/cifar", DSV_OP_RELU, true, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0},
-    {"pool_fwd/cifar", DSV_OP_MAX_POOL, false, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
-    {"pool_bwd/cifar", DSV_OP_MAX_POOL, true, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2},
-    {"affine_fwd/cifar", DSV_OP_AFFINE, false, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
-    {"affine_bwd/cifar", DSV_OP_AFFINE, true, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0},
-    {"sbn_fwd/cifar", DSV_OP_SPATIAL_BATCHNORM, false, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0},
-    {"sbn_bwd/cifar", DSV_OP_SPATIAL_BATCHNORM, true, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0},
-    {"bn_fwd/cifar", DSV_OP_BATCHNORM, false, 2, 1, {50, 100}, {100}, 1, 0, 0},
-    {"bn_bwd/cifar", DSV_OP_BATCHNORM, true, 2, 1, {50, 100}, {100}, 1, 0, 0},
+    {"conv_fwd/cell", DSV_OP_CONV, false, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0, DSV_F32},
+    {"conv_bwd/cell", DSV_OP_CONV, true, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0, DSV_F32},
+    {"pool_fwd/cell", DSV_OP_MAX_POOL, false, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2, DSV_F32},
+    {"pool_bwd/cell", DSV_OP_MAX_POOL, true, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2, DSV_F32},
+    {"conv_fwd/cifar", DSV_OP_CONV, false, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0, DSV_F32},
+    {"conv_bwd/cifar", DSV_OP_CONV, true, 4, 4, {50, 3, 32, 32}, {32, 3, 7, 7}, 1, 3, 0, DSV_F32},
+    {"conv_fwd/deep", DSV_OP_CONV, false, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0, DSV_F32},
+    {"conv_bwd/deep", DSV_OP_CONV, true, 4, 4, {50, 32, 16, 16}, {32, 32, 3, 3}, 1, 1, 0, DSV_F32},
+    {"relu_fwd/cifar", DSV_OP_RELU, false, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0, DSV_F32},
+    {"relu_bwd/cifar", DSV_OP_RELU, true, 4, 0, {50, 32, 32, 32}, {0}, 1, 0, 0, DSV_F32},
+    {"pool_fwd/cifar", DSV_OP_MAX_POOL, false, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2, DSV_F32},
+    {"pool_bwd/cifar", DSV_OP_MAX_POOL, true, 4, 0, {50, 32, 32, 32}, {0}, 2, 0, 2, DSV_F32},
+    {"affine_fwd/cifar", DSV_OP_AFFINE, false, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0, DSV_F32},
+    {"affine_bwd/cifar", DSV_OP_AFFINE, true, 2, 2, {50, 8192}, {8192, 100}, 1, 0, 0, DSV_F32},
+    {"sbn_fwd/cifar", DSV_OP_SPATIAL_BATCHNORM, false, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0,
+     DSV_F32},
+    {"sbn_bwd/cifar", DSV_OP_SPATIAL_BATCHNORM, true, 4, 1, {50, 32, 32, 32}, {32}, 1, 0, 0,
+     DSV_F32},
+    {"bn_fwd/cifar", DSV_OP_BATCHNORM, false, 2, 1, {50, 100}, {100}, 1, 0, 0, DSV_F32},
+    {"bn_bwd/cifar", DSV_OP_BATCHNORM, true, 2, 1, {50, 100}, {100}, 1, 0, 0, DSV_F32},
+    /* the course's cells in float64, as its notebook runs them */
+    {"conv_fwd/cell_f64", DSV_OP_CONV, false, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0,
+     DSV_F64},
+    {"conv_bwd/cell_f64", DSV_OP_CONV, true, 4, 4, {100, 3, 31, 31}, {25, 3, 3, 3}, 2, 1, 0,
+     DSV_F64},
+    {"pool_fwd/cell_f64", DSV_OP_MAX_POOL, false, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2,
+     DSV_F64},
+    {"pool_bwd/cell_f64", DSV_OP_MAX_POOL, true, 4, 0, {100, 3, 32, 32}, {0}, 2, 0, 2,
+     DSV_F64},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -104,12 +116,12 @@ static bool runs_on(const op_case *oc, dsv_backend want, char *why, size_t n)
 {
     /* Shape-only views: validation and supports() read shapes, never data,
        so one dummy element stands in for every buffer. */
-    static float dummy;
+    static double dummy;
     int64_t bs = oc->wnd ? bias_len(oc) : 1, one = 1;
-    dsv_tensor x = dsv_tensor_wrap(&dummy, DSV_F32, oc->xnd, oc->x);
-    dsv_tensor w = oc->wnd ? dsv_tensor_wrap(&dummy, DSV_F32, oc->wnd, oc->w)
-                           : dsv_tensor_wrap(&dummy, DSV_F32, 1, &one);
-    dsv_tensor b = dsv_tensor_wrap(&dummy, DSV_F32, 1, &bs);
+    dsv_tensor x = dsv_tensor_wrap(&dummy, oc->dt, oc->xnd, oc->x);
+    dsv_tensor w = oc->wnd ? dsv_tensor_wrap(&dummy, oc->dt, oc->wnd, oc->w)
+                           : dsv_tensor_wrap(&dummy, oc->dt, 1, &one);
+    dsv_tensor b = dsv_tensor_wrap(&dummy, oc->dt, 1, &bs);
     dsv_call c = make_call(oc, &x, &w, &b);
     int nd;
     int64_t os[DSV_MAX_DIMS];
@@ -118,7 +130,7 @@ static bool runs_on(const op_case *oc, dsv_backend want, char *why, size_t n)
         snprintf(why, n, "%s: %s", oc->name, dsv_errmsg());
         return false;
     }
-    dsv_tensor out = dsv_tensor_wrap(&dummy, DSV_F32, nd, os);
+    dsv_tensor out = dsv_tensor_wrap(&dummy, oc->dt, nd, os);
     c.out = &out;
     c.dout = &out;
     c.dx = &x;
@@ -188,11 +200,11 @@ static int op_backward(void *state, char *msg, size_t n)
 static dsv_status alloc_tensors(op_state *st, const op_case *oc)
 {
     int64_t bs = oc->wnd ? bias_len(oc) : 1;
-    dsv_status s = dsv_tensor_init(&st->x, DSV_F32, oc->xnd, oc->x);
+    dsv_status s = dsv_tensor_init(&st->x, oc->dt, oc->xnd, oc->x);
     if (!s && oc->wnd)
-        s = dsv_tensor_init(&st->w, DSV_F32, oc->wnd, oc->w);
+        s = dsv_tensor_init(&st->w, oc->dt, oc->wnd, oc->w);
     if (!s && oc->wnd)
-        s = dsv_tensor_init(&st->b, DSV_F32, 1, &bs);
+        s = dsv_tensor_init(&st->b, oc->dt, 1, &bs);
     if (s)
         return s;
     dsv_bench_fill(&st->x, 1, 1.0);
@@ -204,8 +216,8 @@ static dsv_status alloc_tensors(op_state *st, const op_case *oc)
     int nd;
     int64_t os[DSV_MAX_DIMS];
     if ((s = dsv_op_check(&st->c, false, &nd, os)) ||
-        (s = dsv_tensor_init(&st->out, DSV_F32, nd, os)) ||
-        (s = dsv_tensor_init(&st->dout, DSV_F32, nd, os)) ||
+        (s = dsv_tensor_init(&st->out, oc->dt, nd, os)) ||
+        (s = dsv_tensor_init(&st->dout, oc->dt, nd, os)) ||
         (s = dsv_tensor_init_like(&st->dx, &st->x)))
         return s;
     if (oc->wnd && ((s = dsv_tensor_init_like(&st->dw, &st->w)) ||
@@ -214,8 +226,8 @@ static dsv_status alloc_tensors(op_state *st, const op_case *oc)
     dsv_bench_fill(&st->dout, 4, 1.0);
     if (oc->op == DSV_OP_BATCHNORM || oc->op == DSV_OP_SPATIAL_BATCHNORM) {
         /* the forward updates them (train mode), as in a training step */
-        if ((s = dsv_tensor_init(&st->rm, DSV_F32, 1, &bs)) ||
-            (s = dsv_tensor_init(&st->rv, DSV_F32, 1, &bs)))
+        if ((s = dsv_tensor_init(&st->rm, oc->dt, 1, &bs)) ||
+            (s = dsv_tensor_init(&st->rv, oc->dt, 1, &bs)))
             return s;
         for (int64_t i = 0; i < bs; i++) {
             dsv_tensor_set(&st->rm, i, 0.0);
@@ -296,7 +308,7 @@ void dsv_bench_register_ops(void)
             /* j == NBACKENDS: fast's im2col path, convolutions only */
             bool im2col = j == NBACKENDS;
             dsv_backend want = im2col ? DSV_BACKEND_FAST : backends[j];
-            if ((im2col && cases[i].op != DSV_OP_CONV) ||
+            if ((im2col && (cases[i].op != DSV_OP_CONV || cases[i].dt != DSV_F32)) ||
                 !runs_on(&cases[i], want, why, sizeof(why)))
                 continue; /* compare.py shows it as missing */
             op_arg *a = &args[k];

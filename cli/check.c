@@ -1,11 +1,13 @@
 /*
  * dasecv check: on this machine, every op of every available backend against
- * the naive reference (float32, forward and backward, a few configurations),
- * and the naive kernels' gradients against central differences (float64).
+ * the naive reference (float32, forward and backward, a few configurations;
+ * the fast backend also in float64), and the naive kernels' gradients
+ * against central differences (float64).
  *
  * Error measures:
  *  - backend vs naive (float32): max |got - ref| / max |ref| over each output
  *    and gradient; pass below 1e-4 (float32 sums taken in another order);
+ *    in float64 the same measure, pass below 1e-12;
  *  - numerical gradient (float64, h = 1e-5): the course's rel_error,
  *    max |a - b| / max(1e-8, |a| + |b|); pass below 1e-6 (rounding in the
  *    differences of sums of ~100 terms reaches 1e-7 on small gradients).
@@ -25,6 +27,7 @@
 #include "internal/rng.h"
 
 #define TOL_BACKEND 1e-4
+#define TOL_BACKEND_F64 1e-12
 #define TOL_GRAD 1e-6
 #define TOL_GRAD_NORM 1e-6
 #define H_STEP 1e-5
@@ -38,7 +41,8 @@ static const char usage[] =
     "  - every op of each available backend (fast, onednn) against the naive\n"
     "    reference on a few configurations, forward and backward, float32;\n"
     "    error = max |got - naive| / max |naive|, pass < 1e-4 (a configuration\n"
-    "    a backend does not support is listed as 'n/a');\n"
+    "    a backend does not support is listed as 'n/a'); the fast backend\n"
+    "    also in float64, pass < 1e-12;\n"
     "  - numerical gradient checks of the naive kernels, float64, central\n"
     "    differences with h = 1e-5; error = the course's rel_error, pass < 1e-6.\n"
     "Prints a table: op, configuration, backend, check, worst error, result.\n"
@@ -315,45 +319,49 @@ static void error_row(tally *t, const op_case *k, const char *backend, const cha
            check, "-", dsv_errmsg());
 }
 
-/* Backend be against naive on case k, float32. */
-static void cross_backend(tally *t, const op_case *k, dsv_backend be)
+/* Backend be against naive on case k, in dtype dt. */
+static void cross_backend(tally *t, const op_case *k, dsv_backend be, dsv_dtype dt)
 {
     const char *bn = dsv_backend_name(be);
+    bool f64 = dt == DSV_F64;
+    const char *fwd = f64 ? "forward f64" : "forward";
+    const char *bwd = f64 ? "backward f64" : "backward";
+    double tol = f64 ? TOL_BACKEND_F64 : TOL_BACKEND;
     inst ref, got;
-    if (inst_make(&ref, k, DSV_F32, 7) || inst_make(&got, k, DSV_F32, 7)) {
+    if (inst_make(&ref, k, dt, 7) || inst_make(&got, k, dt, 7)) {
         error_row(t, k, bn, "setup");
         goto out;
     }
     /* forward */
     if (dsv_pick_backend(&got.c, false, be) != be) {
-        row(t, k, bn, "forward", 0, 0, "n/a");
+        row(t, k, bn, fwd, 0, 0, "n/a");
     } else if (dsv_forward(&ref.c, DSV_BACKEND_NAIVE, NULL) ||
                dsv_forward(&got.c, be, NULL)) {
-        error_row(t, k, bn, "forward");
+        error_row(t, k, bn, fwd);
     } else if (dsv_op_is_loss(k->op)) {
         maybe_break(k, &got.dx);
         double el = fabs(got.loss - ref.loss) / fmax(fabs(ref.loss), 1e-12);
-        row(t, k, bn, "forward", fmax(el, scaled_err(&got.dx, &ref.dx)), TOL_BACKEND, NULL);
+        row(t, k, bn, fwd, fmax(el, scaled_err(&got.dx, &ref.dx)), tol, NULL);
     } else {
         maybe_break(k, &got.out);
-        row(t, k, bn, "forward", scaled_err(&got.out, &ref.out), TOL_BACKEND, NULL);
+        row(t, k, bn, fwd, scaled_err(&got.out, &ref.out), tol, NULL);
     }
     if (dsv_op_is_loss(k->op) || k->fwd_only)
         goto out;
     /* backward, from fresh forward inputs (running statistics restored) */
     inst_free(&ref);
     inst_free(&got);
-    if (inst_make(&ref, k, DSV_F32, 7) || inst_make(&got, k, DSV_F32, 7)) {
+    if (inst_make(&ref, k, dt, 7) || inst_make(&got, k, dt, 7)) {
         error_row(t, k, bn, "setup");
         goto out;
     }
     inst_grads(&ref, k);
     inst_grads(&got, k);
     if (dsv_pick_backend(&got.c, true, be) != be) {
-        row(t, k, bn, "backward", 0, 0, "n/a");
+        row(t, k, bn, bwd, 0, 0, "n/a");
     } else if (dsv_backward(&ref.c, DSV_BACKEND_NAIVE, NULL) ||
                dsv_backward(&got.c, be, NULL)) {
-        error_row(t, k, bn, "backward");
+        error_row(t, k, bn, bwd);
     } else {
         maybe_break(k, &got.dx);
         double e = scaled_err(&got.dx, &ref.dx);
@@ -363,7 +371,7 @@ static void cross_backend(tally *t, const op_case *k, dsv_backend be)
             e = fmax(e, scaled_err(&got.dw, &ref.dw));
         if (k->bnd)
             e = fmax(e, scaled_err(&got.db, &ref.db));
-        row(t, k, bn, "backward", e, TOL_BACKEND, NULL);
+        row(t, k, bn, bwd, e, tol, NULL);
     }
 out:
     inst_free(&ref);
@@ -539,7 +547,11 @@ int dsv_cmd_check(int argc, char **argv)
             continue;
         for (size_t i = 0; i < N_CASES; i++)
             if (!only_op || !strcmp(only_op, dsv_op_name(cases[i].op)))
-                cross_backend(&t, &cases[i], backends[b]);
+                cross_backend(&t, &cases[i], backends[b], DSV_F32);
+        /* oneDNN runs float32 only */
+        for (size_t i = 0; i < N_CASES && backends[b] == DSV_BACKEND_FAST; i++)
+            if (!only_op || !strcmp(only_op, dsv_op_name(cases[i].op)))
+                cross_backend(&t, &cases[i], backends[b], DSV_F64);
     }
     for (size_t i = 0; i < N_CASES; i++)
         if ((!only_op || !strcmp(only_op, dsv_op_name(cases[i].op))) && !cases[i].no_gradcheck &&

@@ -1,7 +1,6 @@
 /*
- * Average pooling for the fast backend, float32 and float64 (the table
- * offers float32; the float64 instance is reached through the kernel
- * entries directly and keeps the same code path honest in tests).
+ * Average pooling for the fast backend, float32 and float64 (one source,
+ * instantiated for each; the table routes both dtypes here).
  *
  * Planes (n, c) are split among threads; each thread owns whole planes of
  * out and dx, so no two threads write one element. Both passes work one

@@ -1,11 +1,13 @@
 /*
- * Internal interface of the fast backend: the blocked sgemm every
+ * Internal interface of the fast backend: the blocked sgemm and dgemm every
  * GEMM-shaped op goes through, the per-node state and small helpers.
  *
- * Everything here is float32. The sgemm is deterministic: for a given shape
- * and thread count each output element is summed in a fixed order, whatever
- * the timing. Not part of the public API (the test for the backends includes
- * it to check every micro-kernel variant against a plain loop).
+ * The kernels below the f64 mark take float64 calls (table.c routes them by
+ * dtype); the others float32, except avg_pool, which takes both. The sgemm
+ * is deterministic: for a given shape and thread count each output element
+ * is summed in a fixed order, whatever the timing; the dgemm is so whatever
+ * the thread count. Not part of the public API (the test for the backends
+ * includes it to check every micro-kernel variant against a plain loop).
  */
 #ifndef DSV_FAST_H
 #define DSV_FAST_H
@@ -29,7 +31,12 @@ void dsv_fast_sgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
                     const float *A, int64_t lda, const float *B, int64_t ldb,
                     float beta, float *C, int64_t ldc, int nthreads);
 
-/* Micro-kernel variants, best first. */
+/* The same in float64 (dgemm.c); results do not depend on nthreads. */
+void dsv_fast_dgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
+                    const double *A, int64_t lda, const double *B, int64_t ldb,
+                    double beta, double *C, int64_t ldc, int nthreads);
+
+/* Micro-kernel variants, best first (sgemm and dgemm alike). */
 typedef enum dsv_fast_isa {
     DSV_FAST_ISA_AVX512 = 0,
     DSV_FAST_ISA_AVX2,
@@ -123,5 +130,18 @@ dsv_status dsv_fast_add_forward(dsv_call *c);
 dsv_status dsv_fast_add_backward(dsv_call *c);
 dsv_status dsv_fast_softmax_loss(dsv_call *c);
 dsv_status dsv_fast_svm_loss(dsv_call *c);
+
+/* ---- f64: float64 kernels, one file per op (*_f64.c) ---------------------- */
+dsv_status dsv_fast_affine_forward_f64(dsv_call *c);
+dsv_status dsv_fast_affine_backward_f64(dsv_call *c);
+dsv_status dsv_fast_relu_forward_f64(dsv_call *c);
+dsv_status dsv_fast_relu_backward_f64(dsv_call *c);
+dsv_status dsv_fast_conv_forward_f64(dsv_call *c);
+dsv_status dsv_fast_conv_backward_f64(dsv_call *c);
+dsv_status dsv_fast_max_pool_forward_f64(dsv_call *c);
+dsv_status dsv_fast_max_pool_backward_f64(dsv_call *c);
+/* batchnorm and spatial_batchnorm */
+dsv_status dsv_fast_batchnorm_forward_f64(dsv_call *c);
+dsv_status dsv_fast_batchnorm_backward_f64(dsv_call *c);
 
 #endif

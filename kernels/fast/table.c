@@ -1,33 +1,58 @@
 /*
- * The fast backend's kernel table: float32 only, every op. Each kernel runs
- * every valid float32 call of its op, so no entry needs .supports; float64
- * calls fall back to naive through the dispatcher's dtype check.
+ * The fast backend's kernel table: float32 for every op, float64 for conv,
+ * max_pool, avg_pool, affine, relu and the batch norms. Entries with both
+ * dtypes route each call by x's dtype; the other entries refuse float64
+ * through .supports, so those calls fall back to naive in the dispatcher.
  */
 #include "fast.h"
 
+static bool f32_only(const dsv_call *c, bool backward)
+{
+    (void)backward;
+    return c->x->dtype == DSV_F32;
+}
+
+/* forward and backward entries that pick the f32 or f64 kernel */
+#define BY_DTYPE(name, f32_fn, f64_fn)                                         \
+    static dsv_status name(dsv_call *c)                                        \
+    {                                                                          \
+        return c->x->dtype == DSV_F64 ? f64_fn(c) : f32_fn(c);                 \
+    }
+BY_DTYPE(affine_forward, dsv_fast_affine_forward, dsv_fast_affine_forward_f64)
+BY_DTYPE(affine_backward, dsv_fast_affine_backward, dsv_fast_affine_backward_f64)
+BY_DTYPE(relu_forward, dsv_fast_relu_forward, dsv_fast_relu_forward_f64)
+BY_DTYPE(relu_backward, dsv_fast_relu_backward, dsv_fast_relu_backward_f64)
+BY_DTYPE(conv_forward, dsv_fast_conv_forward, dsv_fast_conv_forward_f64)
+BY_DTYPE(conv_backward, dsv_fast_conv_backward, dsv_fast_conv_backward_f64)
+BY_DTYPE(max_pool_forward, dsv_fast_max_pool_forward, dsv_fast_max_pool_forward_f64)
+BY_DTYPE(max_pool_backward, dsv_fast_max_pool_backward, dsv_fast_max_pool_backward_f64)
+BY_DTYPE(batchnorm_forward, dsv_fast_batchnorm_forward, dsv_fast_batchnorm_forward_f64)
+BY_DTYPE(batchnorm_backward, dsv_fast_batchnorm_backward,
+         dsv_fast_batchnorm_backward_f64)
+#undef BY_DTYPE
+
 const dsv_backend_table dsv_fast_table = {
     .name = "fast",
-    .dtypes = (1u << DSV_F32),
+    .dtypes = (1u << DSV_F32) | (1u << DSV_F64),
     .state_free = dsv_fast_state_free,
     .kernels = {
-        [DSV_OP_AFFINE] = {NULL, dsv_fast_affine_forward, dsv_fast_affine_backward},
-        [DSV_OP_RELU] = {NULL, dsv_fast_relu_forward, dsv_fast_relu_backward},
-        [DSV_OP_CONV] = {NULL, dsv_fast_conv_forward, dsv_fast_conv_backward},
-        [DSV_OP_MAX_POOL] = {NULL, dsv_fast_max_pool_forward,
-                             dsv_fast_max_pool_backward},
+        [DSV_OP_AFFINE] = {NULL, affine_forward, affine_backward},
+        [DSV_OP_RELU] = {NULL, relu_forward, relu_backward},
+        [DSV_OP_CONV] = {NULL, conv_forward, conv_backward},
+        [DSV_OP_MAX_POOL] = {NULL, max_pool_forward, max_pool_backward},
+        /* avg_pool's kernels take both dtypes themselves */
         [DSV_OP_AVG_POOL] = {NULL, dsv_fast_avg_pool_forward,
                              dsv_fast_avg_pool_backward},
-        [DSV_OP_BATCHNORM] = {NULL, dsv_fast_batchnorm_forward,
-                              dsv_fast_batchnorm_backward},
-        [DSV_OP_SPATIAL_BATCHNORM] = {NULL, dsv_fast_batchnorm_forward,
-                                      dsv_fast_batchnorm_backward},
-        [DSV_OP_LAYERNORM] = {NULL, dsv_fast_layernorm_forward,
+        [DSV_OP_BATCHNORM] = {NULL, batchnorm_forward, batchnorm_backward},
+        [DSV_OP_SPATIAL_BATCHNORM] = {NULL, batchnorm_forward, batchnorm_backward},
+        [DSV_OP_LAYERNORM] = {f32_only, dsv_fast_layernorm_forward,
                               dsv_fast_layernorm_backward},
-        [DSV_OP_SPATIAL_GROUPNORM] = {NULL, dsv_fast_groupnorm_forward,
+        [DSV_OP_SPATIAL_GROUPNORM] = {f32_only, dsv_fast_groupnorm_forward,
                                       dsv_fast_groupnorm_backward},
-        [DSV_OP_DROPOUT] = {NULL, dsv_fast_dropout_forward, dsv_fast_dropout_backward},
-        [DSV_OP_ADD] = {NULL, dsv_fast_add_forward, dsv_fast_add_backward},
-        [DSV_OP_SOFTMAX_LOSS] = {NULL, dsv_fast_softmax_loss, NULL},
-        [DSV_OP_SVM_LOSS] = {NULL, dsv_fast_svm_loss, NULL},
+        [DSV_OP_DROPOUT] = {f32_only, dsv_fast_dropout_forward,
+                            dsv_fast_dropout_backward},
+        [DSV_OP_ADD] = {f32_only, dsv_fast_add_forward, dsv_fast_add_backward},
+        [DSV_OP_SOFTMAX_LOSS] = {f32_only, dsv_fast_softmax_loss, NULL},
+        [DSV_OP_SVM_LOSS] = {f32_only, dsv_fast_svm_loss, NULL},
     },
 };

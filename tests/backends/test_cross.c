@@ -2,7 +2,8 @@
  * Every backend against the naive reference: each op, forward and backward,
  * float32, over a grid of configurations (odd and non-square sizes, strides
  * 1-3, pads 0-3, filters 1x1 to 7x7, batch 1 to 64, 1 to 64 channels), the
- * course's two timing cells, the fast sgemm's micro-kernels against a plain
+ * course's two timing cells, the same grid in float64 for the fast kernels
+ * that have it, the fast sgemm's and dgemm's micro-kernels against a plain
  * loop, per-node state reuse, and dispatch fallback. The comparison itself is
  * shown to fail on deliberately broken kernels.
  *
@@ -538,39 +539,171 @@ static void test_course_cells(void **st)
     cmp_floor = 1e-2;
 }
 
-/* ---- the fast avg_pool's float64 instance --------------------------------- */
+/* ---- the fast backend in float64 ---------------------------------------- */
 
-/* The fast table offers float32 only, so float64 calls never reach its
- * avg_pool there; its float64 instance runs here through the table entry,
- * against naive on the same float64 values. */
-static void test_fast_avg_pool_f64(void **st)
+/* float64 results of fast against naive: both sum in double, so they agree
+ * to rounding, ~1e-15 of the tensor's scale. */
+#define TOL64 1e-12
+
+static bool fast_has_f64(dsv_op op)
+{
+    return op == DSV_OP_CONV || op == DSV_OP_MAX_POOL || op == DSV_OP_AVG_POOL ||
+           op == DSV_OP_AFFINE || op == DSV_OP_RELU || op == DSV_OP_BATCHNORM ||
+           op == DSV_OP_SPATIAL_BATCHNORM;
+}
+
+/* float64 copies of a case's inputs, scaled by a factor near 1 so that the
+ * values use all 53 bits (products of float32 values would be exact);
+ * equal values stay equal, so the ties cases keep their ties. */
+static void inputs_f64(const tinputs *in, tinputs *o)
+{
+    *o = (tinputs){to_f64(&in->x), to_f64(&in->x2), to_f64(&in->w), to_f64(&in->b),
+                   to_f64(&in->y), to_f64(&in->rm), to_f64(&in->rv), to_f64(&in->dout)};
+    dsv_tensor *ts[] = {&o->x, &o->x2, &o->w, &o->b, &o->dout};
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+        for (int64_t j = 0; ts[i]->data && j < dsv_tensor_numel(ts[i]); j++)
+            dsv_tensor_set(ts[i], j, dsv_tensor_get(ts[i], j) * 1.000000123456789);
+}
+
+/* Error of fast (or kernel k) against naive on tc in float64, with the
+ * global thread count set to nt; got is kept for the caller (run_free). */
+static double case_error_f64(const tcase *tc, const dsv_kernel *k, int nt, trun *got,
+                             double *fwd, double *bwd)
+{
+    tinputs in, in64;
+    int ond;
+    int64_t os[4];
+    inputs_init(tc, 99 + (uint64_t)tc->op, &in, &ond, os);
+    inputs_f64(&in, &in64);
+    int saved = dsv_get_num_threads();
+    trun ref;
+    run_one(tc, &in64, ond, os, DSV_BACKEND_NAIVE, NULL, &ref);
+    TU_OK(dsv_set_num_threads(nt));
+    run_one(tc, &in64, ond, os, DSV_BACKEND_FAST, k, got);
+    TU_OK(dsv_set_num_threads(saved));
+    double e = compare_runs(got, &ref, dsv_op_is_loss(tc->op), fwd, bwd);
+    run_free(&ref);
+    inputs_free(&in);
+    inputs_free(&in64);
+    return e;
+}
+
+/* True if every tensor of a and b is bit for bit the same. */
+static bool runs_identical(const trun *a, const trun *b)
+{
+    const dsv_tensor *ta[] = {&a->out, &a->dx, &a->dx2, &a->dw, &a->db, &a->rm, &a->rv};
+    const dsv_tensor *tb[] = {&b->out, &b->dx, &b->dx2, &b->dw, &b->db, &b->rm, &b->rv};
+    for (size_t i = 0; i < sizeof(ta) / sizeof(ta[0]); i++) {
+        if (!ta[i]->data != !tb[i]->data)
+            return false;
+        if (ta[i]->data &&
+            memcmp(ta[i]->data, tb[i]->data, dsv_tensor_nbytes(ta[i])) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The grid and the course's two cells in float64: fast's float64 kernels
+ * against naive within TOL64 with 1 and 2 threads, results bit for bit the
+ * same with 1, 2 and 3 threads, and the ops without float64 kernels falling
+ * back to naive. */
+static void test_fast_f64(void **st)
 {
     (void)st;
-    const dsv_kernel *k = &dsv_backend_get(DSV_BACKEND_FAST)->kernels[DSV_OP_AVG_POOL];
-    int ran = 0;
-    for (size_t i = 0; i < NGRID; i++) {
-        const tcase *tc = &grid[i];
-        if (tc->op != DSV_OP_AVG_POOL)
-            continue;
-        tinputs in, in64;
-        int ond;
-        int64_t os[4];
-        inputs_init(tc, 31 + i, &in, &ond, os);
-        in64 = (tinputs){to_f64(&in.x), {0}, {0}, {0}, {0}, {0}, {0}, to_f64(&in.dout)};
-        trun ref, got;
-        run_one(tc, &in64, ond, os, DSV_BACKEND_NAIVE, NULL, &ref);
-        run_one(tc, &in64, ond, os, DSV_BACKEND_FAST, k, &got);
+    static const tcase course[] = {CONV(100, 3, 31, 31, 25, 3, 3, 2, 1),
+                                   POOL(100, 3, 32, 32, 2, 2, 2)};
+    double worst[DSV_OP_COUNT][2];
+    bool seen[DSV_OP_COUNT];
+    memset(worst, 0, sizeof(worst));
+    memset(seen, 0, sizeof(seen));
+    int failures = 0, ncases = 0;
+    for (size_t i = 0; i < NGRID + 2; i++) {
+        const tcase *tc = i < NGRID ? &grid[i] : &course[i - NGRID];
+        dsv_op op = tc->op;
+        trun r[3];
         double f, g;
-        double e = compare_runs(&got, &ref, false, &f, &g);
-        if (!(e <= 1e-12))
-            fail_msg("avg_pool f64 case %zu: forward %.3g backward %.3g", i, f, g);
-        run_free(&ref);
-        run_free(&got);
-        inputs_free(&in);
-        inputs_free(&in64);
-        ran++;
+        if (!fast_has_f64(op)) {
+            case_error_f64(tc, NULL, 2, &r[0], &f, &g);
+            if (r[0].used != DSV_BACKEND_NAIVE) {
+                print_message("%s case %zu: float64 did not fall back to naive\n",
+                              dsv_op_name(op), i);
+                failures++;
+            }
+            run_free(&r[0]);
+            continue;
+        }
+        ncases++;
+        seen[op] = true;
+        for (int t = 0; t < 3; t++) {
+            double e = case_error_f64(tc, NULL, t + 1, &r[t], &f, &g);
+            worst[op][0] = fmax(worst[op][0], f);
+            worst[op][1] = fmax(worst[op][1], g);
+            /* copies and selections, and the batch norms, which repeat the
+               reference's arithmetic: equal bit for bit */
+            bool exact = op == DSV_OP_RELU || op == DSV_OP_MAX_POOL ||
+                         op == DSV_OP_BATCHNORM || op == DSV_OP_SPATIAL_BATCHNORM;
+            if (r[t].used != DSV_BACKEND_FAST || !(e <= TOL64) || (exact && e != 0)) {
+                print_message("fast f64: %s case %zu, %d threads (%s): forward %.3g "
+                              "backward %.3g\n",
+                              dsv_op_name(op), i, t + 1, dsv_backend_name(r[t].used), f, g);
+                failures++;
+            }
+            if (t > 0 && !runs_identical(&r[t], &r[0])) {
+                print_message("fast f64: %s case %zu: %d threads differ from 1\n",
+                              dsv_op_name(op), i, t + 1);
+                failures++;
+            }
+        }
+        for (int t = 0; t < 3; t++)
+            run_free(&r[t]);
     }
-    assert_true(ran >= 5);
+    printf("\nworst error of fast against naive (float64, %d configurations, "
+           "1-3 threads)\n", ncases);
+    printf("%-18s %-10s %-10s\n", "op", "fwd err", "bwd err");
+    for (int op = 0; op < DSV_OP_COUNT; op++)
+        if (seen[op])
+            printf("%-18s %-10.3g %-10.3g\n", dsv_op_name((dsv_op)op), worst[op][0],
+                   worst[op][1]);
+    fflush(stdout);
+    assert_int_equal(failures, 0);
+    for (int op = 0; op < DSV_OP_COUNT; op++)
+        assert_true(seen[op] == fast_has_f64((dsv_op)op));
+}
+
+/* The float64 check fails on kernels that are off at the 1e-10 level. */
+static dsv_status conv_f64_one_wrong(dsv_call *c)
+{
+    dsv_status s = dsv_backend_get(DSV_BACKEND_FAST)->kernels[DSV_OP_CONV].forward(c);
+    ((double *)c->out->data)[dsv_tensor_numel(c->out) - 1] *= 1 + 1e-10;
+    return s;
+}
+
+static dsv_status conv_f64_bad_db(dsv_call *c)
+{
+    dsv_status s = dsv_backend_get(DSV_BACKEND_FAST)->kernels[DSV_OP_CONV].backward(c);
+    if (c->db)
+        ((double *)c->db->data)[0] *= 1 + 1e-10;
+    return s;
+}
+
+static void test_f64_checker_catches_broken(void **st)
+{
+    (void)st;
+    const dsv_kernel *fast = &dsv_backend_get(DSV_BACKEND_FAST)->kernels[DSV_OP_CONV];
+    const tcase conv = CONV(3, 5, 11, 9, 6, 5, 5, 2, 2);
+    double f, g;
+    trun r;
+    /* the intact kernels pass through the same path */
+    assert_true(case_error_f64(&conv, fast, 1, &r, &f, &g) <= TOL64);
+    run_free(&r);
+    dsv_kernel k1 = {NULL, conv_f64_one_wrong, fast->backward};
+    case_error_f64(&conv, &k1, 1, &r, &f, &g);
+    run_free(&r);
+    assert_true(f > TOL64 && g <= TOL64);
+    dsv_kernel k2 = {NULL, fast->forward, conv_f64_bad_db};
+    case_error_f64(&conv, &k2, 1, &r, &f, &g);
+    run_free(&r);
+    assert_true(f <= TOL64 && g > TOL64);
 }
 
 /* ---- the checker catches broken kernels ---------------------------------- */
@@ -727,6 +860,76 @@ static void test_sgemm_variants(void **st)
         printf("sgemm %s: worst error %.3g\n", dsv_fast_isa_name((dsv_fast_isa)isa),
                worst);
         assert_true(worst <= TOL);
+    }
+    assert_true(tested >= 1);
+    assert_true(dsv_fast_set_isa(saved));
+}
+
+/* ---- the fast dgemm's micro-kernels against a plain loop ----------------- */
+
+/* Every dgemm variant this CPU runs, every transpose and beta, on shapes
+ * with edge tiles in both directions and K, N past one cache block: within
+ * TOL64 of a plain loop, and bit for bit the same with 1, 2 and 3 threads. */
+static void test_dgemm_variants(void **st)
+{
+    (void)st;
+    static const int64_t shapes[][3] = {
+        {1, 1, 1},   {5, 7, 3},     {25, 256, 28}, {33, 65, 300},
+        {97, 31, 17}, {8, 16, 1},   {13, 1030, 257}, {150, 9, 600},
+    };
+    dsv_fast_isa saved = dsv_fast_get_isa();
+    tu_rng r = {8};
+    int tested = 0;
+    for (int isa = 0; isa < DSV_FAST_ISA_COUNT; isa++) {
+        if (!dsv_fast_set_isa((dsv_fast_isa)isa)) {
+            printf("dgemm %s: not supported here, skipped\n",
+                   dsv_fast_isa_name((dsv_fast_isa)isa));
+            continue;
+        }
+        tested++;
+        double worst = 0;
+        bool same = true;
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+            for (int tr = 0; tr < 4; tr++)
+                for (int beta = 0; beta <= 1; beta++) {
+                    int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                    bool ta = tr & 1, tb = tr & 2;
+                    dsv_tensor A = tu_randn(&r, DSV_F64, 1, (int64_t[]){M * K}, 1);
+                    dsv_tensor B = tu_randn(&r, DSV_F64, 1, (int64_t[]){K * N}, 1);
+                    dsv_tensor C0 = tu_randn(&r, DSV_F64, 1, (int64_t[]){M * N}, 1);
+                    dsv_tensor R = tu_zeros(DSV_F64, 1, (int64_t[]){M * N});
+                    const double *a = A.data, *b = B.data, *c0 = C0.data;
+                    double *rr = R.data;
+                    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < N; j++) {
+                            long double acc = beta ? c0[i * N + j] : 0;
+                            for (int64_t k = 0; k < K; k++)
+                                acc += (long double)(ta ? a[k * lda + i] : a[i * lda + k]) *
+                                       (tb ? b[j * ldb + k] : b[k * ldb + j]);
+                            rr[i * N + j] = (double)acc;
+                        }
+                    dsv_tensor C[3];
+                    for (int nt = 1; nt <= 3; nt++) {
+                        dsv_tensor *cc = &C[nt - 1];
+                        TU_OK(dsv_tensor_init_like(cc, &C0));
+                        TU_OK(dsv_tensor_copy(cc, &C0));
+                        dsv_fast_dgemm(ta, tb, M, N, K, a, lda, b, ldb, beta, cc->data,
+                                       N, nt);
+                        worst = fmax(worst, cmp_err(cc, &R));
+                        if (nt > 1 && memcmp(cc->data, C[0].data, dsv_tensor_nbytes(cc)))
+                            same = false;
+                    }
+                    for (int nt = 0; nt < 3; nt++)
+                        dsv_tensor_free(&C[nt]);
+                    dsv_tensor_free(&A), dsv_tensor_free(&B);
+                    dsv_tensor_free(&C0), dsv_tensor_free(&R);
+                }
+        printf("dgemm %s: worst error %.3g, threads 1-3 %s\n",
+               dsv_fast_isa_name((dsv_fast_isa)isa), worst,
+               same ? "identical" : "DIFFER");
+        assert_true(worst <= TOL64);
+        assert_true(same);
     }
     assert_true(tested >= 1);
     assert_true(dsv_fast_set_isa(saved));
@@ -940,7 +1143,7 @@ static void test_dispatch_fallback(void **st)
 {
     (void)st;
     tu_rng r = {3};
-    /* float64 is outside the fast (and onednn) dtype set */
+    /* float64: fast runs conv itself, oneDNN falls back to naive */
     dsv_tensor x = tu_randn(&r, DSV_F64, 4, (int64_t[]){2, 3, 6, 6}, 1);
     dsv_tensor w = tu_randn(&r, DSV_F64, 4, (int64_t[]){4, 3, 3, 3}, 1);
     dsv_tensor b = tu_randn(&r, DSV_F64, 1, (int64_t[]){4}, 1);
@@ -950,11 +1153,22 @@ static void test_dispatch_fallback(void **st)
     for (int bi = 0; bi < 2; bi++) {
         if (!dsv_backend_available(others[bi]))
             continue;
-        assert_int_equal(dsv_pick_backend(&c, false, others[bi]), DSV_BACKEND_NAIVE);
+        dsv_backend want = others[bi] == DSV_BACKEND_FAST ? DSV_BACKEND_FAST
+                                                          : DSV_BACKEND_NAIVE;
+        assert_int_equal(dsv_pick_backend(&c, false, others[bi]), want);
         dsv_backend used = DSV_BACKEND_AUTO;
         TU_OK(dsv_forward(&c, others[bi], &used));
-        assert_int_equal(used, DSV_BACKEND_NAIVE);
+        assert_int_equal(used, want);
     }
+    /* an op without fast float64 kernels falls back to naive */
+    dsv_tensor xl = tu_randn(&r, DSV_F64, 2, (int64_t[]){4, 5}, 1);
+    dsv_tensor gl = tu_randn(&r, DSV_F64, 1, (int64_t[]){5}, 1);
+    dsv_tensor ol = tu_zeros(DSV_F64, 2, (int64_t[]){4, 5});
+    dsv_call cl = dsv_call_make(DSV_OP_LAYERNORM);
+    cl.x = &xl, cl.w = &gl, cl.b = &gl, cl.out = &ol;
+    assert_int_equal(dsv_pick_backend(&cl, false, DSV_BACKEND_FAST), DSV_BACKEND_NAIVE);
+    assert_int_equal(dsv_pick_backend(&cl, true, DSV_BACKEND_FAST), DSV_BACKEND_NAIVE);
+    dsv_tensor_free(&xl), dsv_tensor_free(&gl), dsv_tensor_free(&ol);
     /* float32: the fast backend takes every op itself */
     dsv_tensor xf = tu_randn(&r, DSV_F32, 4, (int64_t[]){2, 3, 6, 6}, 1);
     c.x = &xf;
@@ -1026,7 +1240,9 @@ int main(void)
         cmocka_unit_test(test_checker_catches_broken),
         cmocka_unit_test(test_sgemm_variants),
         cmocka_unit_test(test_grid),
-        cmocka_unit_test(test_fast_avg_pool_f64),
+        cmocka_unit_test(test_fast_f64),
+        cmocka_unit_test(test_f64_checker_catches_broken),
+        cmocka_unit_test(test_dgemm_variants),
         cmocka_unit_test(test_course_cells),
         cmocka_unit_test(test_fast_state),
         cmocka_unit_test(test_fast_threads),
