@@ -28,6 +28,7 @@
 #include "internal/backend_table.h"
 
 #include "cli.h"
+#include "outpath.h"
 
 #define EXIT_USAGE 2
 #define EXIT_RUN 1
@@ -662,6 +663,16 @@ int dsv_cmd_op(int argc, char **argv)
     int rc = parse_args(&r, argc, argv);
     if (rc >= 0)
         return rc;
+    /* every output checked before computing; the targets of links are written */
+    static char targets[O_COUNT][PATH_MAX];
+    for (int k = 0; k < O_COUNT; k++) {
+        char opt[64];
+        snprintf(opt, sizeof(opt), "--%s", find_flag(FK_OUTPUT, k)->name);
+        if (r.out[k] && !cli_output_path("op", opt, r.out[k], targets[k], PATH_MAX))
+            return EXIT_USAGE;
+        if (r.out[k])
+            r.out[k] = targets[k];
+    }
     if (r.threads > 0 && dsv_set_num_threads(r.threads))
         return fail(EXIT_USAGE, "%s", dsv_errmsg());
     job j;

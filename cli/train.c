@@ -3,13 +3,18 @@
  * with the Solver on a dataset, and saves checkpoints.
  *
  * What must stay true:
- *  - the SIGINT handler only calls dsv_solver_request_stop (async-signal-safe);
- *    the command then saves the checkpoint and exits with 130;
+ *  - the SIGINT, SIGTERM and SIGHUP handler only calls dsv_solver_request_stop
+ *    and notes the signal (async-signal-safe); the command then saves the
+ *    checkpoint and exits with 128 + the signal number. A second signal kills
+ *    the process at once, which leaves the previous checkpoint as it was
+ *    (the save renames a complete temporary file into place);
+ *  - every output path is checked before any data is read (cli/outpath.c);
  *  - a NaN/Inf loss never reaches a checkpoint: the last one written (at the
  *    previous epoch end) is kept and the command exits with 1;
  *  - checkpoints are written at each epoch end and at the end, atomically
  *    (dsv_checkpoint_save), so a killed run leaves the previous one loadable.
  */
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +23,7 @@
 
 #include "cli.h"
 #include "cmdline.h"
+#include "outpath.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -79,10 +85,14 @@ static const char usage[] =
     "--print-every iterations. images_per_s in the summary counts the training\n"
     "steps only (the epoch-end accuracy checks are in seconds, not in it).\n"
     "With --resume, the solver settings (update rule, learning rate, batch size,\n"
-    "decay, seed) come from the checkpoint.\n"
-    "Exit status: 0 done; 1 error, or a NaN/Inf loss\n"
-    "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130\n"
-    "interrupted by SIGINT (Ctrl-C) after saving the checkpoint.\n";
+    "decay, seed) come from the checkpoint; model and solver options given\n"
+    "with it are ignored, with a warning naming them.\n"
+    "--checkpoint and --log must be regular files (or new files in a writable\n"
+    "directory); a symbolic link's target is written.\n"
+    "Exit status: 0 done; 1 error, a NaN/Inf loss or a failed log write\n"
+    "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130,\n"
+    "143, 129: interrupted by SIGINT (Ctrl-C), SIGTERM or SIGHUP after saving\n"
+    "the checkpoint (a second signal stops at once, keeping the previous one).\n";
 
 typedef struct train_opts {
     const char *data, *checkpoint, *resume, *log, *model, *init_from;
@@ -344,14 +354,50 @@ static int make_model(const train_opts *o, const dsv_dataset *ds, dsv_model **m)
 
 /* ---- the run -------------------------------------------------------------- */
 
-static dsv_solver *volatile g_solver; /* for the SIGINT handler */
+static dsv_solver *volatile g_solver; /* for the signal handler */
+static volatile sig_atomic_t g_signal; /* the first stopping signal, 0 none */
 
-static void on_sigint(int sig)
+static void on_stop_signal(int sig)
 {
-    (void)sig;
+    if (g_signal) { /* the second one: stop now, as without the handler */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_signal = sig;
     dsv_solver *s = g_solver;
     if (s)
         dsv_solver_request_stop(s);
+}
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS ((int)(sizeof(stop_signals) / sizeof(stop_signals[0])))
+static struct sigaction g_old_actions[N_STOP_SIGNALS];
+static bool g_handlers_set;
+
+static void handle_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &sa, &g_old_actions[i]);
+    g_handlers_set = true;
+}
+
+static void restore_stop_signals(void)
+{
+    if (!g_handlers_set)
+        return;
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &g_old_actions[i], NULL);
+    g_handlers_set = false;
+}
+
+static const char *sigabbrev(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
 }
 
 typedef struct run_ctx {
@@ -500,17 +546,12 @@ static int run(const train_opts *o)
 
     r.solver = s;
     g_solver = s;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    handle_stop_signals();
 
     double t0 = cli_now();
     st = dsv_solver_train(s);
     double seconds = cli_now() - t0;
 
-    sigaction(SIGINT, &old, NULL);
     g_solver = NULL;
     bool stopped = dsv_solver_stopped(s);
 
@@ -533,19 +574,67 @@ static int run(const train_opts *o)
                           dsv_errmsg());
         goto out;
     }
+    /* the handlers stay until the last save is complete */
+    restore_stop_signals();
     cli_progress_finish(&r.progress);
+    int sig = g_signal ? g_signal : SIGINT;
     if (stopped && !o->quiet)
-        fprintf(stderr, "dasecv train: interrupted%s%s\n",
+        fprintf(stderr, "dasecv train: interrupted by %s%s%s\n", sigabbrev(sig),
                 r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
     print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
     fflush(stdout);
-    rc = stopped ? 130 : 0;
+    rc = stopped ? 128 + sig : 0;
 out:
+    restore_stop_signals();
     cli_progress_finish(&r.progress);
     dsv_solver_destroy(s);
     dsv_model_destroy(m);
     dsv_dataset_free(&ds);
     return rc;
+}
+
+/* Options that --resume ignores: the checkpoint holds the model and the
+ * trajectory's solver settings. */
+static void warn_ignored_with_resume(int argc, char **argv)
+{
+    static const char *const ignored[] = {
+        "--model", "--num-filters", "--filter-size", "--hidden-dim", "--hidden-dims",
+        "--weight-scale", "--normalization", "--dropout", "--reg", "--dtype",
+        "--update-rule", "--learning-rate", "--lr-decay", "--batch-size", "--seed",
+        "--num-train-samples", "--num-val-samples"};
+    char list[512] = "";
+    for (size_t k = 0; k < sizeof(ignored) / sizeof(ignored[0]); k++) {
+        size_t n = strlen(ignored[k]);
+        for (int i = 1; i < argc; i++)
+            if (!strncmp(argv[i], ignored[k], n) && (!argv[i][n] || argv[i][n] == '=')) {
+                size_t used = strlen(list);
+                snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "",
+                         ignored[k]);
+                break;
+            }
+    }
+    if (*list)
+        fprintf(stderr, "dasecv train: warning: --resume restores the model and solver "
+                        "settings of the checkpoint; ignoring %s\n", list);
+}
+
+/* Before any work: the output paths checked (links resolved to the files
+ * written), and temporary files of an interrupted save removed. */
+static int check_outputs(train_opts *o)
+{
+    static char ckpt[PATH_MAX], log[PATH_MAX];
+    if (o->checkpoint) {
+        if (!cli_output_path("train", "--checkpoint", o->checkpoint, ckpt, sizeof(ckpt)))
+            return 2;
+        o->checkpoint = ckpt;
+        cli_remove_orphans("train", ckpt);
+    }
+    if (o->log) {
+        if (!cli_output_path("train", "--log", o->log, log, sizeof(log)))
+            return 2;
+        o->log = log;
+    }
+    return -1;
 }
 
 int dsv_cmd_train(int argc, char **argv)
@@ -554,5 +643,9 @@ int dsv_cmd_train(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    if ((rc = check_outputs(&o)) >= 0)
+        return rc;
+    if (o.resume)
+        warn_ignored_with_resume(argc, argv);
     return run(&o);
 }

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,11 +227,227 @@ static void test_stdout_errors(void **st)
     expect_rc(RUN_WITH(&full, "describe", "--help"), 1);
 }
 
+
+/* ---- output paths ------------------------------------------------------------ */
+
+static bool wait_for(const char *path, pid_t pid, int ms)
+{
+    for (int t = 0; t < ms; t += 10) {
+        if (exists(path))
+            return true;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            fail_msg("the command ended early");
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static mode_t lmode(const char *p)
+{
+    struct stat sb;
+    return lstat(p, &sb) == 0 ? sb.st_mode & S_IFMT : 0;
+}
+
+/* A socket node: a stand-in for a device that needs no mknod. */
+static void make_socket(const char *path)
+{
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(a.sun_path));
+    strcpy(a.sun_path, path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(fd);
+}
+
+static void expect_refused(const char *what)
+{
+    if (count_lines(g_stderr) != 1)
+        fail_msg("not one line:\n%s", g_stderr);
+    expect_in(g_stderr, what);
+}
+
+static void test_output_not_regular(void **st)
+{
+    (void)st;
+    const char *fifo = path_in("fifo"), *dir = path_in("adir"), *sock = path_in("sock");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    gen_dir(dir);
+    make_socket(sock);
+    const char *node[] = {fifo, dir, sock};
+    const char *kind[] = {"a FIFO", "a directory", "a socket"};
+    mode_t mode[] = {S_IFIFO, S_IFDIR, S_IFSOCK};
+    for (int i = 0; i < 3; i++) {
+        expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                      "--checkpoint", node[i]),
+                  2);
+        expect_refused(kind[i]);
+        expect_in(g_stderr, "--checkpoint");
+        assert_int_equal(lmode(node[i]), mode[i]);
+        expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                      "--log", node[i]),
+                  2);
+        expect_refused(kind[i]);
+        expect_rc(RUN(NULL, "op", "relu_forward", "--x", path_in("nosuch.npy"), "--out", node[i]), 2);
+        expect_refused(kind[i]);
+        assert_int_equal(lmode(node[i]), mode[i]);
+        expect_rc(RUN(NULL, "export", "nosuch.ckpt", "-o", node[i]), 2);
+        expect_refused(kind[i]);
+        assert_int_equal(lmode(node[i]), mode[i]);
+    }
+    /* refused before any work: no progress line, no data read */
+    expect_rc(RUN(NULL, "train", "--data", "mnist:/nonexistent", "--checkpoint", fifo), 2);
+    expect_refused("a FIFO");
+    /* a link to a FIFO is refused as the FIFO is */
+    const char *lfifo = path_in("link-to-fifo");
+    unlink(lfifo);
+    assert_int_equal(symlink(fifo, lfifo), 0);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--checkpoint", lfifo), 2);
+    expect_refused("a FIFO");
+    assert_int_equal(lmode(lfifo), S_IFLNK);
+    /* a missing directory */
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--checkpoint", path_in("no/such/x.ckpt")),
+              2);
+    expect_refused("directory");
+}
+
+static void test_output_symlink(void **st)
+{
+    (void)st;
+    const char *link = path_in("ck-link"), *target = path_in("ck-target.ckpt");
+    unlink(link);
+    unlink(target);
+    write_text(target, "old contents");
+    assert_int_equal(symlink("ck-target.ckpt", link), 0); /* relative, as people make them */
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                  "--checkpoint", link, "--quiet"),
+              0);
+    assert_int_equal(lmode(link), S_IFLNK);
+    assert_int_equal(lmode(target), S_IFREG);
+    dsv_model *m = NULL;
+    TU_OK(dsv_checkpoint_load_model(target, &m));
+    dsv_model_destroy(m);
+    /* a dangling link: its target is created */
+    const char *dangling = path_in("dangling-link"), *missing = path_in("made-by-link.npz");
+    unlink(dangling);
+    unlink(missing);
+    assert_int_equal(symlink(missing, dangling), 0);
+    expect_rc(RUN(NULL, "export", target, "-o", dangling), 0);
+    assert_int_equal(lmode(dangling), S_IFLNK);
+    assert_int_equal(lmode(missing), S_IFREG);
+}
+
+/* ---- --resume, signals, orphans ---------------------------------------------- */
+
+static void test_resume_warns_ignored(void **st)
+{
+    (void)st;
+    const char *ck = path_in("resume-warn.ckpt");
+    unlink(ck);
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                  "--checkpoint", ck, "--quiet"),
+              0);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--resume", ck, "--num-epochs", "2",
+                  "--learning-rate", "0.5", "--batch-size=7", "--seed", "9", "--quiet"),
+              0);
+    expect_in(g_stderr, "ignoring --learning-rate, --batch-size, --seed");
+    assert_int_equal(count_lines(g_stderr), 1);
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--resume", ck, "--num-epochs", "3",
+                  "--quiet"),
+              0);
+    assert_int_equal(count_lines(g_stderr), 0);
+}
+
+static void signal_saves(int sig)
+{
+    const char *ck = path_in("signalled.ckpt"), *log = path_in("signalled.csv");
+    unlink(ck);
+    unlink(log);
+    pid_t pid = spawn_with(&(spawn_opts){0},
+                           (const char *const[]){"train", "--data", g_data, SMALL_MODEL,
+                                                 "--num-epochs", "100000", "--checkpoint",
+                                                 ck, "--log", log, "--json", NULL});
+    if (!wait_for(log, pid, 60000))
+        fail_msg("training did not start");
+    sleep_ms(100);
+    kill(pid, sig);
+    expect_rc(wait_rc(pid), 128 + sig);
+    expect_in(g_stdout, "\"interrupted\": true");
+    expect_in(g_stderr, sig == SIGTERM ? "interrupted by SIGTERM" : "interrupted by SIGHUP");
+    dsv_model *m = NULL;
+    TU_OK(dsv_checkpoint_load_model(ck, &m));
+    dsv_model_destroy(m);
+}
+
+static void test_sigterm_sighup_save(void **st)
+{
+    (void)st;
+    signal_saves(SIGTERM);
+    signal_saves(SIGHUP);
+}
+
+static void test_second_signal_keeps_checkpoint(void **st)
+{
+    (void)st;
+    const char *ck = path_in("twice.ckpt"), *log = path_in("twice.csv");
+    unlink(ck);
+    unlink(log);
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                  "--checkpoint", ck, "--quiet"),
+              0);
+    for (int round = 0; round < 3; round++) {
+        unlink(log);
+        pid_t pid = spawn_with(&(spawn_opts){0},
+                               (const char *const[]){"train", "--data", g_data, "--resume",
+                                                     ck, "--num-epochs", "100000", "--log",
+                                                     log, "--quiet", NULL});
+        if (!wait_for(log, pid, 60000))
+            fail_msg("training did not start");
+        sleep_ms(50 + 40 * round);
+        kill(pid, SIGTERM);
+        kill(pid, SIGTERM);
+        int rc = wait_rc(pid);
+        if (rc != 128 + SIGTERM)
+            fail_msg("exit %d\n%s", rc, g_stderr);
+        dsv_model *m = NULL;
+        TU_OK(dsv_checkpoint_load_model(ck, &m));
+        dsv_model_destroy(m);
+    }
+}
+
+static void test_orphan_temp_files(void **st)
+{
+    (void)st;
+    const char *ck = path_in("orphans.ckpt");
+    const char *orphan = path_in("orphans.ckpt.tmp.Ab3xYz");
+    const char *longer = path_in("orphans.ckpt.tmp.Ab3xYz7"), *other = path_in("orphans.ckpt.tmp.");
+    write_text(orphan, "half a checkpoint");
+    write_text(longer, "not ours");
+    write_text(other, "not ours");
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                  "--checkpoint", ck, "--quiet"),
+              0);
+    assert_false(exists(orphan));
+    assert_true(exists(longer));
+    assert_true(exists(other));
+    expect_in(g_stderr, "warning: removed");
+    expect_in(g_stderr, "orphans.ckpt.tmp.Ab3xYz");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_thread_env),
         cmocka_unit_test(test_stdout_errors),
+        cmocka_unit_test(test_output_not_regular),
+        cmocka_unit_test(test_output_symlink),
+        cmocka_unit_test(test_resume_warns_ignored),
+        cmocka_unit_test(test_sigterm_sighup_save),
+        cmocka_unit_test(test_second_signal_keeps_checkpoint),
+        cmocka_unit_test(test_orphan_temp_files),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
