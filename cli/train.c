@@ -402,7 +402,7 @@ static const char *sigabbrev(int sig)
 
 typedef struct run_ctx {
     dsv_solver *solver;
-    const char *checkpoint;
+    const char *checkpoint, *log;
     cli_progress progress;
     bool save_failed;
     int saved_epoch; /* epoch of the last checkpoint written, -1 none */
@@ -412,6 +412,12 @@ static bool on_progress(const dsv_progress *pr, void *user)
 {
     run_ctx *r = user;
     cli_progress_update(&r->progress, pr);
+    if (r->progress.log_failed) {
+        cli_progress_note(&r->progress, "dasecv train: writing the log %s failed: %s",
+                          r->log, strerror(r->progress.log_errno));
+        r->save_failed = true; /* stop without saving over the last checkpoint */
+        return false;
+    }
     if (pr->epoch_end && r->checkpoint && r->solver) {
         if (dsv_checkpoint_save(r->solver, r->checkpoint) != DSV_OK) {
             cli_progress_note(&r->progress, "dasecv train: saving %s failed: %s",
@@ -477,7 +483,7 @@ static int run(const train_opts *o)
     int rc = 1;
     dsv_model *m = NULL;
     dsv_solver *s = NULL;
-    run_ctx r = {.checkpoint = o->checkpoint, .saved_epoch = -1};
+    run_ctx r = {.checkpoint = o->checkpoint, .log = o->log, .saved_epoch = -1};
     if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->log, o->resume != NULL))
         goto out;
 
@@ -567,8 +573,16 @@ static int run(const train_opts *o)
                               r.checkpoint);
         goto out;
     }
-    if (r.save_failed)
+    if (r.save_failed) {
+        if (r.checkpoint && r.saved_epoch >= 0)
+            cli_progress_note(&r.progress,
+                              "dasecv train: %s kept as saved at the end of epoch %d",
+                              r.checkpoint, r.saved_epoch);
+        else if (r.checkpoint)
+            cli_progress_note(&r.progress, "dasecv train: %s not written by this run",
+                              r.checkpoint);
         goto out;
+    }
     if (r.checkpoint && dsv_checkpoint_save(s, r.checkpoint) != DSV_OK) {
         cli_progress_note(&r.progress, "dasecv train: saving %s failed: %s", r.checkpoint,
                           dsv_errmsg());

@@ -437,6 +437,43 @@ static void test_orphan_temp_files(void **st)
     expect_in(g_stderr, "orphans.ckpt.tmp.Ab3xYz");
 }
 
+/* ---- log write errors ---------------------------------------------------------- */
+
+static void test_log_write_error(void **st)
+{
+    (void)st;
+    const char *ck = path_in("logfail.ckpt"), *log = path_in("logfail.csv");
+    unlink(ck);
+    expect_rc(RUN(NULL, "train", "--data", g_data, SMALL_MODEL, "--num-epochs", "1",
+                  "--checkpoint", ck, "--quiet"),
+              0);
+    static char before[1 << 16], after[1 << 16];
+    struct stat s0, s1;
+    assert_int_equal(stat(ck, &s0), 0);
+    assert_true(s0.st_size < 40000);
+    slurp(ck, before, sizeof(before));
+    /* a log 100 bytes short of the file size limit: appending (as --resume
+       does) fails within a few rows, long before the checkpoint would */
+    const long limit = 60000;
+    FILE *f = fopen(log, "wb");
+    assert_non_null(f);
+    fputs("iteration,epoch,loss,lr,train_acc,val_acc,images_per_s\n", f);
+    while (ftell(f) < limit - 100)
+        fputs("0,0,0,0,,,0\n", f);
+    fclose(f);
+    spawn_opts so = {.fsize_limit = limit};
+    expect_rc(RUN_WITH(&so, "train", "--data", g_data, "--resume", ck, "--num-epochs", "5",
+                       "--log", log, "--quiet"),
+              1);
+    expect_in(g_stderr, "writing the log");
+    expect_in(g_stderr, "File too large");
+    expect_in(g_stderr, "not written by this run");
+    assert_int_equal(stat(ck, &s1), 0);
+    assert_int_equal(s0.st_size, s1.st_size);
+    slurp(ck, after, sizeof(after));
+    assert_memory_equal(before, after, (size_t)s0.st_size);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_sighup_save),
         cmocka_unit_test(test_second_signal_keeps_checkpoint),
         cmocka_unit_test(test_orphan_temp_files),
+        cmocka_unit_test(test_log_write_error),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
