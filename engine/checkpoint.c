@@ -793,6 +793,48 @@ static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *par
     return DSV_OK;
 }
 
+/* Index of the first NaN/Inf of a little-endian block, or -1. The exponent
+ * bits decide, so no float is loaded and the byte order does not matter. */
+static int64_t first_nonfinite(const uint8_t *b, int64_t n, dsv_dtype dt)
+{
+    size_t w = dsv_dtype_size(dt);
+    for (int64_t i = 0; b && i < n; i++) {
+        const uint8_t *e = b + (size_t)i * w;
+        unsigned top = ((unsigned)e[w - 1] << 8) | e[w - 2]; /* sign, exponent, ... */
+        unsigned exp = w == 4 ? (top >> 7) & 0xff : (top >> 4) & 0x7ff;
+        if (exp == (w == 4 ? 0xffu : 0x7ffu))
+            return i;
+    }
+    return -1;
+}
+
+/* A CRC only says the bytes are those written: a run that diverged could
+ * have written NaN/Inf weights, which would load and predict nonsense. */
+static dsv_status check_finite(const char *path, const ckpt *k)
+{
+    const struct {
+        const char *name;
+        const uint8_t *b;
+        int64_t n;
+    } blocks[] = {
+        {"parameters", k->params, k->nparams},
+        {"buffers", k->buffers, k->nbuffers},
+        {"best parameters", k->has_best ? k->best_params : NULL, k->nparams},
+        {"best buffers", k->has_best ? k->best_buffers : NULL, k->nbuffers},
+        {"optimizer state", k->nstates > 0 ? k->state[0] : NULL, k->nparams},
+        {"optimizer state", k->nstates > 1 ? k->state[1] : NULL, k->nparams},
+    };
+    for (size_t j = 0; j < sizeof(blocks) / sizeof(blocks[0]); j++) {
+        int64_t i = first_nonfinite(blocks[j].b, blocks[j].n, k->dtype);
+        if (i >= 0)
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s holds a NaN or infinite value in its %s (value "
+                             "%lld of %lld); it cannot be used",
+                             path, blocks[j].name, (long long)i, (long long)blocks[j].n);
+    }
+    return DSV_OK;
+}
+
 static dsv_status load_ckpt(const char *path, uint8_t **data, ckpt *k)
 {
     size_t len = 0;
@@ -800,7 +842,7 @@ static dsv_status load_ckpt(const char *path, uint8_t **data, ckpt *k)
     if (st)
         return st;
     rbuf r = {.p = *data, .n = len, .path = path};
-    if ((st = decode(&r, k))) {
+    if ((st = decode(&r, k)) || (st = check_finite(path, k))) {
         free(*data);
         *data = NULL;
     }

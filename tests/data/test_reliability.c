@@ -474,6 +474,36 @@ static void test_log_write_error(void **st)
     assert_memory_equal(before, after, (size_t)s0.st_size);
 }
 
+/* ---- non-finite checkpoints ---------------------------------------------------- */
+
+static void test_nonfinite_checkpoint(void **st)
+{
+    (void)st;
+    const char *ck = small_ckpt(), *bad = path_in("nan-weights.ckpt");
+    dsv_dataset ds;
+    dsv_data_options opt = dsv_data_options_default();
+    TU_OK(dsv_dataset_load(&ds, g_data, &opt));
+    dsv_model *m = NULL;
+    dsv_solver *s = NULL;
+    TU_OK(dsv_checkpoint_load(ck, &m, &s, &ds.train, &ds.val, NULL));
+    float *w = dsv_model_params(m); /* float32 model: a valid file, CRC and all */
+    w[dsv_model_num_params(m) / 2] = NAN;
+    TU_OK(dsv_checkpoint_save(s, bad));
+    dsv_solver_destroy(s);
+    dsv_model_destroy(m);
+    dsv_dataset_free(&ds);
+
+    expect_rc(RUN(NULL, "eval", "--checkpoint", bad, "--data", g_data), 1);
+    expect_in(g_stderr, "NaN or infinite value in its parameters");
+    expect_rc(RUN(NULL, "predict", "--checkpoint", bad, path_in("none.png")), 1);
+    expect_in(g_stderr, "NaN or infinite value");
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--resume", bad, "--num-epochs", "2",
+                  "--checkpoint", path_in("from-nan.ckpt")),
+              1);
+    expect_in(g_stderr, "NaN or infinite value");
+    assert_false(exists(path_in("from-nan.ckpt")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_second_signal_keeps_checkpoint),
         cmocka_unit_test(test_orphan_temp_files),
         cmocka_unit_test(test_log_write_error),
+        cmocka_unit_test(test_nonfinite_checkpoint),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
