@@ -487,7 +487,8 @@ static int load_inputs(const request *r, job *j)
             continue;
         const char *name = find_flag(FK_INPUT, k)->name;
         dsv_tensor *t = &j->in[k];
-        if (dsv_npy_load(r->in[k], t))
+        char file_dtype[16];
+        if (dsv_npy_load_typed(r->in[k], t, file_dtype, sizeof(file_dtype)))
             return fail(EXIT_USAGE, "--%s: %s", name, dsv_errmsg());
         if (k == I_Y) {
             if (t->dtype != DSV_I32)
@@ -497,7 +498,7 @@ static int load_inputs(const request *r, job *j)
         }
         if (!dsv_dtype_is_float(t->dtype))
             return fail(EXIT_USAGE, "--%s must hold float32 or float64 values, %s holds %s",
-                        name, r->in[k], dsv_dtype_name(t->dtype));
+                        name, r->in[k], file_dtype);
         if (dtype < 0) {
             dtype = (int)t->dtype;
             dtype_from = name;

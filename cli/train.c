@@ -34,7 +34,7 @@ static const char usage[] =
     "parameters kept at the end), as the course's solver.py.\n"
     "\n"
     "data:\n"
-    "  --data SPEC              cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
+    "  --data SPEC              cifar10[-custom]:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
     "                           (default: fashion-mnist, from Debian's\n"
     "                           dataset-fashion-mnist package, or the directory in\n"
     "                           $DASECV_FASHION_MNIST_DIR; the input shape and\n"
@@ -183,7 +183,7 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (cli_is(&p, "--quiet")) {
             ok = cli_flag(&p), o->quiet = true;
         } else if (cli_is(&p, "--data")) {
-            ok = cli_string(&p, &o->data);
+            ok = cli_data_spec(&p, &o->data);
         } else if (cli_is(&p, "--checkpoint")) {
             ok = cli_string(&p, &o->checkpoint);
         } else if (cli_is(&p, "--resume")) {

@@ -161,7 +161,13 @@ static const uint8_t *get_block(rbuf *r, int64_t n, dsv_dtype dt, const char *wh
     size_t es = dsv_dtype_size(dt);
     if (r->st)
         return NULL;
-    if (n < 0 || (uint64_t)n > (r->n - r->pos) / es) {
+    if (n < 0) {
+        r->st = dsv_error(DSV_CORRUPT,
+                          "checkpoint %s is corrupt: the count of %s is negative (%lld)",
+                          r->path, what, (long long)n);
+        return NULL;
+    }
+    if ((uint64_t)n > (r->n - r->pos) / es) {
         r->st = dsv_error(DSV_CORRUPT,
                           "checkpoint %s is corrupt: %s claims %lld values, more than the file holds",
                           r->path, what, (long long)n);

@@ -504,6 +504,49 @@ static void test_nonfinite_checkpoint(void **st)
     assert_false(exists(path_in("from-nan.ckpt")));
 }
 
+/* ---- messages ------------------------------------------------------------------- */
+
+/* A version 1.0 .npy file of n zero elements of descr. */
+static void write_npy(const char *path, const char *descr, int n, int size)
+{
+    char hdr[128];
+    int h = snprintf(hdr, sizeof(hdr), "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }",
+                     descr, n);
+    while ((10 + h + 1) % 64)
+        hdr[h++] = ' ';
+    hdr[h++] = '\n';
+    unsigned char buf[512] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)h, 0};
+    memcpy(buf + 10, hdr, (size_t)h);
+    memset(buf + 10 + h, 0, (size_t)(n * size));
+    assert_int_equal(gen_write(path, buf, (size_t)(10 + h + n * size)), 0);
+}
+
+static void test_messages(void **st)
+{
+    (void)st;
+    /* the file's own integer type, not the int32 it loads as */
+    const char *u8 = path_in("u8.npy"), *i64 = path_in("i64.npy");
+    write_npy(u8, "|u1", 4, 1);
+    write_npy(i64, "<i8", 4, 8);
+    expect_rc(RUN(NULL, "op", "relu_forward", "--x", u8, "--out", path_in("o.npy")), 2);
+    expect_in(g_stderr, "holds uint8");
+    expect_rc(RUN(NULL, "op", "relu_forward", "--x", i64, "--out", path_in("o.npy")), 2);
+    expect_in(g_stderr, "holds int64");
+    /* an unknown --data spec is bad usage, found before anything is loaded */
+    const char *cmds[] = {"train", "eval", "predict"};
+    for (int i = 0; i < 3; i++) {
+        expect_rc(RUN(NULL, cmds[i], "--data", "cifar100:/x", "--checkpoint", "x.ckpt"), 2);
+        expect_in(g_stderr, "unknown dataset spec");
+        assert_int_equal(count_lines(g_stderr), 1);
+    }
+    expect_rc(RUN(NULL, "train", "--data", "mnist"), 2);
+    expect_in(g_stderr, "needs a directory");
+    /* the range printed is the range checked: inf is not accepted */
+    expect_rc(RUN(NULL, "train", "--learning-rate", "-1"), 2);
+    expect_in(g_stderr, "(0, inf)");
+    expect_rc(RUN(NULL, "train", "--learning-rate", "inf"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_orphan_temp_files),
         cmocka_unit_test(test_log_write_error),
         cmocka_unit_test(test_nonfinite_checkpoint),
+        cmocka_unit_test(test_messages),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
