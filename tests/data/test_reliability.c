@@ -22,6 +22,10 @@
 #include <unistd.h>
 
 #pragma GCC diagnostic ignored "-Wunused-function"
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+#include <zlib.h>
 
 #include "gen.h"
 #include "testutil.h"
@@ -547,6 +551,111 @@ static void test_messages(void **st)
     expect_rc(RUN(NULL, "train", "--learning-rate", "inf"), 2);
 }
 
+/* ---- images --------------------------------------------------------------------- */
+
+static long file_size(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* A PNG signature and an IHDR chunk (valid CRC) of w x h RGB, then a chunk
+ * of type `type` (4 bytes, any values) with a valid CRC and no IEND. */
+static void write_png_head(const char *path, uint32_t w, uint32_t h, const char *type)
+{
+    unsigned char b[64] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    size_t n = 8;
+    put_be32(b + n, 13);
+    memcpy(b + n + 4, "IHDR", 4);
+    put_be32(b + n + 8, w);
+    put_be32(b + n + 12, h);
+    b[n + 16] = 8; /* bit depth */
+    b[n + 17] = 2; /* RGB */
+    put_be32(b + n + 21, (uint32_t)crc32(0, b + n + 4, 17));
+    n += 25;
+    put_be32(b + n, 0);
+    memcpy(b + n + 4, type, 4);
+    put_be32(b + n + 8, (uint32_t)crc32(0, b + n + 4, 4));
+    n += 12;
+    assert_int_equal(gen_write(path, b, n), 0);
+}
+
+static void expect_image_error(const char *path, const char *needle)
+{
+    dsv_tensor t;
+    dsv_status s = dsv_image_load(path, 3, 8, 8, &t);
+    if (s == DSV_OK)
+        fail_msg("%s loaded", path);
+    if (!strstr(dsv_errmsg(), needle))
+        fail_msg("'%s' lacks '%s'", dsv_errmsg(), needle);
+    if (!strstr(dsv_errmsg(), path))
+        fail_msg("'%s' does not name the file", dsv_errmsg());
+    for (const char *c = dsv_errmsg(); *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            fail_msg("message carries byte 0x%02x", (unsigned char)*c);
+}
+
+static void test_truncated_images(void **st)
+{
+    (void)st;
+    enum { W = 40, H = 30 };
+    static uint8_t px[W * H * 3];
+    for (size_t i = 0; i < sizeof(px); i++)
+        px[i] = (uint8_t)(i * 37 + i / 91);
+    const char *png = path_in("whole.png"), *jpg = path_in("whole.jpg");
+    assert_int_not_equal(stbi_write_png(png, W, H, 3, px, W * 3), 0);
+    assert_int_not_equal(stbi_write_jpg(jpg, W, H, 3, px, 90), 0);
+    dsv_tensor t;
+    TU_OK(dsv_image_load(png, 3, 8, 8, &t));
+    dsv_tensor_free(&t);
+    TU_OK(dsv_image_load(jpg, 3, 8, 8, &t));
+    dsv_tensor_free(&t);
+    /* cut in the middle of the pixel data */
+    static char buf[1 << 16];
+    const char *tp = path_in("cut.png"), *tj = path_in("cut.jpg");
+    FILE *f = fopen(png, "rb");
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_int_equal(gen_write(tp, buf, n * 2 / 3), 0);
+    expect_image_error(tp, "PNG");
+    f = fopen(jpg, "rb");
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_int_equal(gen_write(tj, buf, n * 2 / 3), 0);
+    expect_image_error(tj, "JPEG");
+    /* predict names the file and fails */
+    expect_rc(RUN(NULL, "predict", "--checkpoint", small_ckpt(), tp), 1);
+    expect_in(g_stderr, tp);
+    /* a tiny BMP that claims 16000 x 16000: refused, not allocated */
+    unsigned char bmp[246] = {'B', 'M'};
+    bmp[10] = 54;
+    bmp[14] = 40;
+    bmp[18] = 0x80, bmp[19] = 0x3e; /* width 16000 */
+    bmp[22] = 0x80, bmp[23] = 0x3e; /* height 16000 */
+    bmp[26] = 1;
+    bmp[28] = 24;
+    const char *pb = path_in("huge.bmp");
+    assert_int_equal(gen_write(pb, bmp, sizeof(bmp)), 0);
+    expect_image_error(pb, "BMP");
+    /* a PNG header claiming 20000 x 20000: refused by its size */
+    const char *big = path_in("huge.png");
+    write_png_head(big, 20000, 20000, "IDAT");
+    expect_image_error(big, "refused");
+    /* a chunk type of control bytes: the message does not echo them */
+    const char *odd = path_in("odd-chunk.png");
+    write_png_head(odd, 4, 4, "\x1b[2J");
+    expect_image_error(odd, "PNG");
+    assert_true(file_size(odd) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_log_write_error),
         cmocka_unit_test(test_nonfinite_checkpoint),
         cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_truncated_images),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
