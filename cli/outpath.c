@@ -136,6 +136,16 @@ bool cli_output_path(const char *cmd, const char *opt, const char *path, char *o
     return true;
 }
 
+bool cli_input_path(const char *cmd, const char *opt, const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || S_ISREG(sb.st_mode))
+        return true;
+    char why[64];
+    snprintf(why, sizeof(why), "is %s, not a regular file", kind_of(sb.st_mode));
+    return refuse(cmd, opt, path, why);
+}
+
 void cli_remove_orphans(const char *cmd, const char *path)
 {
     char dir[PATH_MAX];

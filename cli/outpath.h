@@ -19,6 +19,12 @@
 bool cli_output_path(const char *cmd, const char *opt, const char *path, char *out,
                      size_t n);
 
+/* An input file that exists must be a regular file (or a link to one): a
+ * FIFO would block the read, a directory or device is not data. A missing
+ * file is left to the reader's message. Prints "dasecv CMD: OPT PATH: why"
+ * and returns false when refused. */
+bool cli_input_path(const char *cmd, const char *opt, const char *path);
+
 /* Removes temporary files "<path>.tmp." + 6 characters that an atomic save
  * of path left behind when the process was killed, naming each in a warning. */
 void cli_remove_orphans(const char *cmd, const char *path);

@@ -637,6 +637,9 @@ static void warn_ignored_with_resume(int argc, char **argv)
 static int check_outputs(train_opts *o)
 {
     static char ckpt[PATH_MAX], log[PATH_MAX];
+    if ((o->model && !cli_input_path("train", "--model", o->model)) ||
+        (o->init_from && !cli_input_path("train", "--init-from", o->init_from)))
+        return 2;
     if (o->checkpoint) {
         if (!cli_output_path("train", "--checkpoint", o->checkpoint, ckpt, sizeof(ckpt)))
             return 2;

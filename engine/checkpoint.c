@@ -611,7 +611,7 @@ dsv_status dsv_checkpoint_save(const dsv_solver *s, const char *path)
 static dsv_status read_checked(const char *path, uint8_t **data, size_t *len)
 {
     *data = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is refused, not waited on */
     if (fd < 0)
         return dsv_error(DSV_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
     struct stat sb;

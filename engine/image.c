@@ -11,11 +11,14 @@
  * is allocated, and messages never carry bytes of the file unescaped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <png.h>
@@ -285,9 +288,19 @@ static dsv_status jpeg_decode(FILE *f, const char *path, bool pixels, img *out)
 static dsv_status decode(const char *path, bool pixels, img *out)
 {
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is refused, not waited on */
+    if (fd < 0)
         return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return dsv_error(DSV_IO, "%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     img_format fmt = IMG_PNG;
     dsv_status s = sniff(f, path, &fmt);
     if (!s)

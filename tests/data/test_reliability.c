@@ -656,6 +656,23 @@ static void test_truncated_images(void **st)
     assert_true(file_size(odd) > 0);
 }
 
+/* A FIFO given as an input is refused at once, not read (which would block). */
+static void test_fifo_inputs(void **st)
+{
+    (void)st;
+    const char *fifo = path_in("in-fifo");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    expect_rc(RUN(NULL, "eval", "--checkpoint", fifo, "--data", g_data), 1);
+    expect_in(g_stderr, "not a regular file");
+    expect_rc(RUN(NULL, "predict", "--checkpoint", small_ckpt(), fifo), 1);
+    expect_in(g_stderr, "not a regular file");
+    expect_rc(RUN(NULL, "describe", fifo), 2);
+    expect_in(g_stderr, "a FIFO");
+    expect_rc(RUN(NULL, "train", "--data", g_data, "--model", fifo), 2);
+    expect_in(g_stderr, "a FIFO");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite_checkpoint),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_truncated_images),
+        cmocka_unit_test(test_fifo_inputs),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
