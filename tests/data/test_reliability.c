@@ -234,10 +234,13 @@ static void test_stdout_errors(void **st)
 
 /* ---- output paths ------------------------------------------------------------ */
 
-static bool wait_for(const char *path, pid_t pid, int ms)
+/* Waits until the log has a row after its header: training (and with it
+ * the signal handlers) has started. */
+static bool wait_for_row(const char *log, pid_t pid, int ms)
 {
     for (int t = 0; t < ms; t += 10) {
-        if (exists(path))
+        struct stat sb;
+        if (stat(log, &sb) == 0 && sb.st_size > 60)
             return true;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid)
@@ -374,7 +377,7 @@ static void signal_saves(int sig)
                            (const char *const[]){"train", "--data", g_data, SMALL_MODEL,
                                                  "--num-epochs", "100000", "--checkpoint",
                                                  ck, "--log", log, "--json", NULL});
-    if (!wait_for(log, pid, 60000))
+    if (!wait_for_row(log, pid, 60000))
         fail_msg("training did not start");
     sleep_ms(100);
     kill(pid, sig);
@@ -408,7 +411,7 @@ static void test_second_signal_keeps_checkpoint(void **st)
                                (const char *const[]){"train", "--data", g_data, "--resume",
                                                      ck, "--num-epochs", "100000", "--log",
                                                      log, "--quiet", NULL});
-        if (!wait_for(log, pid, 60000))
+        if (!wait_for_row(log, pid, 60000))
             fail_msg("training did not start");
         sleep_ms(50 + 40 * round);
         kill(pid, SIGTERM);
