@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dasecv/data.h"
+
 typedef struct cli_parser {
     const char *cmd; /* "train", ... for messages */
     int argc;
@@ -111,6 +113,19 @@ static inline bool cli_string(cli_parser *p, const char **out)
     return true;
 }
 
+/* A --data SPEC: its form is checked here, so a misspelt spec is bad usage
+ * (exit 2) found before anything is loaded. */
+static inline bool cli_data_spec(cli_parser *p, const char **out)
+{
+    if (!cli_string(p, out))
+        return false;
+    if (dsv_dataset_spec_check(*out) != DSV_OK) {
+        fprintf(stderr, "dasecv %s: %s: %s\n", p->cmd, p->name, dsv_errmsg());
+        return false;
+    }
+    return true;
+}
+
 /* Integer in [lo, hi]. */
 static inline bool cli_int64(cli_parser *p, int64_t lo, int64_t hi, int64_t *out)
 {
@@ -174,8 +189,8 @@ static inline bool cli_double(cli_parser *p, double lo, bool lo_open, double hi,
         return false;
     }
     if (x < lo || (lo_open && x == lo) || x > hi) {
-        fprintf(stderr, "dasecv %s: %s: %g is out of range %s%g, %g]\n", p->cmd, p->name, x,
-                lo_open ? "(" : "[", lo, hi);
+        fprintf(stderr, "dasecv %s: %s: %g is out of range %s%g, %g%s\n", p->cmd, p->name, x,
+                lo_open ? "(" : "[", lo, hi, isinf(hi) ? ")" : "]");
         return false;
     }
     *out = x;

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cmdline.h"
+#include "outpath.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -262,6 +263,8 @@ int dsv_cmd_describe(int argc, char **argv)
 
     dsv_model *m = NULL;
     dsv_status st;
+    if (!cli_input_path("describe", "MODEL", what))
+        return 2;
     if (is_checkpoint(what)) {
         if ((st = dsv_checkpoint_load_model(what, &m))) {
             fprintf(stderr, "dasecv describe: %s\n", dsv_errmsg());

@@ -19,7 +19,7 @@ static const char usage[] =
     "\n"
     "Accuracy and mean softmax data loss (no regularisation term) of the\n"
     "checkpoint's model, in test mode, on one split of the dataset:\n"
-    "  --data SPEC      cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
+    "  --data SPEC      cifar10[-custom]:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
     "                   (default fashion-mnist: $DASECV_FASHION_MNIST_DIR or\n"
     "                   /usr/share/datasets/fashion-mnist); must be the training dataset,\n"
     "                   whose training mean image is subtracted as in training\n"
@@ -103,7 +103,7 @@ int dsv_cmd_eval(int argc, char **argv)
         } else if (cli_is(&p, "--checkpoint")) {
             ok = cli_string(&p, &ckpt);
         } else if (cli_is(&p, "--data")) {
-            ok = cli_string(&p, &data);
+            ok = cli_data_spec(&p, &data);
         } else if (cli_is(&p, "--split")) {
             ok = cli_string(&p, &split);
             if (ok && strcmp(split, "train") && strcmp(split, "val") && strcmp(split, "test"))

@@ -6,10 +6,12 @@
  * validation parameters when the run kept them). `train --init-from` reads
  * the archive back.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "outpath.h"
 #include "cmdline.h"
 #include "dasecv/dasecv.h"
 
@@ -57,6 +59,10 @@ int dsv_cmd_export(int argc, char **argv)
         return cli_usage_error(&p, "CHECKPOINT is required");
     if (!out)
         return cli_usage_error(&p, "-o FILE.npz is required");
+    char target[PATH_MAX];
+    if (!cli_output_path("export", "-o", out, target, sizeof(target)))
+        return 2;
+    out = target;
     dsv_model *m;
     if (dsv_checkpoint_load_model(ckpt, &m) != DSV_OK) {
         fprintf(stderr, "dasecv export: %s\n", dsv_errmsg());

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dasecv/ops.h"
+#include "outpath.h"
 
 static const struct {
     const char *name;
@@ -29,15 +31,27 @@ static void usage(FILE *f)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 }
 
+/* Runs a command and checks what it wrote on stdout. */
+static int run_command(int i, int argc, char **argv)
+{
+    int n;
+    if (dsv_num_threads_from_env(&n) != DSV_OK) {
+        fprintf(stderr, "dasecv %s: %s\n", commands[i].name, dsv_errmsg());
+        return 2;
+    }
+    return cli_stdout_finish(commands[i].name, commands[i].run(argc, argv));
+}
+
 int main(int argc, char **argv)
 {
+    cli_stdio_guard();
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
-        return 0;
+        return cli_stdout_finish("--help", 0);
     }
     /* "dasecv help op" is "dasecv op --help" */
     if (!strcmp(argv[1], "help")) {
@@ -49,14 +63,14 @@ int main(int argc, char **argv)
             if (!strcmp(argv[2], commands[i].name)) {
                 char help[] = "--help"; /* writable, like any argv string */
                 char *args[] = {argv[2], help, NULL};
-                return commands[i].run(2, args);
+                return cli_stdout_finish(commands[i].name, commands[i].run(2, args));
             }
         fprintf(stderr, "dasecv: unknown command '%s' (try dasecv --help)\n", argv[2]);
         return 2;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
+            return run_command((int)i, argc - 1, argv + 1);
     fprintf(stderr, "dasecv: unknown command '%s' (try dasecv --help)\n", argv[1]);
     return 2;
 }

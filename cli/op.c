@@ -28,6 +28,7 @@
 #include "internal/backend_table.h"
 
 #include "cli.h"
+#include "outpath.h"
 
 #define EXIT_USAGE 2
 #define EXIT_RUN 1
@@ -486,7 +487,8 @@ static int load_inputs(const request *r, job *j)
             continue;
         const char *name = find_flag(FK_INPUT, k)->name;
         dsv_tensor *t = &j->in[k];
-        if (dsv_npy_load(r->in[k], t))
+        char file_dtype[16];
+        if (dsv_npy_load_typed(r->in[k], t, file_dtype, sizeof(file_dtype)))
             return fail(EXIT_USAGE, "--%s: %s", name, dsv_errmsg());
         if (k == I_Y) {
             if (t->dtype != DSV_I32)
@@ -496,7 +498,7 @@ static int load_inputs(const request *r, job *j)
         }
         if (!dsv_dtype_is_float(t->dtype))
             return fail(EXIT_USAGE, "--%s must hold float32 or float64 values, %s holds %s",
-                        name, r->in[k], dsv_dtype_name(t->dtype));
+                        name, r->in[k], file_dtype);
         if (dtype < 0) {
             dtype = (int)t->dtype;
             dtype_from = name;
@@ -662,13 +664,21 @@ int dsv_cmd_op(int argc, char **argv)
     int rc = parse_args(&r, argc, argv);
     if (rc >= 0)
         return rc;
+    /* every output checked before computing; the targets of links are written */
+    static char targets[O_COUNT][PATH_MAX];
+    for (int k = 0; k < O_COUNT; k++) {
+        char opt[64];
+        snprintf(opt, sizeof(opt), "--%s", find_flag(FK_OUTPUT, k)->name);
+        if (r.out[k] && !cli_output_path("op", opt, r.out[k], targets[k], PATH_MAX))
+            return EXIT_USAGE;
+        if (r.out[k])
+            r.out[k] = targets[k];
+    }
     if (r.threads > 0 && dsv_set_num_threads(r.threads))
         return fail(EXIT_USAGE, "%s", dsv_errmsg());
     job j;
     memset(&j, 0, sizeof(j));
     rc = run_job(&r, &j);
     job_free(&j);
-    if (fflush(stdout) != 0)
-        return fail(EXIT_RUN, "cannot write to stdout");
-    return rc;
+    return rc; /* main checks that stdout was written */
 }

@@ -27,7 +27,7 @@ static const char usage[] =
     "  --data SPEC        not needed for checkpoints that store the training\n"
     "                     mean image and class names (written by this version);\n"
     "                     for older ones, the dataset the model was trained on:\n"
-    "                     cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR (default\n"
+    "                     cifar10[-custom]:DIR | fashion-mnist[:DIR] | mnist:DIR (default\n"
     "                     fashion-mnist), whose training mean is recomputed and\n"
     "                     subtracted, as in training, and whose class names are\n"
     "                     printed. Given, it takes the place of the checkpoint's.\n"
@@ -119,7 +119,7 @@ int dsv_cmd_predict(int argc, char **argv)
         } else if (cli_is(&p, "--checkpoint")) {
             ok = cli_string(&p, &ckpt);
         } else if (cli_is(&p, "--data")) {
-            ok = cli_string(&p, &data);
+            ok = cli_data_spec(&p, &data);
         } else if (cli_is(&p, "--top-k")) {
             ok = cli_int(&p, 1, 64, &topk);
         } else if (cli_is(&p, "--backend")) {

@@ -4,6 +4,7 @@
  *
  * The bar goes to stderr so that stdout stays clean for --json.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -40,6 +41,13 @@ bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
     }
     if (!has_header)
         fprintf(p->log, "iteration,epoch,loss,lr,train_acc,val_acc,images_per_s\n");
+    if (fflush(p->log) != 0 || ferror(p->log)) {
+        fprintf(stderr, "dasecv train: cannot write the log %s: %s\n", log_path,
+                strerror(errno));
+        fclose(p->log);
+        p->log = NULL;
+        return false;
+    }
     return true;
 }
 
@@ -113,8 +121,14 @@ void cli_progress_update(cli_progress *p, const dsv_progress *pr)
         csv_num(p->log, pr->epoch_end ? pr->val_acc : NAN);
         csv_num(p->log, pr->images_per_s);
         fputc('\n', p->log);
-        if (pr->epoch_end)
-            fflush(p->log);
+        /* row by row, so that a full disk stops training at the row it cut */
+        errno = 0;
+        if (fflush(p->log) != 0 || ferror(p->log)) {
+            p->log_failed = true;
+            p->log_errno = errno ? errno : EIO;
+            fclose(p->log);
+            p->log = NULL;
+        }
     }
     if (p->quiet)
         return;

@@ -24,12 +24,16 @@ typedef struct cli_progress {
     int64_t seg_iters, acc_iters;
     double seg_rate, acc_inv;
     FILE *log;        /* CSV, or NULL */
+    bool log_failed;  /* a row could not be written: the log is closed */
+    int log_errno;    /* why */
 } cli_progress;
 
 /* log_path may be NULL; returns false (message printed) if it cannot be
  * created. append: continue an existing log (resume) without a new header. */
 bool cli_progress_init(cli_progress *p, bool quiet, int print_every,
                        const char *log_path, bool append);
+/* Each log row is flushed as it is written; a failed write sets log_failed
+ * (the caller stops training). */
 void cli_progress_update(cli_progress *p, const dsv_progress *pr);
 /* Training images per second over the run so far (0 before any step). */
 double cli_progress_images_per_s(const cli_progress *p);

@@ -3,13 +3,18 @@
  * with the Solver on a dataset, and saves checkpoints.
  *
  * What must stay true:
- *  - the SIGINT handler only calls dsv_solver_request_stop (async-signal-safe);
- *    the command then saves the checkpoint and exits with 130;
+ *  - the SIGINT, SIGTERM and SIGHUP handler only calls dsv_solver_request_stop
+ *    and notes the signal (async-signal-safe); the command then saves the
+ *    checkpoint and exits with 128 + the signal number. A second signal kills
+ *    the process at once, which leaves the previous checkpoint as it was
+ *    (the save renames a complete temporary file into place);
+ *  - every output path is checked before any data is read (cli/outpath.c);
  *  - a NaN/Inf loss never reaches a checkpoint: the last one written (at the
  *    previous epoch end) is kept and the command exits with 1;
  *  - checkpoints are written at each epoch end and at the end, atomically
  *    (dsv_checkpoint_save), so a killed run leaves the previous one loadable.
  */
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +25,7 @@
 #include "cmdline.h"
 #include "plan.h"
 #include "dist_cli.h"
+#include "outpath.h"
 #include "progress.h"
 
 static const char usage[] =
@@ -30,7 +36,7 @@ static const char usage[] =
     "parameters kept at the end), as the course's solver.py.\n"
     "\n"
     "data:\n"
-    "  --data SPEC              cifar10:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
+    "  --data SPEC              cifar10[-custom]:DIR | fashion-mnist[:DIR] | mnist:DIR\n"
     "                           (default: fashion-mnist, from Debian's\n"
     "                           dataset-fashion-mnist package, or the directory in\n"
     "                           $DASECV_FASHION_MNIST_DIR; the input shape and\n"
@@ -93,10 +99,14 @@ static const char usage[] =
     "--print-every iterations. images_per_s in the summary counts the training\n"
     "steps only (the epoch-end accuracy checks are in seconds, not in it).\n"
     "With --resume, the solver settings (update rule, learning rate, batch size,\n"
-    "decay, seed) come from the checkpoint.\n"
-    "Exit status: 0 done; 1 error, or a NaN/Inf loss\n"
-    "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130\n"
-    "interrupted by SIGINT (Ctrl-C) after saving the checkpoint.\n";
+    "decay, seed) come from the checkpoint; model and solver options given\n"
+    "with it are ignored, with a warning naming them.\n"
+    "--checkpoint and --log must be regular files (or new files in a writable\n"
+    "directory); a symbolic link's target is written.\n"
+    "Exit status: 0 done; 1 error, a NaN/Inf loss or a failed log write\n"
+    "(the last good checkpoint is kept, not overwritten); 2 bad usage; 130,\n"
+    "143, 129: interrupted by SIGINT (Ctrl-C), SIGTERM or SIGHUP after saving\n"
+    "the checkpoint (a second signal stops at once, keeping the previous one).\n";
 
 typedef struct train_opts {
     const char *data, *checkpoint, *resume, *log, *model, *init_from;
@@ -191,7 +201,7 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (cli_is(&p, "--quiet")) {
             ok = cli_flag(&p), o->quiet = true;
         } else if (cli_is(&p, "--data")) {
-            ok = cli_string(&p, &o->data);
+            ok = cli_data_spec(&p, &o->data);
         } else if (cli_is(&p, "--checkpoint")) {
             ok = cli_string(&p, &o->checkpoint);
         } else if (cli_is(&p, "--resume")) {
@@ -377,19 +387,55 @@ static int make_model(const train_opts *o, const dsv_dataset *ds, dsv_model **m)
 
 /* ---- the run -------------------------------------------------------------- */
 
-static dsv_solver *volatile g_solver; /* for the SIGINT handler */
+static dsv_solver *volatile g_solver; /* for the signal handler */
+static volatile sig_atomic_t g_signal; /* the first stopping signal, 0 none */
 
-static void on_sigint(int sig)
+static void on_stop_signal(int sig)
 {
-    (void)sig;
+    if (g_signal) { /* the second one: stop now, as without the handler */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_signal = sig;
     dsv_solver *s = g_solver;
     if (s)
         dsv_solver_request_stop(s);
 }
 
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS ((int)(sizeof(stop_signals) / sizeof(stop_signals[0])))
+static struct sigaction g_old_actions[N_STOP_SIGNALS];
+static bool g_handlers_set;
+
+static void handle_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &sa, &g_old_actions[i]);
+    g_handlers_set = true;
+}
+
+static void restore_stop_signals(void)
+{
+    if (!g_handlers_set)
+        return;
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &g_old_actions[i], NULL);
+    g_handlers_set = false;
+}
+
+static const char *sigabbrev(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
+}
+
 typedef struct run_ctx {
     dsv_solver *solver;
-    const char *checkpoint;
+    const char *checkpoint, *log;
     cli_progress progress;
     bool save_failed;
     int saved_epoch; /* epoch of the last checkpoint written, -1 none */
@@ -399,6 +445,12 @@ static bool on_progress(const dsv_progress *pr, void *user)
 {
     run_ctx *r = user;
     cli_progress_update(&r->progress, pr);
+    if (r->progress.log_failed) {
+        cli_progress_note(&r->progress, "dasecv train: writing the log %s failed: %s",
+                          r->log, strerror(r->progress.log_errno));
+        r->save_failed = true; /* stop without saving over the last checkpoint */
+        return false;
+    }
     if (pr->epoch_end && r->checkpoint && r->solver) {
         if (dsv_checkpoint_save(r->solver, r->checkpoint) != DSV_OK) {
             cli_progress_note(&r->progress, "dasecv train: saving %s failed: %s",
@@ -464,7 +516,7 @@ static int run(const train_opts *o)
     int rc = 1;
     dsv_model *m = NULL;
     dsv_solver *s = NULL;
-    run_ctx r = {.checkpoint = o->checkpoint, .saved_epoch = -1};
+    run_ctx r = {.checkpoint = o->checkpoint, .log = o->log, .saved_epoch = -1};
     if (!cli_progress_init(&r.progress, o->quiet, o->print_every, o->log, o->resume != NULL))
         goto out;
 
@@ -540,17 +592,12 @@ static int run(const train_opts *o)
         goto out;
     r.solver = s;
     g_solver = s;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    handle_stop_signals();
 
     double t0 = cli_now();
     st = dsv_solver_train(s);
     double seconds = cli_now() - t0;
 
-    sigaction(SIGINT, &old, NULL);
     g_solver = NULL;
     bool stopped = dsv_solver_stopped(s);
 
@@ -566,8 +613,19 @@ static int run(const train_opts *o)
                               r.checkpoint);
         goto out;
     }
-    if (r.save_failed || !cli_dist_check(m, &o->dist))
+    if (r.save_failed) {
+        if (r.checkpoint && r.saved_epoch >= 0)
+            cli_progress_note(&r.progress,
+                              "dasecv train: %s kept as saved at the end of epoch %d",
+                              r.checkpoint, r.saved_epoch);
+        else if (r.checkpoint)
+            cli_progress_note(&r.progress, "dasecv train: %s not written by this run",
+                              r.checkpoint);
         goto out;
+    }
+    if (!cli_dist_check(m, &o->dist)) {
+        goto out;
+    }
     if (r.checkpoint && dsv_checkpoint_save(s, r.checkpoint) != DSV_OK) {
         cli_progress_note(&r.progress, "dasecv train: saving %s failed: %s", r.checkpoint,
                           dsv_errmsg());
@@ -575,22 +633,73 @@ static int run(const train_opts *o)
     }
     if (o->save_plan && !cli_plan_save("train", m, o->save_plan))
         goto out;
+    /* the handlers stay until the last save is complete */
+    restore_stop_signals();
     cli_progress_finish(&r.progress);
+    int sig = g_signal ? g_signal : SIGINT;
     if (stopped && !o->quiet)
-        fprintf(stderr, "dasecv train: interrupted%s%s\n",
+        fprintf(stderr, "dasecv train: interrupted by %s%s%s\n", sigabbrev(sig),
                 r.checkpoint ? "; checkpoint saved to " : "", r.checkpoint ? r.checkpoint : "");
     if (o->rank == 0)
         print_result(o, s, m, seconds, cli_progress_images_per_s(&r.progress), stopped);
     if (!o->quiet)
         cli_dist_report();
     fflush(stdout);
-    rc = stopped ? 130 : 0;
+    rc = stopped ? 128 + sig : 0;
 out:
+    restore_stop_signals();
     cli_progress_finish(&r.progress);
     dsv_solver_destroy(s);
     dsv_model_destroy(m);
     dsv_dataset_free(&ds);
     return rc;
+}
+
+/* Options that --resume ignores: the checkpoint holds the model and the
+ * trajectory's solver settings. */
+static void warn_ignored_with_resume(int argc, char **argv)
+{
+    static const char *const ignored[] = {
+        "--model", "--num-filters", "--filter-size", "--hidden-dim", "--hidden-dims",
+        "--weight-scale", "--normalization", "--dropout", "--reg", "--dtype",
+        "--update-rule", "--learning-rate", "--lr-decay", "--batch-size", "--seed",
+        "--num-train-samples", "--num-val-samples"};
+    char list[512] = "";
+    for (size_t k = 0; k < sizeof(ignored) / sizeof(ignored[0]); k++) {
+        size_t n = strlen(ignored[k]);
+        for (int i = 1; i < argc; i++)
+            if (!strncmp(argv[i], ignored[k], n) && (!argv[i][n] || argv[i][n] == '=')) {
+                size_t used = strlen(list);
+                snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "",
+                         ignored[k]);
+                break;
+            }
+    }
+    if (*list)
+        fprintf(stderr, "dasecv train: warning: --resume restores the model and solver "
+                        "settings of the checkpoint; ignoring %s\n", list);
+}
+
+/* Before any work: the output paths checked (links resolved to the files
+ * written), and temporary files of an interrupted save removed. */
+static int check_outputs(train_opts *o)
+{
+    static char ckpt[PATH_MAX], log[PATH_MAX];
+    if ((o->model && !cli_input_path("train", "--model", o->model)) ||
+        (o->init_from && !cli_input_path("train", "--init-from", o->init_from)))
+        return 2;
+    if (o->checkpoint) {
+        if (!cli_output_path("train", "--checkpoint", o->checkpoint, ckpt, sizeof(ckpt)))
+            return 2;
+        o->checkpoint = ckpt;
+        cli_remove_orphans("train", ckpt);
+    }
+    if (o->log) {
+        if (!cli_output_path("train", "--log", o->log, log, sizeof(log)))
+            return 2;
+        o->log = log;
+    }
+    return -1;
 }
 
 int dsv_cmd_train(int argc, char **argv)
@@ -607,6 +716,10 @@ int dsv_cmd_train(int argc, char **argv)
         o.json = false;
         o.log = NULL;
         o.checkpoint = NULL;
+    } else if ((rc = check_outputs(&o)) >= 0) {
+        return cli_dist_end(rc);
     }
+    if (o.resume && o.rank == 0)
+        warn_ignored_with_resume(argc, argv);
     return cli_dist_end(run(&o));
 }

@@ -162,7 +162,13 @@ static const uint8_t *get_block(rbuf *r, int64_t n, dsv_dtype dt, const char *wh
     size_t es = dsv_dtype_size(dt);
     if (r->st)
         return NULL;
-    if (n < 0 || (uint64_t)n > (r->n - r->pos) / es) {
+    if (n < 0) {
+        r->st = dsv_error(DSV_CORRUPT,
+                          "checkpoint %s is corrupt: the count of %s is negative (%lld)",
+                          r->path, what, (long long)n);
+        return NULL;
+    }
+    if ((uint64_t)n > (r->n - r->pos) / es) {
         r->st = dsv_error(DSV_CORRUPT,
                           "checkpoint %s is corrupt: %s claims %lld values, more than the file holds",
                           r->path, what, (long long)n);
@@ -626,7 +632,7 @@ dsv_status dsv_checkpoint_save(const dsv_solver *s, const char *path)
 static dsv_status read_checked(const char *path, uint8_t **data, size_t *len)
 {
     *data = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is refused, not waited on */
     if (fd < 0)
         return dsv_error(DSV_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
     struct stat sb;
@@ -840,6 +846,48 @@ static dsv_status make_model(const char *path, const ckpt *k, const uint8_t *par
     return DSV_OK;
 }
 
+/* Index of the first NaN/Inf of a little-endian block, or -1. The exponent
+ * bits decide, so no float is loaded and the byte order does not matter. */
+static int64_t first_nonfinite(const uint8_t *b, int64_t n, dsv_dtype dt)
+{
+    size_t w = dsv_dtype_size(dt);
+    for (int64_t i = 0; b && i < n; i++) {
+        const uint8_t *e = b + (size_t)i * w;
+        unsigned top = ((unsigned)e[w - 1] << 8) | e[w - 2]; /* sign, exponent, ... */
+        unsigned exp = w == 4 ? (top >> 7) & 0xff : (top >> 4) & 0x7ff;
+        if (exp == (w == 4 ? 0xffu : 0x7ffu))
+            return i;
+    }
+    return -1;
+}
+
+/* A CRC only says the bytes are those written: a run that diverged could
+ * have written NaN/Inf weights, which would load and predict nonsense. */
+static dsv_status check_finite(const char *path, const ckpt *k)
+{
+    const struct {
+        const char *name;
+        const uint8_t *b;
+        int64_t n;
+    } blocks[] = {
+        {"parameters", k->params, k->nparams},
+        {"buffers", k->buffers, k->nbuffers},
+        {"best parameters", k->has_best ? k->best_params : NULL, k->nparams},
+        {"best buffers", k->has_best ? k->best_buffers : NULL, k->nbuffers},
+        {"optimizer state", k->nstates > 0 ? k->state[0] : NULL, k->nparams},
+        {"optimizer state", k->nstates > 1 ? k->state[1] : NULL, k->nparams},
+    };
+    for (size_t j = 0; j < sizeof(blocks) / sizeof(blocks[0]); j++) {
+        int64_t i = first_nonfinite(blocks[j].b, blocks[j].n, k->dtype);
+        if (i >= 0)
+            return dsv_error(DSV_CORRUPT,
+                             "checkpoint %s holds a NaN or infinite value in its %s (value "
+                             "%lld of %lld); it cannot be used",
+                             path, blocks[j].name, (long long)i, (long long)blocks[j].n);
+    }
+    return DSV_OK;
+}
+
 static dsv_status load_ckpt(const char *path, uint8_t **data, ckpt *k)
 {
     size_t len = 0;
@@ -847,7 +895,7 @@ static dsv_status load_ckpt(const char *path, uint8_t **data, ckpt *k)
     if (st)
         return st;
     rbuf r = {.p = *data, .n = len, .path = path};
-    if ((st = decode(&r, k))) {
+    if ((st = decode(&r, k)) || (st = check_finite(path, k))) {
         free(*data);
         *data = NULL;
     }

@@ -15,8 +15,13 @@
  * all of the rest (the course's X_train), whatever num_train is, so a run on a
  * few images (the course's overfitting check) subtracts the same mean as a full
  * run and as `dasecv predict`. Test is the first num_test records of the test
- * file (default 1000 for CIFAR-10, as the course; all for MNIST). Files with
- * fewer records than the official ones are accepted; only the sizes differ.
+ * file (default 1000 for CIFAR-10, as the course; all for MNIST).
+ *
+ * "cifar10:DIR" requires the official files, exactly 10000 records each, so
+ * that a batch cut at a record boundary (a partial copy or download) is not
+ * taken for the data set; "cifar10-custom:DIR" accepts 1 to 10000 records per
+ * file for data sets of one's own in the same format. IDX files carry their
+ * counts in their headers and are checked against them.
  */
 #include <errno.h>
 #include <limits.h>
@@ -373,7 +378,7 @@ static void cifar_meta(dsv_dataset *ds, const char *dir)
 }
 
 static dsv_status load_cifar(dsv_dataset *ds, const char *dir,
-                             const dsv_data_options *opt)
+                             const dsv_data_options *opt, bool official)
 {
     char paths[6][4096];
     int64_t counts[6], ntrain = 0;
@@ -382,6 +387,12 @@ static dsv_status load_cifar(dsv_dataset *ds, const char *dir,
         join(paths[i], sizeof(paths[i]), dir, cifar_files[i]);
         if ((s = cifar_count(paths[i], &counts[i])))
             return s;
+        if (official && counts[i] != CIFAR_MAX_RECORDS)
+            return dsv_error(DSV_CORRUPT,
+                             "%s holds %lld records; an official CIFAR-10 batch holds exactly "
+                             "%d (a partial copy?). For a data set of your own in this format "
+                             "use cifar10-custom:DIR",
+                             paths[i], (long long)counts[i], CIFAR_MAX_RECORDS);
         if (i < 5)
             ntrain += counts[i];
     }
@@ -615,6 +626,53 @@ out:
 
 /* ---- entry points --------------------------------------------------------- */
 
+typedef enum spec_kind { SPEC_CIFAR, SPEC_CIFAR_CUSTOM, SPEC_FASHION, SPEC_MNIST } spec_kind;
+
+/* The kind of a spec and its directory (NULL when none is given). */
+static dsv_status parse_spec(const char *spec, spec_kind *kind, const char **dir)
+{
+    if (!spec || !*spec)
+        return dsv_error(DSV_INVALID, "empty dataset spec");
+    const char *colon = strchr(spec, ':');
+    size_t kl = colon ? (size_t)(colon - spec) : strlen(spec);
+    *dir = colon ? colon + 1 : NULL;
+    if (*dir && !**dir)
+        return dsv_error(DSV_INVALID, "dataset spec '%.200s': empty directory", spec);
+    static const struct {
+        const char *name;
+        spec_kind kind;
+        bool needs_dir;
+    } kinds[] = {{"cifar10", SPEC_CIFAR, true},
+                 {"cifar10-custom", SPEC_CIFAR_CUSTOM, true},
+                 {"fashion-mnist", SPEC_FASHION, false},
+                 {"mnist", SPEC_MNIST, true}};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strlen(kinds[i].name) != kl || strncmp(spec, kinds[i].name, kl) != 0)
+            continue;
+        if (kinds[i].needs_dir && !*dir)
+            return dsv_error(DSV_INVALID,
+                             "dataset spec '%s' needs a directory: %s:DIR%s", kinds[i].name,
+                             kinds[i].name,
+                             kinds[i].kind == SPEC_CIFAR
+                                 ? " (the unpacked cifar-10-batches-bin of "
+                                   "cifar-10-binary.tar.gz)"
+                                 : "");
+        *kind = kinds[i].kind;
+        return DSV_OK;
+    }
+    return dsv_error(DSV_INVALID,
+                     "unknown dataset spec '%.200s' (cifar10:DIR, cifar10-custom:DIR, "
+                     "fashion-mnist[:DIR], mnist:DIR)",
+                     spec);
+}
+
+dsv_status dsv_dataset_spec_check(const char *spec)
+{
+    spec_kind kind;
+    const char *dir;
+    return parse_spec(spec, &kind, &dir);
+}
+
 dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
                             const dsv_data_options *opt)
 {
@@ -622,20 +680,12 @@ dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
     dsv_data_options def = dsv_data_options_default();
     if (!opt)
         opt = &def;
-    if (!spec || !*spec)
-        return dsv_error(DSV_INVALID, "empty dataset spec");
-    const char *colon = strchr(spec, ':');
-    size_t kl = colon ? (size_t)(colon - spec) : strlen(spec);
-    const char *dir = colon ? colon + 1 : NULL;
-    if (dir && !*dir)
-        return dsv_error(DSV_INVALID, "dataset spec '%s': empty directory", spec);
-
-    dsv_status s;
-    if (kl == 7 && strncmp(spec, "cifar10", kl) == 0) {
-        if (!dir)
-            return dsv_error(DSV_INVALID,
-                             "dataset spec 'cifar10' needs a directory: cifar10:DIR (the "
-                             "unpacked cifar-10-batches-bin of cifar-10-binary.tar.gz)");
+    spec_kind kind;
+    const char *dir;
+    dsv_status s = parse_spec(spec, &kind, &dir);
+    if (s)
+        return s;
+    if (kind == SPEC_CIFAR || kind == SPEC_CIFAR_CUSTOM) {
         snprintf(ds->name, sizeof(ds->name), "cifar10");
         /* DIR may also be where the tarball was unpacked */
         char sub[4000], probe[4200]; /* sub + a file name fits a 4096 path */
@@ -646,19 +696,10 @@ dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
             if (file_exists(probe))
                 dir = sub;
         }
-        s = load_cifar(ds, dir, opt);
-    } else if (kl == 13 && strncmp(spec, "fashion-mnist", kl) == 0) {
-        snprintf(ds->name, sizeof(ds->name), "fashion-mnist");
-        s = load_idx(ds, dir ? dir : dsv_fashion_mnist_dir(), opt);
-    } else if (kl == 5 && strncmp(spec, "mnist", kl) == 0) {
-        if (!dir)
-            return dsv_error(DSV_INVALID, "dataset spec 'mnist' needs a directory: mnist:DIR");
-        snprintf(ds->name, sizeof(ds->name), "mnist");
-        s = load_idx(ds, dir, opt);
+        s = load_cifar(ds, dir, opt, kind == SPEC_CIFAR);
     } else {
-        return dsv_error(DSV_INVALID,
-                         "unknown dataset spec '%s' (cifar10:DIR, fashion-mnist[:DIR], "
-                         "mnist:DIR)", spec);
+        snprintf(ds->name, sizeof(ds->name), kind == SPEC_FASHION ? "fashion-mnist" : "mnist");
+        s = load_idx(ds, dir ? dir : dsv_fashion_mnist_dir(), opt);
     }
     if (s)
         dsv_dataset_free(ds);

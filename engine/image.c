@@ -1,36 +1,33 @@
 /*
- * Image loading (stb_image, from Debian's libstb-dev) and conversion to a
- * model's input: channel selection, bilinear resize, planar uint8.
+ * Image loading and conversion to a model's input: channel selection,
+ * bilinear resize, planar uint8.
  *
- * stb_image is compiled here, static (STB_IMAGE_STATIC), so that its symbols
- * never leave libdasecv and cannot clash with another copy in a program.
- * Image sizes are capped before any allocation the decoder makes.
+ * Decoders: Debian's libpng (simplified API) and libjpeg-turbo, because both
+ * report a truncated or corrupt file as an error; libjpeg's warnings (such as
+ * "premature end of data", after which it fills the rest with grey) are
+ * errors here too. BMP is refused: no decoder at hand reports a truncated BMP.
+ * What must stay true: an image is refused by its header's size
+ * (MAX_IMAGE_SIDE on a side, MAX_IMAGE_PIXELS in all) before any pixel buffer
+ * is allocated, and messages never carry bytes of the file unescaped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
-#include <stdbool.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jpeglib.h>
+#include <png.h>
 
 #include "dasecv/image.h"
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_BMP
-#define STBI_NO_HDR
-#define STBI_NO_LINEAR
-#define STBI_MAX_DIMENSIONS (1 << 14)
-/* stb asserts on some corrupt JPEGs (inconsistent Huffman codes): input must
- * never abort us, so its asserts are off in every build type, as NDEBUG
- * already has them in release builds. */
-#define STBI_ASSERT(x) ((void)0)
-/* The static build declares decoder entry points this file never uses; gcc
- * reports them at the end of the file, so the warning is off for all of it. */
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include <stb/stb_image.h>
+/* Documented in docs and README: 16384 on a side, 64 Mpixels in all. */
+#define MAX_IMAGE_SIDE 16384
+#define MAX_IMAGE_PIXELS ((int64_t)1 << 26)
 
 #define MAX_SIDE 4096
 
@@ -125,62 +122,191 @@ dsv_status dsv_image_convert(const uint8_t *pix, int in_h, int in_w, int in_c,
     return DSV_OK;
 }
 
-/* Two big-endian bytes, -1 at the end of the file. */
-static long get16be(FILE *f)
+/* ---- decoders ------------------------------------------------------------- */
+
+typedef enum img_format { IMG_PNG, IMG_JPEG } img_format;
+
+/* A decoded image: rows of w * c bytes, owned by the caller (free). */
+typedef struct img {
+    int w, h, c;
+    uint8_t *pix;
+} img;
+
+/* Copies a decoder's message with anything unprintable as '?'. */
+static void clean_copy(char *dst, size_t n, const char *src)
 {
-    int a = fgetc(f), b = fgetc(f);
-    return a == EOF || b == EOF ? -1 : (long)a << 8 | b;
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < n; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
 }
 
-/* stb_image 2.27 (Debian 12's libstb) writes past its Huffman tables when a
- * JPEG DHT segment declares more than 256 codes in one table (2.28 refuses
- * such a table). Walks the marker segments as stb does and reports such a
- * table; leaves f at an arbitrary position. Non-JPEG files pass. */
-static bool jpeg_huffman_overflows(FILE *f)
+static dsv_status check_size(const char *path, int64_t w, int64_t h)
 {
-    int soi;
-    if (fgetc(f) != 0xFF)
-        return false;
-    while ((soi = fgetc(f)) == 0xFF) /* stb skips fill bytes before any marker */
-        ;
-    if (soi != 0xD8)
-        return false;
-    for (;;) {
-        int m = fgetc(f);
-        if (m == EOF)
-            return false;
-        if (m != 0xFF) /* entropy-coded data between markers */
-            continue;
-        while ((m = fgetc(f)) == 0xFF)
-            ;
-        if (m == EOF || m == 0xD9)
-            return false;
-        /* stuffed zero, restart markers, TEM and SOI carry no length */
-        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8))
-            continue;
-        long len = get16be(f);
-        if (len < 2)
-            return false;
-        len -= 2;
-        if (m != 0xC4) {
-            if (fseek(f, len, SEEK_CUR) != 0)
-                return false;
-            continue;
-        }
-        while (len > 0) { /* one table: class/id, 16 counts, the codes */
-            (void)fgetc(f);
-            long n = 0;
-            for (int i = 0; i < 16; i++) { /* stb reads zeros past the end */
-                int k = fgetc(f);
-                n += k == EOF ? 0 : k;
-            }
-            if (n > 256)
-                return true;
-            if (fseek(f, n, SEEK_CUR) != 0)
-                return false;
-            len -= 17 + n;
-        }
+    if (w < 1 || h < 1 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE ||
+        w * h > MAX_IMAGE_PIXELS)
+        return dsv_error(DSV_UNSUPPORTED,
+                         "%s: image of %lldx%lld pixels refused (at most %d on a side and "
+                         "%lld in all)",
+                         path, (long long)w, (long long)h, MAX_IMAGE_SIDE,
+                         (long long)MAX_IMAGE_PIXELS);
+    return DSV_OK;
+}
+
+/* The format from the first bytes; BMP and anything else refused. */
+static dsv_status sniff(FILE *f, const char *path, img_format *fmt)
+{
+    unsigned char b[8] = {0};
+    size_t n = fread(b, 1, sizeof(b), f);
+    rewind(f);
+    if (n == 8 && png_sig_cmp(b, 0, 8) == 0) {
+        *fmt = IMG_PNG;
+        return DSV_OK;
     }
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+        *fmt = IMG_JPEG;
+        return DSV_OK;
+    }
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return dsv_error(DSV_UNSUPPORTED,
+                         "%s: BMP images are not supported (convert it to PNG)", path);
+    return dsv_error(DSV_CORRUPT, "%s: not a PNG or JPEG image", path);
+}
+
+static dsv_status png_decode(FILE *f, const char *path, bool pixels, img *out)
+{
+    png_image pi;
+    memset(&pi, 0, sizeof(pi));
+    pi.version = PNG_IMAGE_VERSION;
+    char msg[sizeof(pi.message)];
+    if (!png_image_begin_read_from_stdio(&pi, f)) {
+        clean_copy(msg, sizeof(msg), pi.message);
+        png_image_free(&pi);
+        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG image (%s)", path, msg);
+    }
+    dsv_status s = check_size(path, pi.width, pi.height);
+    if (s) {
+        png_image_free(&pi);
+        return s;
+    }
+    pi.format &= PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA; /* 8-bit, as stored */
+    out->w = (int)pi.width;
+    out->h = (int)pi.height;
+    out->c = (int)PNG_IMAGE_SAMPLE_CHANNELS(pi.format);
+    if (!pixels) {
+        png_image_free(&pi);
+        return DSV_OK;
+    }
+    out->pix = malloc(PNG_IMAGE_SIZE(pi));
+    if (!out->pix) {
+        png_image_free(&pi);
+        return dsv_error(DSV_NOMEM, "%s: no memory for %dx%d pixels", path, out->w, out->h);
+    }
+    if (!png_image_finish_read(&pi, NULL, out->pix, 0, NULL)) {
+        clean_copy(msg, sizeof(msg), pi.message);
+        png_image_free(&pi);
+        free(out->pix);
+        out->pix = NULL;
+        return dsv_error(DSV_CORRUPT, "%s: truncated or corrupt PNG image (%s)", path, msg);
+    }
+    return DSV_OK;
+}
+
+typedef struct jpeg_err {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_fail(j_common_ptr cinfo)
+{
+    jpeg_err *e = (jpeg_err *)cinfo->err;
+    char buf[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, buf);
+    clean_copy(e->msg, sizeof(e->msg), buf);
+    longjmp(e->jump, 1);
+}
+
+/* Warnings (level -1) mean damaged data that libjpeg would paper over. */
+static void jpeg_message(j_common_ptr cinfo, int level)
+{
+    if (level < 0)
+        jpeg_fail(cinfo);
+}
+
+static dsv_status jpeg_decode(FILE *f, const char *path, bool pixels, img *out)
+{
+    struct jpeg_decompress_struct ci;
+    jpeg_err e;
+    ci.err = jpeg_std_error(&e.mgr);
+    e.mgr.error_exit = jpeg_fail;
+    e.mgr.emit_message = jpeg_message;
+    e.msg[0] = '\0';
+    uint8_t *volatile pix = NULL;
+    if (setjmp(e.jump)) {
+        jpeg_destroy_decompress(&ci);
+        free(pix);
+        return dsv_error(DSV_CORRUPT, "%s: truncated or corrupt JPEG image (%s)", path, e.msg);
+    }
+    jpeg_create_decompress(&ci);
+    jpeg_stdio_src(&ci, f);
+    jpeg_read_header(&ci, TRUE);
+    dsv_status s = check_size(path, ci.image_width, ci.image_height);
+    if (!s && ci.num_components != 1 && ci.num_components != 3)
+        s = dsv_error(DSV_UNSUPPORTED, "%s: JPEG with %d components (CMYK?) is not supported",
+                      path, ci.num_components);
+    if (s) {
+        jpeg_destroy_decompress(&ci);
+        return s;
+    }
+    out->w = (int)ci.image_width;
+    out->h = (int)ci.image_height;
+    out->c = ci.num_components;
+    if (!pixels) {
+        jpeg_destroy_decompress(&ci);
+        return DSV_OK;
+    }
+    ci.out_color_space = out->c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&ci);
+    size_t row = (size_t)out->w * (size_t)out->c;
+    pix = malloc(row * (size_t)out->h);
+    if (!pix) {
+        jpeg_destroy_decompress(&ci);
+        return dsv_error(DSV_NOMEM, "%s: no memory for %dx%d pixels", path, out->w, out->h);
+    }
+    while (ci.output_scanline < ci.output_height) {
+        JSAMPROW r = pix + row * ci.output_scanline;
+        jpeg_read_scanlines(&ci, &r, 1);
+    }
+    jpeg_finish_decompress(&ci);
+    jpeg_destroy_decompress(&ci);
+    out->pix = pix;
+    return DSV_OK;
+}
+
+/* Reads path's header (pixels false) or the whole image. */
+static dsv_status decode(const char *path, bool pixels, img *out)
+{
+    memset(out, 0, sizeof(*out));
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is refused, not waited on */
+    if (fd < 0)
+        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return dsv_error(DSV_IO, "%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    img_format fmt = IMG_PNG;
+    dsv_status s = sniff(f, path, &fmt);
+    if (!s)
+        s = fmt == IMG_PNG ? png_decode(f, path, pixels, out) : jpeg_decode(f, path, pixels, out);
+    fclose(f);
+    return s;
 }
 
 dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out)
@@ -189,42 +315,25 @@ dsv_status dsv_image_load(const char *path, int c, int h, int w, dsv_tensor *out
         return dsv_error(DSV_INVALID, "%s: %d channels asked, only 1 or 3", path, c);
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
         return dsv_error(DSV_INVALID, "%s: size %dx%d outside 1..%d", path, h, w, MAX_SIDE);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (jpeg_huffman_overflows(f)) {
-        fclose(f);
-        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG, JPEG or BMP image (JPEG "
-                         "Huffman table with more than 256 codes)", path);
-    }
-    rewind(f);
-    int iw, ih, ic;
-    uint8_t *pix = stbi_load_from_file(f, &iw, &ih, &ic, 0);
-    fclose(f);
-    if (!pix)
-        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG, JPEG or BMP image (%s)", path,
-                         stbi_failure_reason());
+    img im;
+    dsv_status s = decode(path, true, &im);
+    if (s)
+        return s;
     int64_t shape[3] = {c, h, w};
-    dsv_status s = dsv_tensor_init(out, DSV_U8, 3, shape);
+    s = dsv_tensor_init(out, DSV_U8, 3, shape);
     if (!s)
-        s = dsv_image_convert(pix, ih, iw, ic, c, h, w, out->data);
+        s = dsv_image_convert(im.pix, im.h, im.w, im.c, c, h, w, out->data);
     if (s)
         dsv_tensor_free(out);
-    stbi_image_free(pix);
+    free(im.pix);
     return s;
 }
 
 dsv_status dsv_image_channels(const char *path, int *channels)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
-    int iw, ih, ic;
-    int ok = stbi_info_from_file(f, &iw, &ih, &ic);
-    fclose(f);
-    if (!ok)
-        return dsv_error(DSV_CORRUPT, "%s: not a readable PNG, JPEG or BMP image (%s)", path,
-                         stbi_failure_reason());
-    *channels = ic;
-    return DSV_OK;
+    img im;
+    dsv_status s = decode(path, false, &im);
+    if (!s)
+        *channels = im.c;
+    return s;
 }

@@ -465,7 +465,8 @@ static dsv_status read_preamble(int fd, const char *path, int64_t fsize, uint32_
     return DSV_OK;
 }
 
-static dsv_status load_fd(int fd, const char *path, dsv_tensor *t)
+static dsv_status load_fd(int fd, const char *path, dsv_tensor *t, char *file_dtype,
+                          size_t n)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
@@ -491,6 +492,10 @@ static dsv_status load_fd(int fd, const char *path, dsv_tensor *t)
     if (s || (s = check_layout(path, &h, fsize - pre - (int64_t)hlen)))
         return s;
 
+    if (file_dtype)
+        snprintf(file_dtype, n, "%s%d",
+                 h.desc.kind == NPY_FLOAT ? "float" : h.desc.kind == NPY_SINT ? "int" : "uint",
+                 8 * h.desc.size);
     dsv_dtype dt = h.desc.kind != NPY_FLOAT ? DSV_I32 : h.desc.size == 4 ? DSV_F32 : DSV_F64;
     if ((s = dsv_tensor_init(t, dt, h.ndim, h.shape)))
         return s;
@@ -505,13 +510,20 @@ static dsv_status load_fd(int fd, const char *path, dsv_tensor *t)
 
 dsv_status dsv_npy_load(const char *path, dsv_tensor *t)
 {
+    return dsv_npy_load_typed(path, t, NULL, 0);
+}
+
+dsv_status dsv_npy_load_typed(const char *path, dsv_tensor *t, char *file_dtype, size_t n)
+{
     memset(t, 0, sizeof(*t));
+    if (file_dtype && n)
+        file_dtype[0] = '\0';
     if (!path)
         return dsv_error(DSV_INVALID, "npy: no path given");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return dsv_error(DSV_IO, "npy: %s: %s", path, strerror(errno));
-    dsv_status s = load_fd(fd, path, t);
+    dsv_status s = load_fd(fd, path, t, file_dtype, n);
     close(fd);
     return s;
 }

@@ -4,6 +4,7 @@
  * the count here before creating primitives (the oneDNN backend keys its cached
  * primitives by the count it was created with).
  */
+#include <errno.h>
 #include <stdlib.h>
 
 #include <omp.h>
@@ -12,18 +13,30 @@
 
 static int configured; /* 0 until first use */
 
+dsv_status dsv_num_threads_from_env(int *n)
+{
+    *n = 0;
+    const char *env = getenv("DASECV_NUM_THREADS");
+    if (!env)
+        return DSV_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(env, &end, 10);
+    if (!*env || *end || errno || v < 1 || v > 4096)
+        return dsv_error(DSV_INVALID,
+                         "DASECV_NUM_THREADS='%.40s' is not a thread count from 1 to 4096",
+                         env);
+    *n = (int)v;
+    return DSV_OK;
+}
+
 static void init_from_env(void)
 {
     if (configured)
         return;
-    const char *env = getenv("DASECV_NUM_THREADS");
-    int n = 0;
-    if (env) {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (*env && !*end && v >= 1 && v <= 4096)
-            n = (int)v;
-    }
+    int n;
+    if (dsv_num_threads_from_env(&n) != DSV_OK)
+        n = 0;
     configured = n ? n : omp_get_max_threads();
     omp_set_num_threads(configured);
 }

@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get install -y -q --no-install-recommends \
     build-essential meson ninja-build pkg-config cmake \
     libdnnl-dev ocl-icd-opencl-dev opencl-c-headers \
-    libbenchmark-dev libcmocka-dev zlib1g-dev libzip-dev libstb-dev libinih-dev dataset-fashion-mnist \
+    libbenchmark-dev libcmocka-dev zlib1g-dev libzip-dev libpng-dev libjpeg-dev libstb-dev libinih-dev dataset-fashion-mnist \
     python3-dev python3-numpy python3-pytest python3-matplotlib libopenmpi-dev openmpi-bin
 else
   echo "quickstart: not root, skipping apt-get (see README.md for the packages)" >&2

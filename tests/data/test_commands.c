@@ -486,7 +486,7 @@ static void test_predict_every_builtin(void **st)
     assert_int_equal(gen_cifar(cd, counts), 0);
     assert_int_equal(gen_idx(fd, "train", 0, 120, 28, 28, 0), 0);
     assert_int_equal(gen_idx(fd, "t10k", 1, 20, 28, 28, 0), 0);
-    snprintf(cifar, sizeof(cifar), "cifar10:%s", cd);
+    snprintf(cifar, sizeof(cifar), "cifar10-custom:%s", cd);
     snprintf(fmnist, sizeof(fmnist), "mnist:%s", fd);
     char png[4300];
     snprintf(png, sizeof(png), "%s", path_in("wide.png"));

@@ -57,6 +57,26 @@ static void cifar_locate(int64_t r, int *f, int64_t *i)
     *i = r;
 }
 
+/* cifar10:DIR wants the official files: a batch cut at a record boundary
+ * (a partial copy) names the file and the count found. */
+static void test_cifar_official_counts(void **st)
+{
+    (void)st;
+    char dir[4096], spec[4200], file[4300];
+    snprintf(dir, sizeof(dir), "%s", case_dir("cifar_partial"));
+    make_cifar(dir);
+    snprintf(spec, sizeof(spec), "cifar10:%s", dir);
+    snprintf(file, sizeof(file), "%s/data_batch_1.bin", dir);
+    dsv_dataset ds;
+    expect_error(dsv_dataset_load(&ds, spec, NULL), DSV_CORRUPT, file, "holds 7 records");
+    expect_error(dsv_dataset_load(&ds, spec, NULL), DSV_CORRUPT, "exactly 10000",
+                 "cifar10-custom:DIR");
+    assert_null(ds.images);
+    assert_int_equal(dsv_dataset_spec_check("cifar10-custom:x"), DSV_OK);
+    assert_int_equal(dsv_dataset_spec_check("cifar100:x"), DSV_INVALID);
+    assert_int_equal(dsv_dataset_spec_check("cifar10-custom"), DSV_INVALID);
+}
+
 static void test_cifar_small(void **st)
 {
     (void)st;
@@ -64,7 +84,7 @@ static void test_cifar_small(void **st)
     snprintf(dir, sizeof(dir), "%s", case_dir("cifar_ok"));
     make_cifar(dir);
     char spec[4200];
-    snprintf(spec, sizeof(spec), "cifar10:%s", dir);
+    snprintf(spec, sizeof(spec), "cifar10-custom:%s", dir);
     dsv_dataset ds;
     TU_OK(dsv_dataset_load(&ds, spec, NULL));
     /* 30 training records: 3 validation (the last), 27 train; 10 test */
@@ -133,7 +153,7 @@ static void test_cifar_small(void **st)
     snprintf(sub, sizeof(sub), "%s/cifar-10-batches-bin", case_dir("cifar_parent"));
     gen_dir(sub);
     make_cifar(sub);
-    snprintf(spec, sizeof(spec), "cifar10:%s", case_dir("cifar_parent"));
+    snprintf(spec, sizeof(spec), "cifar10-custom:%s", case_dir("cifar_parent"));
     TU_OK(dsv_dataset_load(&b, spec, NULL));
     assert_int_equal(b.train.n, 27);
     dsv_dataset_free(&b);
@@ -151,7 +171,7 @@ static void cifar_bad(const char *name, int file, const void *bytes, size_t n,
         assert_int_equal(gen_write(path, bytes, n), 0);
     else
         assert_int_equal(unlink(path), 0);
-    snprintf(spec, sizeof(spec), "cifar10:%s", dir);
+    snprintf(spec, sizeof(spec), "cifar10-custom:%s", dir);
     dsv_dataset ds;
     expect_error(dsv_dataset_load(&ds, spec, NULL), want, path, needle);
     assert_null(ds.images);
@@ -543,6 +563,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cifar_small),
+        cmocka_unit_test(test_cifar_official_counts),
         cmocka_unit_test(test_cifar_truncated),
         cmocka_unit_test(test_cifar_oversized),
         cmocka_unit_test(test_cifar_bad_label_and_missing),

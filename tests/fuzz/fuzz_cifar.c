@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the CIFAR-10 binary loader (dsv_dataset_load "cifar10:DIR").
+ * libFuzzer target: the CIFAR-10 binary loader (dsv_dataset_load "cifar10-custom:DIR", which takes any record count).
  * Input: 4 option bytes (fuzz_data.h), then the six batch files
  * data_batch_1..5.bin and test_batch.bin, then batches.meta.txt, each a
  * length-prefixed part (fuzz_util.h).
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *p = fuzz_part(&in, &n);
         fuzz_write(path, sizeof(path), files[i], p, n);
     }
-    snprintf(spec, sizeof(spec), "cifar10:%s", fuzz_dir());
+    snprintf(spec, sizeof(spec), "cifar10-custom:%s", fuzz_dir());
     fuzz_load(spec, &o);
     return 0;
 }

@@ -253,7 +253,7 @@ static void test_corrupt_files(void **st)
     expect_load_error(path, p, n, DSV_CORRUPT, "more than the file holds", &f);
     put_le64(p + at, (uint64_t)-1);
     reseal(p, n);
-    expect_load_error(path, p, n, DSV_CORRUPT, "more than the file holds", &f);
+    expect_load_error(path, p, n, DSV_CORRUPT, "is negative (-1)", &f);
     /* a sealed file whose model has another size than its parameters */
     memcpy(p, orig, n);
     put_le32(p + OFF_NUM_FILTERS, 5); /* 4 -> 5 */

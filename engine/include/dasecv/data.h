@@ -63,12 +63,16 @@ typedef struct dsv_data_options {
 
 DSV_API dsv_data_options dsv_data_options_default(void);
 
-/* spec: "cifar10:DIR", "fashion-mnist" (Debian's
- * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR".
- * Split sizes of 0 take the defaults; see data.c for the split rule (files
- * with fewer records than the official ones are accepted). */
+/* spec: "cifar10:DIR" (the official batches, exactly 10000 records each),
+ * "cifar10-custom:DIR" (the same format, 1 to 10000 records per file),
+ * "fashion-mnist" (Debian's /usr/share/datasets/fashion-mnist),
+ * "fashion-mnist:DIR", "mnist:DIR". Split sizes of 0 take the defaults; see
+ * data.c for the split rule. */
 DSV_API dsv_status dsv_dataset_load(dsv_dataset *ds, const char *spec,
                             const dsv_data_options *opt);
+/* DSV_INVALID (with the message dsv_dataset_load would give) when spec is not
+ * of one of those forms; nothing is read. For checking options up front. */
+DSV_API dsv_status dsv_dataset_spec_check(const char *spec);
 DSV_API void dsv_dataset_free(dsv_dataset *ds);
 
 /* Directory of the default "fashion-mnist" spec: $DASECV_FASHION_MNIST_DIR if

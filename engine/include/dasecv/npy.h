@@ -18,6 +18,11 @@ extern "C" {
 
 /* Loads path into t (allocated here; free with dsv_tensor_free). */
 DSV_API dsv_status dsv_npy_load(const char *path, dsv_tensor *t);
+/* The same, also naming the file's own dtype in numpy's words ("uint8",
+ * "int64", "float32"; n bytes at file_dtype), since integers of every width
+ * load as int32: for messages about the file. */
+DSV_API dsv_status dsv_npy_load_typed(const char *path, dsv_tensor *t, char *file_dtype,
+                                      size_t n);
 /* Writes t to path atomically (temporary file, then rename). */
 DSV_API dsv_status dsv_npy_save(const char *path, const dsv_tensor *t);
 

@@ -169,6 +169,11 @@ DSV_API dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backe
  * from DASECV_NUM_THREADS, else OpenMP's default. n < 1 is DSV_INVALID. */
 DSV_API dsv_status dsv_set_num_threads(int n);
 DSV_API int dsv_get_num_threads(void);
+/* DASECV_NUM_THREADS parsed: *n = 0 when it is unset, else its value;
+ * DSV_INVALID (with a message naming the value) unless it is an integer from
+ * 1 to 4096. dsv_get_num_threads ignores an invalid value; a program that
+ * wants it refused calls this first. */
+DSV_API dsv_status dsv_num_threads_from_env(int *n);
 
 #ifdef __cplusplus
 }
