@@ -26,6 +26,7 @@
 
 #include "dasecv/npy.h"
 #include "npy_priv.h"
+#include "internal/files.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the .npy code assumes a little-endian host"
@@ -612,26 +613,6 @@ static dsv_status open_temp(const char *path, char **tmp, int *fd)
     return s;
 }
 
-/* Makes the rename itself durable; failure here is not worth an error. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else if ((size_t)(slash - path) < sizeof(dir))
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 dsv_status dsv_npy_save(const char *path, const dsv_tensor *t)
 {
     const char *descr = NULL;
@@ -656,7 +637,7 @@ dsv_status dsv_npy_save(const char *path, const dsv_tensor *t)
     if (s)
         unlink(tmp);
     else
-        sync_dir(path);
+        dsv_sync_dir_(path);
     free(tmp);
     return s;
 }

@@ -28,6 +28,7 @@
 
 #include "dasecv/npz.h"
 #include "npy_priv.h"
+#include "internal/files.h"
 
 #define NPZ_MAX_NAME 255
 /* Deflate's best case is 1032:1; anything claiming more is forged. */
@@ -386,25 +387,6 @@ static dsv_status write_fd(int fd, const unsigned char *p, size_t n, const char 
     return DSV_OK;
 }
 
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else if ((size_t)(slash - path) < sizeof(dir))
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    else
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 /* Temporary file "<path>.tmp<pid>.<n>" next to path, fsync, rename. */
 static dsv_status write_atomic(const char *path, const unsigned char *p, size_t n)
 {
@@ -438,7 +420,7 @@ static dsv_status write_atomic(const char *path, const unsigned char *p, size_t 
     if (s)
         unlink(tmp);
     else
-        sync_dir(path);
+        dsv_sync_dir_(path);
     free(tmp);
     return s;
 }
