@@ -1,9 +1,10 @@
 /*
  * Running a graph: forward and backward of every node under the layer
  * schedule (nodes in order, each kernel with the whole team) or the batch
- * schedule (each thread a contiguous slice of the minibatch, batch norm nodes
- * on the whole batch between barriers), the training step, inference and the
- * auto schedule's calibration.
+ * schedule (the minibatch cut into one contiguous slice per thread, the
+ * slices shared among the team; batch norm nodes of a training pass run on
+ * the whole batch between two parallel regions, with all threads), the
+ * training step, inference and the auto schedule's calibration.
  *
  * What must stay true: results do not depend on timing or on the schedule's
  * choice (per-thread losses and gradient blocks are summed in thread order);
@@ -296,70 +297,112 @@ static void record(thread_err *e, dsv_status s)
     }
 }
 
+/* Slice k of the batch schedule's T: its rows, slot set and gradient block
+ * (slice 0 writes the main block). A slice is the same whichever thread runs
+ * it, so results do not depend on the team the runtime gives. */
+static ctx slice_ctx(dsv_graph *g, const plan *pl, const dsv_exec_options *o,
+                     const dsv_tensor *x, const dsv_tensor *y, int k)
+{
+    int T = pl->threads;
+    int64_t N = pl->n;
+    size_t gbytes = (size_t)g->np * g->esz;
+    return (ctx){.g = g, .pl = pl, .x = x, .y = y, .n0 = N * k / T,
+                 .nr = N * (k + 1) / T - N * k / T, .nthreads = 1, .set = 1 + k,
+                 .train = pl->train, .want = o->backend,
+                 .grads = k == 0 ? g->gblock : pl->tgrads + (size_t)(k - 1) * gbytes};
+}
+
+/* Nodes [from, to) forward (backward: from down to to + 1) on every slice,
+ * the slices shared among a team of threads. A slice stops at its first
+ * error (pl->errs). */
+static void run_slices(dsv_graph *g, plan *pl, const dsv_exec_options *o,
+                       const dsv_tensor *x, const dsv_tensor *y, int from, int to,
+                       bool backward)
+{
+    int T = pl->threads;
+#pragma omp parallel num_threads(T)
+    {
+        int nt = omp_get_num_threads();
+        for (int k = omp_get_thread_num(); k < T; k += nt) {
+            ctx cx = slice_ctx(g, pl, o, x, y, k);
+            thread_err *e = &pl->errs[k];
+            if (backward) {
+                for (int i = from; i > to && !e->s; i--)
+                    record(e, bwd_node(&cx, i));
+            } else {
+                for (int i = from; i < to && !e->s; i++)
+                    record(e, fwd_node(&cx, i));
+                if (from <= g->loss_node && g->loss_node < to)
+                    pl->tloss[k] = cx.loss;
+            }
+        }
+    }
+}
+
+/* A batch-statistics node of the batch schedule: once, on the whole batch,
+ * between two parallel regions, so that its kernel splits the statistics
+ * among all threads as under the layer schedule (slot set 1, the main
+ * gradient block). */
+static dsv_status run_whole(dsv_graph *g, plan *pl, const dsv_exec_options *o,
+                            const dsv_tensor *x, const dsv_tensor *y, int i,
+                            bool backward)
+{
+    ctx full = slice_ctx(g, pl, o, x, y, 0);
+    full.n0 = 0;
+    full.nr = pl->n;
+    full.nthreads = pl->threads;
+    return backward ? bwd_node(&full, i) : fwd_node(&full, i);
+}
+
+static dsv_status slice_errors(const plan *pl)
+{
+    for (int k = 0; k < pl->threads; k++)
+        if (pl->errs[k].s)
+            return dsv_error(pl->errs[k].s, "%s", pl->errs[k].msg);
+    return DSV_OK;
+}
+
+/* The batch schedule: parallel regions over the slices between the batch
+ * norm nodes of a training pass, each such node run on its own with the
+ * whole team. */
 static dsv_status run_batch(dsv_graph *g, plan *pl, const dsv_exec_options *o,
                             const dsv_tensor *x, const dsv_tensor *y, double *loss)
 {
     int T = pl->threads, K = g->nnodes;
-    int64_t N = pl->n;
-    thread_err *errs = pl->errs;
-    memset(errs, 0, sizeof(thread_err) * (size_t)T);
-    int team = T;
-    size_t gbytes = (size_t)g->np * g->esz;
-    /* (omp single/master would do; the master runs barrier nodes so that they
-       always use slot set 1 and write the main gradient block) */
-#pragma omp parallel num_threads(T)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp master
-        team = nt;
-        ctx cx = {.g = g, .pl = pl, .x = x, .y = y, .n0 = N * t / nt,
-                  .nr = N * (t + 1) / nt - N * t / nt, .nthreads = 1, .set = 1 + t,
-                  .train = pl->train, .want = o->backend,
-                  .grads = t == 0 ? g->gblock : pl->tgrads + (size_t)(t - 1) * gbytes};
-        ctx full = cx;
-        full.n0 = 0;
-        full.nr = N;
-        thread_err *e = &errs[t];
-        for (int i = 0; i < K; i++) {
-            if (!pl->train && i == g->loss_node)
-                break;
-            if (dsv_graph_barrier_at_(g, pl->train, i)) {
-#pragma omp barrier
-#pragma omp master
-                if (!e->s)
-                    record(e, fwd_node(&full, i));
-#pragma omp barrier
-            } else if (!e->s) {
-                record(e, fwd_node(&cx, i));
-            }
-        }
-        if (pl->train) {
-            pl->tloss[t] = cx.loss;
-            for (int i = K - 2; i >= 0; i--) {
-                if (dsv_graph_barrier_at_(g, pl->train, i)) {
-#pragma omp barrier
-#pragma omp master
-                    if (!e->s)
-                        record(e, bwd_node(&full, i));
-#pragma omp barrier
-                } else if (!e->s) {
-                    record(e, bwd_node(&cx, i));
-                }
-            }
-        }
-    }
+    int end = pl->train ? K : g->loss_node;
+    memset(pl->errs, 0, sizeof(thread_err) * (size_t)T);
     dsv_status s = DSV_OK;
-    for (int t = 0; t < team && !s; t++)
-        if (errs[t].s)
-            s = dsv_error(errs[t].s, "%s", errs[t].msg);
+    for (int i = 0; i < end && !s;) {
+        int b = i;
+        while (b < end && !dsv_graph_barrier_at_(g, pl->train, b))
+            b++;
+        if (b > i)
+            run_slices(g, pl, o, x, y, i, b, false);
+        if (!(s = slice_errors(pl)) && b < end)
+            s = run_whole(g, pl, o, x, y, b, false);
+        i = b + 1;
+    }
     if (s || !pl->train)
         return s;
+    for (int i = K - 2; i >= 0 && !s;) {
+        int b = i;
+        while (b >= 0 && !dsv_graph_barrier_at_(g, pl->train, b))
+            b--;
+        if (b < i)
+            run_slices(g, pl, o, x, y, i, b, true);
+        if (!(s = slice_errors(pl)) && b >= 0)
+            s = run_whole(g, pl, o, x, y, b, true);
+        i = b - 1;
+    }
+    if (s)
+        return s;
     double l = 0;
-    for (int t = 0; t < team; t++)
-        l += pl->tloss[t];
+    for (int k = 0; k < T; k++)
+        l += pl->tloss[k];
     *loss = l;
-    for (int t = 1; t < team; t++) /* fixed order: deterministic */
-        add_into(g->dtype, g->gblock, pl->tgrads + (size_t)(t - 1) * gbytes, g->np);
+    size_t gbytes = (size_t)g->np * g->esz;
+    for (int k = 1; k < T; k++) /* fixed order: deterministic */
+        add_into(g->dtype, g->gblock, pl->tgrads + (size_t)(k - 1) * gbytes, g->np);
     for (int i = K - 2; i >= 0; i--)
         if ((s = grads_ready(g, i)))
             return s;

@@ -132,7 +132,7 @@ static inline bool dsv_graph_is_bn_(dsv_op op)
 }
 
 /* Under the batch schedule, training runs batch norm nodes once on the whole
- * batch between two barriers. */
+ * batch, with all threads, between two parallel regions over the slices. */
 static inline bool dsv_graph_barrier_at_(const dsv_graph *g, bool train, int i)
 {
     return train && dsv_graph_is_bn_(g->nodes[i].op);

@@ -250,6 +250,104 @@ static void test_dropout_steps(void **st)
     dsv_tensor_free(&y);
 }
 
+/* What the batch-norm nodes' backward calls saw. */
+typedef struct bn_seen {
+    int calls, min_threads;
+    int64_t min_rows;
+} bn_seen;
+
+static dsv_status bn_probe(dsv_call *c, dsv_backend want, void *user)
+{
+    bn_seen *sn = user;
+    sn->calls++;
+    if (c->nthreads < sn->min_threads)
+        sn->min_threads = c->nthreads;
+    if (c->x->shape[0] < sn->min_rows)
+        sn->min_rows = c->x->shape[0];
+    dsv_backend used;
+    return dsv_backward(c, want, &used);
+}
+
+/* Largest |a - b| over the parameter gradients, against the largest |a|. */
+static double grad_difference(dsv_model *a, dsv_model *b)
+{
+    int64_t n = dsv_model_num_params(a);
+    bool f32 = dsv_model_dtype(a) == DSV_F32;
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double ga = f32 ? ((float *)dsv_model_grads(a))[i] : ((double *)dsv_model_grads(a))[i];
+        double gb = f32 ? ((float *)dsv_model_grads(b))[i] : ((double *)dsv_model_grads(b))[i];
+        worst = fmax(worst, fabs(ga - gb));
+        scale = fmax(scale, fabs(ga));
+    }
+    return worst / scale;
+}
+
+/* Batch norm under the batch schedule runs on the whole batch with every
+ * thread (spatial and 1-D, float32 and float64): its calls get the whole
+ * team and the whole batch, the gradients match the layer schedule's to
+ * rounding, and two runs give the same bits. */
+static void test_batchnorm_all_threads(void **st)
+{
+    (void)st;
+    for (int kind = 0; kind < 2; kind++)
+        for (int f64 = 0; f64 < 2; f64++) {
+            dsv_model_config c = dsv_model_config_default(kind ? DSV_MODEL_FC
+                                                               : DSV_MODEL_RESNET);
+            c.dtype = f64 ? DSV_F64 : DSV_F32;
+            c.input_dim[1] = c.input_dim[2] = 8;
+            c.res_channels = 8;
+            c.res_blocks = 1;
+            c.hidden_dims[0] = 40;
+            c.hidden_dims[1] = 30;
+            c.normalization = DSV_NORM_BATCHNORM;
+            c.seed = 20 + kind;
+            dsv_tensor x, y;
+            eu_data(30 + kind, c.dtype, 16, 3, 8, 8, 10, &x, &y);
+            dsv_model *ml = make(&c, DSV_SCHEDULE_LAYER, 2);
+            dsv_model *mb[2] = {make(&c, DSV_SCHEDULE_BATCH, 2),
+                                make(&c, DSV_SCHEDULE_BATCH, 2)};
+            bn_seen sn = {0, 1 << 30, INT64_MAX};
+            dsv_graph *g = dsv_model_graph(mb[0]);
+            for (int i = 0; i < dsv_graph_num_nodes(g); i++) {
+                dsv_node_desc d;
+                TU_OK(dsv_graph_node_info(g, i, &d, NULL));
+                if (d.op == DSV_OP_BATCHNORM || d.op == DSV_OP_SPATIAL_BATCHNORM)
+                    TU_OK(dsv_graph_set_backward_hook(g, i, bn_probe, &sn));
+            }
+            double ll, lb[2];
+            for (int it = 0; it < 3; it++) {
+                TU_OK(dsv_model_loss(ml, &x, &y, &ll));
+                for (int k = 0; k < 2; k++)
+                    TU_OK(dsv_model_loss(mb[k], &x, &y, &lb[k]));
+                double e = grad_difference(ml, mb[0]);
+                printf("  %s %s step %d: loss %.6f (layer) %.6f (batch), gradients "
+                       "differ by %.2e of the largest\n",
+                       dsv_model_kind_name(c.kind), f64 ? "f64" : "f32", it, ll, lb[0], e);
+                assert_true(e <= (f64 ? 1e-12 : 1e-4));
+                assert_true(fabs(ll - lb[0]) <= (f64 ? 1e-12 : 1e-5) * fabs(ll));
+                assert_true(lb[0] == lb[1]);
+                size_t esz = f64 ? 8 : 4;
+                assert_memory_equal(dsv_model_grads(mb[0]), dsv_model_grads(mb[1]),
+                                    (size_t)dsv_model_num_params(ml) * esz);
+                assert_memory_equal(dsv_model_buffers(mb[0]), dsv_model_buffers(mb[1]),
+                                    (size_t)dsv_model_num_buffers(ml) * esz);
+                eu_sgd(ml, 0.05);
+                eu_sgd(mb[0], 0.05);
+                eu_sgd(mb[1], 0.05);
+            }
+            assert_int_equal(dsv_model_schedule_used(mb[0]), DSV_SCHEDULE_BATCH);
+            assert_true(sn.calls >= 3);
+            assert_int_equal(sn.min_threads, 2);
+            assert_int_equal(sn.min_rows, 16);
+            dsv_model_destroy(ml);
+            dsv_model_destroy(mb[0]);
+            dsv_model_destroy(mb[1]);
+            dsv_tensor_free(&x);
+            dsv_tensor_free(&y);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_auto_schedule),
         cmocka_unit_test(test_errors_in_threads),
         cmocka_unit_test(test_dropout_steps),
+        cmocka_unit_test(test_batchnorm_all_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

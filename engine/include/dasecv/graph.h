@@ -23,7 +23,8 @@
  * the minibatch (views of the full-batch buffers), 1-thread kernels and its
  * own per-node backend state, and sums per-thread parameter gradients in
  * thread order. Batch norm nodes run once on the whole batch between two
- * barriers, so the statistics are the minibatch's; losses and dscores are
+ * parallel regions, their kernels splitting the statistics among all threads
+ * as under "layer", so the statistics are the minibatch's; losses and dscores are
  * weighted by slice / batch size; dropout masks use the sample's batch index.
  * Under "batch" buffers share memory only across those barriers. "auto" times
  * two training passes of each per batch size (parameters, buffers and the
