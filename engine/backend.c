@@ -136,7 +136,7 @@ void dsv_state_free(dsv_state *s)
     s->ptr = NULL;
 }
 
-static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
+static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
                       dsv_backend *used)
 {
     if ((unsigned)want >= DSV_BACKEND_COUNT)
@@ -150,23 +150,37 @@ static dsv_status run(dsv_call *c, bool backward, dsv_backend want,
     if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
         return s;
     dsv_backend b = dsv_pick_backend(c, backward, want);
+    const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
+    if (relu && !k->forward_relu)
+        return dsv_error(DSV_UNSUPPORTED, "%s: backend %s has no fused relu forward",
+                         dsv_op_name(c->op), dsv_backend_name(b));
     if (c->state) {
         if (c->state->ptr && c->state->owner != b)
             dsv_state_free(c->state);
         c->state->owner = b;
     }
-    const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
     if (used)
         *used = b;
-    return backward ? k->backward(c) : k->forward(c);
+    return backward ? k->backward(c) : relu ? k->forward_relu(c) : k->forward(c);
 }
 
 dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used)
 {
-    return run(c, false, want, used);
+    return run(c, false, false, want, used);
 }
 
 dsv_status dsv_backward(dsv_call *c, dsv_backend want, dsv_backend *used)
 {
-    return run(c, true, want, used);
+    return run(c, true, false, want, used);
+}
+
+bool dsv_forward_relu_ok(const dsv_call *c, dsv_backend want)
+{
+    const dsv_backend_table *t = dsv_backend_get(dsv_pick_backend(c, false, want));
+    return t && t->kernels[c->op].forward_relu;
+}
+
+dsv_status dsv_forward_relu(dsv_call *c, dsv_backend want, dsv_backend *used)
+{
+    return run(c, false, true, want, used);
 }

@@ -5,7 +5,8 @@
  * Two kinds of decision exist: the graph's schedule per (batch size,
  * threads), kept in the graph, and the implementation a backend picked by
  * timing per layer configuration, kept process-wide by that backend
- * (backend_table.h, choice_at/choice_set). Backend choice per node under
+ * (backend_table.h, choice_at/choice_set). With them go the fusion patterns
+ * allowed (graph_fuse.c), so a replay fuses as the run that saved it did. Backend choice per node under
  * "auto" is a fixed rule (backend.c), not timed, so it needs no record.
  *
  * What must stay true: applying a plan is all or nothing (the whole text is
@@ -84,6 +85,8 @@ dsv_status dsv_graph_plan_text(dsv_graph *g, char **text)
     sbuf b = {0};
     sb_printf(&b, "%s\nmodel %d %" PRId64 " %016" PRIx64 "\n", PLAN_MAGIC, g->nnodes,
               g->np, fingerprint(g));
+    for (int k = 0; k < DSV_FUSE_COUNT; k++)
+        sb_printf(&b, "fuse %s %s\n", dsv_graph_fuse_name_(k), g->fuse_on[k] ? "on" : "off");
     for (int i = 0; i < g->nauto; i++)
         sb_printf(&b, "schedule %" PRId64 " %d %s\n", g->autoc[i].n, g->autoc[i].threads,
                   dsv_schedule_name(g->autoc[i].choice));
@@ -131,6 +134,7 @@ typedef struct parsed {
     choice_entry *choices;
     int nchoices, cap;
     bool have_model;
+    signed char fuse[DSV_FUSE_COUNT]; /* -1 not given, else on */
 } parsed;
 
 static bool parse_i64(const char *s, int64_t *v, char **end)
@@ -233,6 +237,19 @@ static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
     return DSV_OK;
 }
 
+static dsv_status parse_fuse(parsed *p, const char *rest, const char *src, int line)
+{
+    char name[32], state[8], extra;
+    if (sscanf(rest, "%31s %7s %c", name, state, &extra) != 2 ||
+        (strcmp(state, "on") && strcmp(state, "off")))
+        return bad_line(src, line, "expected 'fuse PATTERN on|off'");
+    int k = dsv_graph_fuse_from_name_(name);
+    if (k < 0)
+        return bad_line(src, line, "unknown fusion pattern (conv_relu, affine_relu)");
+    p->fuse[k] = !strcmp(state, "on");
+    return DSV_OK;
+}
+
 static dsv_status parse_line(const dsv_graph *g, parsed *p, char *s, const char *src,
                              int line)
 {
@@ -258,7 +275,9 @@ static dsv_status parse_line(const dsv_graph *g, parsed *p, char *s, const char 
         return parse_schedule(p, s + 9, src, line);
     if (!strncmp(s, "choice ", 7))
         return parse_choice(p, s + 7, src, line);
-    return bad_line(src, line, "unknown line (model, schedule or choice)");
+    if (!strncmp(s, "fuse ", 5))
+        return parse_fuse(p, s + 5, src, line);
+    return bad_line(src, line, "unknown line (model, schedule, choice or fuse)");
 }
 
 static dsv_status parse(const dsv_graph *g, const char *text, const char *src, parsed *p)
@@ -291,6 +310,7 @@ dsv_status dsv_graph_plan_apply(dsv_graph *g, const char *text, const char *sour
         return dsv_error(DSV_INVALID, "plan: no text");
     const char *src = source ? source : "plan";
     parsed p = {0};
+    memset(p.fuse, -1, sizeof(p.fuse));
     dsv_status s = parse(g, text, src, &p);
     for (int i = 0; i < p.nchoices && !s; i++) {
         const choice_entry *e = &p.choices[i];
@@ -303,6 +323,9 @@ dsv_status dsv_graph_plan_apply(dsv_graph *g, const char *text, const char *sour
             g->autoc[i].choice = p.sched[i].choice;
         }
         g->nauto = p.nsched;
+        for (int k = 0; k < DSV_FUSE_COUNT; k++)
+            if (p.fuse[k] >= 0)
+                g->fuse_on[k] = p.fuse[k];
     }
     free(p.choices);
     return s;

@@ -508,6 +508,7 @@ dsv_status dsv_graph_finalize(dsv_graph *g)
         if (g->params[i].kind == DSV_PARAM_GAMMA)
             fill_block(g->pblock, g->dtype, g->params[i].off, g->params[i].n, 1.0);
     reset_buffers(g);
+    dsv_graph_fuse_pass_(g);
     g->final = true;
     return DSV_OK;
 }

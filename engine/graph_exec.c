@@ -24,6 +24,7 @@
 #include <omp.h>
 
 #include "graph_priv.h"
+#include "internal/backend_table.h"
 #include "internal/rng.h"
 
 /* ---- execution ---------------------------------------------------------------- */
@@ -158,10 +159,37 @@ static bool synced(const ctx *cx, const node *nd)
            dsv_graph_is_bn_(nd->op);
 }
 
+/* The forward of a fused pair (graph_fuse.c): the head's kernel writes
+ * relu(op(x)) into the relu's output; the relu node itself is skipped. */
+static dsv_status fwd_fused(ctx *cx, int i)
+{
+    dsv_graph *g = cx->g;
+    node *nd = &g->nodes[i], *r = &g->nodes[i + 1];
+    dsv_call c;
+    call_tensors t;
+    setup_call(cx, i, &c, &t);
+    t.out = val_view(cx, r->out, false);
+    c.out = &t.out;
+    c.state = &nd->slots[2 * cx->set];
+    dsv_backend used = DSV_BACKEND_NAIVE;
+    dsv_status s = dsv_forward_relu(&c, cx->want, &used);
+    if (s)
+        return dsv_graph_node_error_(s, nd->name);
+    if (cx->set <= 1) {
+        nd->fwd_used = r->fwd_used = used;
+        nd->ran_fwd = r->ran_fwd = true;
+    }
+    return DSV_OK;
+}
+
 static dsv_status fwd_node(ctx *cx, int i)
 {
     dsv_graph *g = cx->g;
     node *nd = &g->nodes[i];
+    if (nd->fused)
+        return fwd_fused(cx, i);
+    if (nd->fuse_head >= 0 && g->nodes[nd->fuse_head].fused)
+        return DSV_OK; /* ran in its head's kernel */
     dsv_call c;
     call_tensors t;
     setup_call(cx, i, &c, &t);
@@ -206,6 +234,10 @@ static dsv_status bwd_node(ctx *cx, int i)
     dsv_call c;
     call_tensors t;
     setup_call(cx, i, &c, &t);
+    /* a fused relu's input was never written: the mask comes from its
+       output, which is positive exactly where the input is */
+    if (nd->fuse_head >= 0 && g->nodes[nd->fuse_head].fused)
+        t.x = val_view(cx, nd->out, false);
     /* no c.out: the output's memory may already hold a gradient by now */
     t.dout = val_view(cx, nd->out, true);
     c.dout = &t.dout;
@@ -468,6 +500,30 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Which fusable pairs run fused: the pattern is allowed and the backend the
+ * head's forward picks (for the calls of this run: the whole batch, or the
+ * batch schedule's first slice) offers forward_relu. */
+static void decide_fusion(dsv_graph *g, const plan *pl, const dsv_exec_options *o,
+                          const dsv_tensor *x, int threads)
+{
+    ctx cx = {.g = g, .pl = pl, .x = x, .n0 = 0, .nr = pl->n, .nthreads = threads,
+              .train = pl->train, .want = o->backend};
+    if (pl->batch) {
+        cx.nr = pl->n / pl->threads;
+        cx.nthreads = 1;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        node *nd = &g->nodes[i];
+        nd->fused = false;
+        if (nd->fuse_pattern < 0 || !g->fuse_on[nd->fuse_pattern])
+            continue;
+        dsv_call c;
+        call_tensors t;
+        setup_call(&cx, i, &c, &t);
+        nd->fused = dsv_forward_relu_ok(&c, o->backend);
+    }
+}
+
 static dsv_status run(dsv_graph *g, const dsv_exec_options *o, dsv_schedule sched,
                       bool train, const dsv_tensor *x, const dsv_tensor *y, double *loss)
 {
@@ -479,6 +535,7 @@ static dsv_status run(dsv_graph *g, const dsv_exec_options *o, dsv_schedule sche
     if (s || (s = dsv_graph_plan_get_(g, n, train, batch, T, &pl)))
         return s;
     g->last = pl;
+    decide_fusion(g, pl, o, x, batch ? 1 : all_threads(o));
     if (train)
         memset(g->gblock, 0, (size_t)g->np * g->esz);
     /* Under the layer schedule every kernel gets all threads, also for a

@@ -160,10 +160,18 @@ static dsv_status plan_make(dsv_graph *g, int64_t n, bool train, bool batch, int
         if (!rows_bytes(g, n, val->row, &sz))
             goto toobig;
         int prod = val->producer;
+        /* a fused relu's output is written at its head's step and read (for
+           the mask) at the relu's backward step */
+        int fh = prod >= 0 ? g->nodes[prod].fuse_head : -1;
+        if (fh >= 0)
+            prod = fh;
         if (train) {
-            bufs[nb] = (pbuf){sz, 0, prod, bstep(K, val->first_use)};
+            int end = bstep(K, val->first_use);
+            if (fh >= 0 && end < bstep(K, fh + 1))
+                end = bstep(K, fh + 1);
+            bufs[nb] = (pbuf){sz, 0, prod, end};
             who[nb++] = v;
-            bufs[nb] = (pbuf){sz, 0, bstep(K, val->last_use), bstep(K, prod)};
+            bufs[nb] = (pbuf){sz, 0, bstep(K, val->last_use), bstep(K, val->producer)};
             who[nb++] = V + v;
         } else {
             int end = val->last_use == g->loss_node ? K : val->last_use;

@@ -27,6 +27,9 @@
 #include "internal/graph_hooks.h"
 
 #define MAX_PLANS 8
+
+/* Fusion patterns (graph_fuse.c). */
+enum { DSV_FUSE_CONV_RELU = 0, DSV_FUSE_AFFINE_RELU, DSV_FUSE_COUNT };
 #define MAX_AUTO 16
 
 typedef enum val_kind { VAL_INPUT, VAL_LABELS, VAL_NODE } val_kind;
@@ -69,6 +72,11 @@ typedef struct node {
                           backend differs from the forward's */
     dsv_backward_hook hook;
     void *hook_user;
+    /* fusion (graph_fuse.c): at a head, its dsv_fuse_pattern or -1; at a
+       relu fused into the node before, that node's index, else -1; fused:
+       this head's pair runs fused in the current run */
+    int fuse_pattern, fuse_head;
+    bool fused;
 } node;
 
 /* Per-thread failure, reported by the caller's thread after the region. */
@@ -123,6 +131,7 @@ struct dsv_graph {
     dsv_dist_hooks dist;
     bool has_dist;
     int64_t global_batch; /* 0: each call's rows */
+    bool fuse_on[DSV_FUSE_COUNT]; /* patterns allowed to fuse (the plan's) */
 };
 
 static inline bool dsv_graph_is_bn_(dsv_op op)
@@ -144,6 +153,13 @@ dsv_status dsv_graph_node_error_(dsv_status s, const char *name);
 /* View of parameter i in a block laid out as the parameters (values or
  * gradients); a zeroed tensor for a bad index or a missing block. */
 dsv_tensor dsv_graph_block_view_(const dsv_graph *g, char *blk, int i);
+
+/* graph_fuse.c */
+/* Marks the fusable pairs and sets the patterns' defaults (finalize). */
+void dsv_graph_fuse_pass_(dsv_graph *g);
+const char *dsv_graph_fuse_name_(int pattern);
+/* The pattern named name, or -1. */
+int dsv_graph_fuse_from_name_(const char *name);
 
 /* graph_plan.c */
 /* The plan for (n, train, batch, threads), made on first use and cached (the

@@ -21,6 +21,9 @@ typedef struct dsv_kernel {
     bool (*supports)(const dsv_call *c, bool backward);
     dsv_status (*forward)(dsv_call *c);
     dsv_status (*backward)(dsv_call *c);
+    /* The forward followed by relu, applied tile by tile as the output is
+       written (the graph's fused nodes); NULL where not offered. */
+    dsv_status (*forward_relu)(dsv_call *c);
 } dsv_kernel;
 
 typedef struct dsv_backend_table {
@@ -42,5 +45,12 @@ typedef struct dsv_backend_table {
 
 /* NULL if the backend is not built in. */
 const dsv_backend_table *dsv_backend_get(dsv_backend b);
+
+/* Whether the backend dsv_forward would pick for c offers forward_relu. */
+bool dsv_forward_relu_ok(const dsv_call *c, dsv_backend want);
+/* dsv_forward with relu applied to the output in the kernel's epilogue:
+ * out = relu(op(x)), the same values as the op and then relu. The picked
+ * backend must offer it (dsv_forward_relu_ok); DSV_UNSUPPORTED otherwise. */
+dsv_status dsv_forward_relu(dsv_call *c, dsv_backend want, dsv_backend *used);
 
 #endif

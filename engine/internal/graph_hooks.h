@@ -1,6 +1,7 @@
 /*
  * Test hooks of the graph engine: the tests use them to break a node's
- * backward on purpose and see the gradient checks fail. Not installed.
+ * backward on purpose and see the gradient checks fail, and to switch
+ * fusion and see whether it happened. Not installed.
  */
 #ifndef DASECV_INTERNAL_GRAPH_HOOKS_H
 #define DASECV_INTERNAL_GRAPH_HOOKS_H
@@ -13,5 +14,11 @@ typedef dsv_status (*dsv_backward_hook)(dsv_call *c, dsv_backend want,
                                         void *user);
 dsv_status dsv_graph_set_backward_hook(dsv_graph *g, int node,
                                        dsv_backward_hook fn, void *user);
+
+/* Allows or forbids fusing one pattern (0 conv+relu, 1 affine+relu; -1:
+ * all), as a plan's "fuse" lines do. */
+void dsv_graph_set_fusion(dsv_graph *g, int pattern, bool on);
+/* Whether node i (a head or its relu) ran fused in the last run. */
+bool dsv_graph_node_fused(const dsv_graph *g, int i);
 
 #endif

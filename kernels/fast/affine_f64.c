@@ -7,7 +7,7 @@
  */
 #include "fast.h"
 
-dsv_status dsv_fast_affine_forward_f64(dsv_call *c)
+static dsv_status forward(dsv_call *c, bool relu)
 {
     int64_t N = c->x->shape[0], D = c->w->shape[0], M = c->w->shape[1];
     const double *b = c->b->data;
@@ -17,8 +17,13 @@ dsv_status dsv_fast_affine_forward_f64(dsv_call *c)
             out[i * M + j] = b[j];
     dsv_fast_dgemm(false, false, N, M, D, c->x->data, D, c->w->data, M, 1.0, out, M,
                    dsv_fast_nthreads(c));
+    if (relu)
+        dsv_fast_relu_tile_f64(out, N * M);
     return DSV_OK;
 }
+
+dsv_status dsv_fast_affine_forward_f64(dsv_call *c) { return forward(c, false); }
+dsv_status dsv_fast_affine_forward_relu_f64(dsv_call *c) { return forward(c, true); }
 
 dsv_status dsv_fast_affine_backward_f64(dsv_call *c)
 {

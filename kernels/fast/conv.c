@@ -13,6 +13,8 @@
  * with a threaded sgemm. dw/db partial sums are per thread and added in
  * thread order, so results are deterministic for a given thread count. A
  * 1x1, stride 1, unpadded convolution uses x_n itself as the column matrix.
+ * The relu forward applies relu to each block of output rows right after its
+ * product, while the block is in cache.
  * Most layers go to the direct kernels of conv_direct.c instead; this path
  * remains for the rest (see dsv_fast_conv_direct_ok) and for CPUs without AVX2.
  */
@@ -229,7 +231,7 @@ static int64_t fwd_chunk_rows(const conv_geom *g)
  * Direct 1x1 convs fill out_n with the bias and accumulate onto it. */
 static void forward_images(const conv_geom *g, const float *x, const float *w,
                            const float *wb, const float *b, float *out,
-                           float *col, int64_t n0, int64_t n1, int gemm_nt)
+                           float *col, int64_t n0, int64_t n1, int gemm_nt, bool relu)
 {
     int64_t rows = fwd_chunk_rows(g);
     for (int64_t n = n0; n < n1; n++) {
@@ -246,6 +248,8 @@ static void forward_images(const conv_geom *g, const float *x, const float *w,
                     col[g->K * pc + i] = 1.0f;
                 dsv_fast_sgemm(false, false, g->F, pc, g->K + 1, wb, g->K + 1, col,
                                pc, 0.0f, on + oh * g->Wo, g->P, gemm_nt);
+                for (int64_t f = 0; relu && f < g->F; f++)
+                    dsv_fast_relu_tile(on + f * g->P + oh * g->Wo, pc);
             }
             continue;
         }
@@ -254,13 +258,15 @@ static void forward_images(const conv_geom *g, const float *x, const float *w,
                 on[f * g->P + i] = b[f];
         dsv_fast_sgemm(false, false, g->F, g->P, g->K, w, g->K, xn, g->P, 1.0f,
                        on, g->P, gemm_nt);
+        if (relu)
+            dsv_fast_relu_tile(on, g->F * g->P);
     }
 }
 
-dsv_status dsv_fast_conv_forward(dsv_call *c)
+static dsv_status forward(dsv_call *c, bool relu)
 {
     if (dsv_fast_conv_direct_ok(c, false))
-        return dsv_fast_conv_direct_forward(c);
+        return relu ? dsv_fast_conv_direct_forward_relu(c) : dsv_fast_conv_direct_forward(c);
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);
     bool by_image = nt > 1 && g.N >= nt;
@@ -286,18 +292,25 @@ dsv_status dsv_fast_conv_forward(dsv_call *c)
     const float *x = c->x->data, *w = c->w->data, *b = c->b->data;
     float *out = c->out->data;
     if (!by_image) {
-        forward_images(&g, x, w, wb, b, out, scratch, 0, g.N, nt);
+        forward_images(&g, x, w, wb, b, out, scratch, 0, g.N, nt, relu);
     } else {
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
             forward_images(&g, x, w, wb, b, out, scratch ? scratch + per * (size_t)t : NULL,
-                           g.N * t / n, g.N * (t + 1) / n, 1);
+                           g.N * t / n, g.N * (t + 1) / n, 1, relu);
         }
     }
     if (scratch)
         dsv_fast_scratch_release(c, scratch);
     return DSV_OK;
+}
+
+dsv_status dsv_fast_conv_forward(dsv_call *c) { return forward(c, false); }
+
+dsv_status dsv_fast_conv_forward_relu(dsv_call *c)
+{
+    return c->x->dtype == DSV_F64 ? dsv_fast_conv_forward_relu_f64(c) : forward(c, true);
 }
 
 /* Per-thread buffers of the backward pass. */

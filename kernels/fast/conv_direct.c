@@ -534,6 +534,7 @@ typedef struct fwd_job {
     const int64_t *off;
     float *out;
     int64_t chunks; /* row chunks per image */
+    bool relu;      /* relu on each item's rows once they are written */
 } fwd_job;
 
 /* Work item it of N * chunks (image, chunk of output rows), with t this
@@ -557,9 +558,11 @@ AVX2 static void fwd_item(const fwd_job *jb, int64_t it, float *t, int64_t *last
         fwd_block_any(mb, g, jb->wp + f0 * g->K, t, jb->off, jb->b + f0, on + f0 * g->P,
                       oh0, oh1, &rm);
     }
+    for (int64_t f = 0; jb->relu && f < g->F; f++)
+        dsv_fast_relu_tile(on + f * g->P + oh0 * g->Wo, (oh1 - oh0) * g->Wo);
 }
 
-dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
+static dsv_status direct_forward(dsv_call *c, bool relu)
 {
     dgeom g = dgeom_of(c);
     int nt = dsv_fast_nthreads(c);
@@ -583,7 +586,7 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
     int64_t off[DIRECT_KMAX];
     tap_offsets(&g, off);
     fwd_job jb = {&g, c->x->data, c->b->data, wp, off, c->out->data,
-                  g.N >= nt ? 1 : nt};
+                  g.N >= nt ? 1 : nt, relu};
     int64_t items = g.N * jb.chunks;
     if (nt == 1) {
         float *t = scratch + nwp;
@@ -607,6 +610,13 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
     }
     dsv_fast_scratch_release(c, scratch);
     return DSV_OK;
+}
+
+dsv_status dsv_fast_conv_direct_forward(dsv_call *c) { return direct_forward(c, false); }
+
+dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c)
+{
+    return direct_forward(c, true);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -829,6 +839,12 @@ dsv_status dsv_fast_conv_direct_backward(dsv_call *c)
 #else /* !HAVE_DIRECT */
 
 dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
+{
+    (void)c;
+    return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
+}
+
+dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c)
 {
     (void)c;
     return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");

@@ -137,7 +137,7 @@ static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
  * im2col the bias rides in the product (a last row of ones in col, wb =
  * [w | b]); direct 1x1 convs fill out_n with the bias and accumulate. */
 static void forward_images(const conv_geom *g, const dsv_call *c, const double *wb,
-                           double *col, int64_t n0, int64_t n1, int gemm_nt)
+                           double *col, int64_t n0, int64_t n1, int gemm_nt, bool relu)
 {
     const double *x = c->x->data, *w = c->w->data, *b = c->b->data;
     double *out = c->out->data;
@@ -151,6 +151,8 @@ static void forward_images(const conv_geom *g, const dsv_call *c, const double *
                     on[f * g->P + i] = b[f];
             dsv_fast_dgemm(false, false, g->F, g->P, g->K, w, g->K, xn, g->P, 1.0,
                            on, g->P, gemm_nt);
+            if (relu)
+                dsv_fast_relu_tile_f64(on, g->F * g->P);
             continue;
         }
         for (int64_t oh = 0; oh < g->Ho; oh += rows) {
@@ -161,11 +163,13 @@ static void forward_images(const conv_geom *g, const dsv_call *c, const double *
                 col[g->K * pc + i] = 1.0;
             dsv_fast_dgemm(false, false, g->F, pc, g->K + 1, wb, g->K + 1, col, pc,
                            0.0, on + oh * g->Wo, g->P, gemm_nt);
+            for (int64_t f = 0; relu && f < g->F; f++)
+                dsv_fast_relu_tile_f64(on + f * g->P + oh * g->Wo, pc);
         }
     }
 }
 
-dsv_status dsv_fast_conv_forward_f64(dsv_call *c)
+static dsv_status forward(dsv_call *c, bool relu)
 {
     conv_geom g = geom_of(c);
     int nt = dsv_fast_nthreads(c);
@@ -188,19 +192,22 @@ dsv_status dsv_fast_conv_forward_f64(dsv_call *c)
         }
     }
     if (!by_image) {
-        forward_images(&g, c, wb, scratch, 0, g.N, nt);
+        forward_images(&g, c, wb, scratch, 0, g.N, nt, relu);
     } else {
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
             forward_images(&g, c, wb, scratch ? scratch + per * (size_t)t : NULL,
-                           g.N * t / n, g.N * (t + 1) / n, 1);
+                           g.N * t / n, g.N * (t + 1) / n, 1, relu);
         }
     }
     if (scratch)
         dsv_fast_scratch_release(c, scratch);
     return DSV_OK;
 }
+
+dsv_status dsv_fast_conv_forward_f64(dsv_call *c) { return forward(c, false); }
+dsv_status dsv_fast_conv_forward_relu_f64(dsv_call *c) { return forward(c, true); }
 
 /* ---- backward ------------------------------------------------------------ */
 

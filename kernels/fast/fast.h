@@ -93,7 +93,25 @@ static inline void dsv_fast_share(int64_t n, int t, int nth, int64_t *i0,
     *i1 = n * (t + 1) / nth;
 }
 
-/* Kernels, one op per file. */
+/* The relu epilogue of the fused forwards: p[i] = p[i] > 0 ? p[i] : 0 (a
+ * NaN gives 0), the fast relu's comparison, on a tile just written. */
+static inline void dsv_fast_relu_tile(float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        p[i] = p[i] > 0 ? p[i] : 0.0f;
+}
+
+static inline void dsv_fast_relu_tile_f64(double *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        p[i] = p[i] > 0 ? p[i] : 0.0;
+}
+
+/* Kernels, one op per file. The *_relu forwards are the op followed by relu,
+ * the relu applied to each output tile while it is still in cache (the
+ * graph's fused nodes); f32 and f64 by x's dtype. */
+dsv_status dsv_fast_affine_forward_relu(dsv_call *c);
+dsv_status dsv_fast_conv_forward_relu(dsv_call *c);
 dsv_status dsv_fast_affine_forward(dsv_call *c);
 dsv_status dsv_fast_affine_backward(dsv_call *c);
 dsv_status dsv_fast_relu_forward(dsv_call *c);
@@ -108,6 +126,7 @@ bool dsv_fast_conv_direct_ok(const dsv_call *c, bool backward);
  * of the im2col path. Not thread safe, like dsv_fast_set_isa. */
 void dsv_fast_conv_set_direct(bool allowed);
 dsv_status dsv_fast_conv_direct_forward(dsv_call *c);
+dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c);
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c);
 dsv_status dsv_fast_max_pool_forward(dsv_call *c);
 dsv_status dsv_fast_max_pool_backward(dsv_call *c);
@@ -133,10 +152,12 @@ dsv_status dsv_fast_svm_loss(dsv_call *c);
 
 /* ---- f64: float64 kernels, one file per op (*_f64.c) ---------------------- */
 dsv_status dsv_fast_affine_forward_f64(dsv_call *c);
+dsv_status dsv_fast_affine_forward_relu_f64(dsv_call *c);
 dsv_status dsv_fast_affine_backward_f64(dsv_call *c);
 dsv_status dsv_fast_relu_forward_f64(dsv_call *c);
 dsv_status dsv_fast_relu_backward_f64(dsv_call *c);
 dsv_status dsv_fast_conv_forward_f64(dsv_call *c);
+dsv_status dsv_fast_conv_forward_relu_f64(dsv_call *c);
 dsv_status dsv_fast_conv_backward_f64(dsv_call *c);
 dsv_status dsv_fast_max_pool_forward_f64(dsv_call *c);
 dsv_status dsv_fast_max_pool_backward_f64(dsv_call *c);

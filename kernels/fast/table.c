@@ -36,9 +36,10 @@ const dsv_backend_table dsv_fast_table = {
     .dtypes = (1u << DSV_F32) | (1u << DSV_F64),
     .state_free = dsv_fast_state_free,
     .kernels = {
-        [DSV_OP_AFFINE] = {NULL, affine_forward, affine_backward},
+        [DSV_OP_AFFINE] = {NULL, affine_forward, affine_backward,
+                           dsv_fast_affine_forward_relu},
         [DSV_OP_RELU] = {NULL, relu_forward, relu_backward},
-        [DSV_OP_CONV] = {NULL, conv_forward, conv_backward},
+        [DSV_OP_CONV] = {NULL, conv_forward, conv_backward, dsv_fast_conv_forward_relu},
         [DSV_OP_MAX_POOL] = {NULL, max_pool_forward, max_pool_backward},
         /* avg_pool's kernels take both dtypes themselves */
         [DSV_OP_AVG_POOL] = {NULL, dsv_fast_avg_pool_forward,

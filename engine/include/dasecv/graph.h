@@ -243,6 +243,10 @@ DSV_API void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
  *     model <nodes> <parameter values> <fingerprint of the nodes, hex>
  *     schedule <batch size> <threads> layer|batch
  *     choice <backend> <key,key,...> <implementation name>
+ *     fuse conv_relu|affine_relu on|off
+ * (fuse: whether a conv or affine node followed by its only reader, a relu,
+ * may run as one fused node on backends that offer it; the values are the
+ * same either way. A plan without fuse lines keeps the graph's defaults.)
  * *text is malloc'ed; the caller frees it. */
 DSV_API dsv_status dsv_graph_plan_text(dsv_graph *g, char **text);
 /* Checks the whole text first (`source` names it in messages: "FILE:LINE:

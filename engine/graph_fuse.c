@@ -1,0 +1,91 @@
+/*
+ * Fused sandwiches: a planning pass that finds conv -> relu and affine ->
+ * relu pairs the executor may run as one node, and the per-run decision.
+ *
+ * A pair fuses when the relu is the very next node, reads the conv's (or
+ * affine's) output as its only input and is that output's only consumer, so
+ * nothing else reads the intermediate tensor. Running fused, the head's
+ * kernel writes relu(op(x)) straight into the relu's output (the relu
+ * applied tile by tile while the tile is in cache: forward_relu in the
+ * backend table), the relu's forward is skipped, and the relu's backward
+ * takes its mask from that output (y > 0 exactly where op(x) > 0), so values
+ * and gradients are the unfused chain's, bit for bit. A following max pool
+ * runs as its own node on the relu's output.
+ *
+ * What must stay true: fusion is an execution detail. Nodes, parameters,
+ * checkpoints and model files do not change; whether a pattern may fuse is
+ * a flag per pattern (defaults measured in bench/RESULTS.md, DASECV_FUSE=0
+ * turns all off) carried in the execution plan; a pair fuses in a run only
+ * when the head's picked backend offers forward_relu, and the memory plan
+ * keeps the relu's output alive from the head's step to the relu's backward
+ * whether or not a run fuses.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_priv.h"
+#include "internal/backend_table.h"
+
+static const char *const fuse_names[DSV_FUSE_COUNT] = {"conv_relu", "affine_relu"};
+_Static_assert(sizeof(fuse_names) / sizeof(fuse_names[0]) == DSV_FUSE_COUNT,
+               "a name per fusion pattern");
+
+/* Patterns on by default: where fusing measured faster (bench/RESULTS.md,
+ * "Fused sandwiches"). */
+static const bool fuse_default[DSV_FUSE_COUNT] = {true, true};
+
+const char *dsv_graph_fuse_name_(int pattern)
+{
+    return pattern >= 0 && pattern < DSV_FUSE_COUNT ? fuse_names[pattern] : "unknown";
+}
+
+int dsv_graph_fuse_from_name_(const char *name)
+{
+    for (int k = 0; k < DSV_FUSE_COUNT; k++)
+        if (!strcmp(name, fuse_names[k]))
+            return k;
+    return -1;
+}
+
+void dsv_graph_fuse_pass_(dsv_graph *g)
+{
+    const char *env = getenv("DASECV_FUSE");
+    bool off = env && !strcmp(env, "0");
+    for (int k = 0; k < DSV_FUSE_COUNT; k++)
+        g->fuse_on[k] = !off && fuse_default[k];
+    for (int i = 0; i < g->nnodes; i++) {
+        g->nodes[i].fuse_pattern = -1;
+        g->nodes[i].fuse_head = -1;
+        g->nodes[i].fused = false;
+    }
+    for (int i = 0; i + 1 < g->nnodes; i++) {
+        node *h = &g->nodes[i], *r = &g->nodes[i + 1];
+        if ((h->op != DSV_OP_CONV && h->op != DSV_OP_AFFINE) || r->op != DSV_OP_RELU ||
+            h->fuse_head >= 0)
+            continue;
+        const value *a = &g->vals[h->out];
+        if (r->in[0] != h->out || r->in[1] >= 0 || a->first_use != i + 1 ||
+            a->last_use != i + 1)
+            continue;
+        h->fuse_pattern = h->op == DSV_OP_CONV ? DSV_FUSE_CONV_RELU : DSV_FUSE_AFFINE_RELU;
+        r->fuse_head = i;
+    }
+}
+
+void dsv_graph_set_fusion(dsv_graph *g, int pattern, bool on)
+{
+    if (pattern < 0) {
+        for (int k = 0; k < DSV_FUSE_COUNT; k++)
+            g->fuse_on[k] = on;
+    } else if (pattern < DSV_FUSE_COUNT) {
+        g->fuse_on[pattern] = on;
+    }
+}
+
+bool dsv_graph_node_fused(const dsv_graph *g, int i)
+{
+    if (i < 0 || i >= g->nnodes)
+        return false;
+    const node *nd = &g->nodes[i];
+    return nd->fuse_head >= 0 ? g->nodes[nd->fuse_head].fused : nd->fused;
+}
