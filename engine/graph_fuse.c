@@ -14,8 +14,8 @@
  *
  * What must stay true: fusion is an execution detail. Nodes, parameters,
  * checkpoints and model files do not change; whether a pattern may fuse is
- * a flag per pattern (defaults measured in bench/RESULTS.md, DASECV_FUSE=0
- * turns all off) carried in the execution plan; a pair fuses in a run only
+ * a flag per pattern (defaults measured in bench/RESULTS.md; DASECV_FUSE=0
+ * or 1 at graph finalize turns all off or on) carried in the execution plan; a pair fuses in a run only
  * when the head's picked backend offers forward_relu, and the memory plan
  * keeps the relu's output alive from the head's step to the relu's backward
  * whether or not a run fuses.
@@ -31,8 +31,9 @@ _Static_assert(sizeof(fuse_names) / sizeof(fuse_names[0]) == DSV_FUSE_COUNT,
                "a name per fusion pattern");
 
 /* Patterns on by default: where fusing measured faster (bench/RESULTS.md,
- * "Fused sandwiches"). */
-static const bool fuse_default[DSV_FUSE_COUNT] = {true, true};
+ * "Fused sandwiches"). Neither did consistently on the development VM, so
+ * both are off unless a plan or DASECV_FUSE=1 turns them on. */
+static const bool fuse_default[DSV_FUSE_COUNT] = {false, false};
 
 const char *dsv_graph_fuse_name_(int pattern)
 {
@@ -50,9 +51,10 @@ int dsv_graph_fuse_from_name_(const char *name)
 void dsv_graph_fuse_pass_(dsv_graph *g)
 {
     const char *env = getenv("DASECV_FUSE");
-    bool off = env && !strcmp(env, "0");
     for (int k = 0; k < DSV_FUSE_COUNT; k++)
-        g->fuse_on[k] = !off && fuse_default[k];
+        g->fuse_on[k] = env && !strcmp(env, "0")   ? false
+                        : env && !strcmp(env, "1") ? true
+                                                   : fuse_default[k];
     for (int i = 0; i < g->nnodes; i++) {
         g->nodes[i].fuse_pattern = -1;
         g->nodes[i].fuse_head = -1;

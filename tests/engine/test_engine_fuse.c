@@ -50,6 +50,7 @@ static bool fused_matches_unfused(int shape, dsv_dtype dt, dsv_backend be,
 {
     int head;
     dsv_graph *gf = build(shape, dt, &head), *gu = build(shape, dt, &head);
+    dsv_graph_set_fusion(gf, -1, true);
     dsv_graph_set_fusion(gu, -1, false);
     tu_rng rng = {11};
     dsv_tensor x = tu_randn(&rng, dt, 4, (int64_t[]){6, 3, 8, 8}, 1.0);
@@ -137,8 +138,13 @@ static void test_plan_records_fusion(void **st)
     dsv_graph *g = build(SHAPE_CONV_RELU, DSV_F32, &head);
     char *text;
     TU_OK(dsv_graph_plan_text(g, &text));
+    /* the measured defaults: off */
+    assert_non_null(strstr(text, "fuse conv_relu off\n"));
+    assert_non_null(strstr(text, "fuse affine_relu off\n"));
+    dsv_graph_set_fusion(g, -1, true);
+    free(text);
+    TU_OK(dsv_graph_plan_text(g, &text));
     assert_non_null(strstr(text, "fuse conv_relu on\n"));
-    assert_non_null(strstr(text, "fuse affine_relu on\n"));
     size_t n = strlen(text);
     char *off = malloc(n + 64);
     assert_non_null(off);
