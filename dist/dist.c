@@ -235,13 +235,24 @@ static dsv_status grads_done(void *user, double *loss)
     dsv_dist *d = user;
     for (int i = 0; i < d->nb; i++) /* a parameter no node wrote: final now */
         d->b[i].pending = 0;
-    dsv_status st = start_ready(d);
+    /* Buckets that become final only now have no backward left to hide
+       behind: they are summed with the blocking MPI_Allreduce, which Open
+       MPI runs with its tuned algorithms (about twice as fast as the
+       non-blocking collectives' for a few MB on one host). */
+    dsv_status st = DSV_OK;
     double t0 = now_s();
     wait_begin(d);
-    for (int i = 0; i < d->nb && !st; i++) {
+    for (int i = 0; i < d->next_start && !st; i++) {
         int rc = MPI_Wait(&d->b[i].req, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
             st = mpi_error(rc, "MPI_Wait (gradients)");
+    }
+    size_t esz = dsv_dtype_size(d->dtype);
+    for (int i = d->next_start; i < d->nb && !st; i++) {
+        int rc = MPI_Allreduce(MPI_IN_PLACE, d->gblock + (size_t)d->b[i].off * esz,
+                               (int)d->b[i].n, mpi_type(d), MPI_SUM, d->grads);
+        if (rc != MPI_SUCCESS)
+            st = mpi_error(rc, "MPI_Allreduce (gradients)");
     }
     int rc = st ? MPI_SUCCESS
                 : MPI_Allreduce(MPI_IN_PLACE, loss, 1, MPI_DOUBLE, MPI_SUM, d->stats);

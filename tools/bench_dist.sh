@@ -1,37 +1,74 @@
 #!/usr/bin/env bash
-# Data-parallel throughput on this machine: images/s of 1 process x 1 thread,
-# 1 x 2 threads and 2 ranks x 1 thread, the gradient wait per step left after
-# backward (default buckets, and one bucket: no overlap), for a model. Each
-# configuration runs REPS times (3) and the fastest run is shown, with its
-# wait: on a shared machine the other runs measure the neighbours.
+# Data-parallel throughput on this machine, for a model at batch B (50):
+#   1 process x 1 thread and x 2 threads;
+#   2 ranks x 1 thread at global batch B (the same training: strong scaling),
+#     with 1 MiB buckets and with one bucket (no overlap);
+#   1 process x 1 thread at batch B/2 (what each of those ranks computes);
+#   2 ranks x 1 thread at global batch 2B (B per rank: weak scaling).
+# The configurations run in interleaved rounds (REPS, default 5), so that a
+# slow stretch of a shared machine hits all of them alike; each cell is the
+# median over the rounds, with the gradient wait per step after backward.
 #   tools/bench_dist.sh DATA [MODEL] [TRAIN_SIZE] [extra dasecv train options]
-# e.g. tools/bench_dist.sh cifar10:DIR threelayer 2000
-# Uses build/cli/dasecv; as root mpirun needs --allow-run-as-root.
+# e.g. tools/bench_dist.sh cifar10:DIR threelayer 4000
+# Uses build/cli/dasecv (DASECV=...); as root mpirun needs --allow-run-as-root.
 set -euo pipefail
-data=$1 model=${2:-threelayer} n=${3:-2000}
-shift $(( $# < 3 ? $# : 3 ))
+data=$1 model=${2:-threelayer} n=${3:-4000}
+shift $(($# < 3 ? $# : 3))
 exe=${DASECV:-build/cli/dasecv}
+B=${BATCH:-50}
+reps=${REPS:-5}
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
-common=(train --data "$data" --model "$model" --train-size "$n" --batch-size 50
-        --num-epochs 1 --num-train-samples 100 --num-val-samples 100 --json "$@")
-ips() { sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p'; }
-reps=${REPS:-3}
-run() { # label, command...
-  local label=$1; shift
-  local best=0 bwait=- out wait err
-  err=$(mktemp)
-  for ((i = 0; i < reps; i++)); do
-    out=$("$@" 2>"$err" | ips)
+common=(train --data "$data" --model "$model" --train-size "$n" --num-epochs 1
+        --num-train-samples 100 --num-val-samples 100 --json --threads 1 "$@")
+
+labels=("1 process x 1 thread, batch $B"
+        "1 process x 2 threads, batch $B"
+        "2 ranks x 1 thread, batch $B, 1 MiB buckets"
+        "2 ranks x 1 thread, batch $B, one bucket"
+        "1 process x 1 thread, batch $((B / 2))"
+        "2 ranks x 1 thread, batch $((2 * B)) ($B per rank)")
+run_config() { # index -> "images/s wait_ms"
+    local out err
+    err=$(mktemp)
+    case $1 in
+    0) out=$("$exe" "${common[@]}" --batch-size "$B" 2>"$err") ;;
+    1) out=$("$exe" "${common[@]}" --batch-size "$B" --threads 2 2>"$err") ;;
+    2) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size "$B" --bucket-mb 1 2>"$err") ;;
+    3) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size "$B" --bucket-mb 4096 2>"$err") ;;
+    4) out=$("$exe" "${common[@]}" --batch-size $((B / 2)) 2>"$err") ;;
+    5) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size $((2 * B)) 2>"$err") ;;
+    esac
+    local ips wait
+    ips=$(sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p' <<<"$out")
     wait=$(sed -n 's/.*waited \([0-9.]*\) ms per step.*/\1/p' "$err")
-    if awk "BEGIN { exit !($out > $best) }"; then best=$out bwait=${wait:--}; fi
-  done
-  printf '%-34s %10s %12s\n' "$label" "$best" "$bwait"
-  rm -f "$err"
+    rm -f "$err"
+    echo "${ips:-0} ${wait:--}"
 }
-printf '%-34s %10s %12s\n' "$model, batch 50" "images/s" "wait_ms/step"
-run "1 process x 1 thread" "$exe" "${common[@]}" --threads 1
-run "1 process x 2 threads" "$exe" "${common[@]}" --threads 2
-for mb in 0.25 1 4; do
-  run "2 ranks x 1 thread, bucket ${mb} MiB" "${mpirun[@]}" -np 2 "$exe" "${common[@]}" --threads 1 --bucket-mb "$mb"
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+declare -A ips waits
+for ((r = 0; r < reps; r++)); do
+    for i in "${!labels[@]}"; do
+        read -r a w < <(run_config "$i")
+        ips[$i]+="$a "
+        waits[$i]+="$w "
+    done
 done
-run "2 ranks x 1 thread, one bucket" "${mpirun[@]}" -np 2 "$exe" "${common[@]}" --threads 1 --bucket-mb 4096
+echo "$model, $reps interleaved rounds, medians; $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| %s | %s | %s |\n|---|---:|---:|\n' configuration images/s "wait ms/step"
+declare -A med
+for i in "${!labels[@]}"; do
+    med[$i]=$(tr ' ' '\n' <<<"${ips[$i]}" | grep . | median)
+    wm=-
+    if tr ' ' '\n' <<<"${waits[$i]}" | grep -q '^[0-9]'; then
+        wm=$(tr ' ' '\n' <<<"${waits[$i]}" | grep '^[0-9]' | median)
+    fi
+    printf '| %s | %s | %s |\n' "${labels[$i]}" "${med[$i]}" "$wm"
+done
+awk -v one="${med[0]}" -v two="${med[1]}" -v s1="${med[2]}" -v s2="${med[3]}" -v h="${med[4]}" \
+    -v w="${med[5]}" 'BEGIN {
+    printf "threads: 2 threads / 1 thread = %.2f\n", two / one
+    printf "strong scaling (same batch), 2 ranks / (2 x 1 rank): %.0f%% (1 MiB buckets), %.0f%% (one bucket)\n", 100 * s1 / (2 * one), 100 * s2 / (2 * one)
+    printf "  against 2 x the rate at the per-rank batch (B/2): %.0f%%, %.0f%%\n", 100 * s1 / (2 * h), 100 * s2 / (2 * h)
+    printf "weak scaling (same batch per rank), 2 ranks / (2 x 1 rank): %.0f%%\n", 100 * w / (2 * one)
+}'
