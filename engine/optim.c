@@ -15,6 +15,7 @@
 
 #include "dasecv/solver.h"
 #include "internal/check.h"
+#include "internal/optim.h"
 
 /* Below this many values a parallel region costs more than it saves. */
 #define PARALLEL_MIN 32768
@@ -181,7 +182,9 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     const T wi = w[i] - lr * (mi / c1) / (SQRT(vi / c2) + eps)
 
 /* The two loops of a kernel: NEW declares the new values of element i, STORE
- * writes them, BAD is nonzero when one of them is NaN or Inf. */
+ * writes them, BAD is 1 when one of them is NaN or Inf (0 else). The check
+ * loop returns DSV_OPTIM_BAD_GRAD | DSV_OPTIM_BAD_UPDATE bits: the gradient is
+ * checked in the same pass, so the Solver needs no scan of its own. */
 #define STEP_LOOPS(NEW, STORE, BAD)                                            \
     unsigned bad = 0;                                                          \
     if (store) {                                                               \
@@ -194,7 +197,7 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
         PAR_CHECK                                                              \
         for (int64_t i = 0; i < n; i++) {                                      \
             NEW;                                                               \
-            bad |= BAD;                                                        \
+            bad |= NONFINITE(dw[i]) | (BAD) << 1;                              \
         }                                                                      \
     }                                                                          \
     return bad
@@ -330,8 +333,13 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
     run(o, params, grads, o->t, true);
 }
 
-bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
+unsigned dsv_optimizer_check(dsv_optimizer *o, const void *params, const void *grads)
 {
     /* nothing is written when store is false */
-    return run(o, (void *)params, grads, o->t + 1, false) == 0;
+    return run(o, (void *)params, grads, o->t + 1, false);
+}
+
+bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
+{
+    return (dsv_optimizer_check(o, params, grads) & DSV_OPTIM_BAD_UPDATE) == 0;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "internal/dist.h"
+#include "internal/optim.h"
 #include "internal/rng.h"
 #include "solver_priv.h"
 
@@ -309,7 +310,8 @@ static int threads_of(const dsv_solver *s)
 
 /* True when no value is NaN or Inf: an all-ones exponent field. Written on the
  * bit patterns so that the loop vectorises; split across threads, as it runs
- * over every gradient and parameter each iteration. */
+ * over every running statistic each iteration (the gradients are checked by
+ * dsv_optimizer_check, in its pass over them). */
 static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
 {
     unsigned bad = 0;
@@ -338,7 +340,7 @@ static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
 /* What a step changes before its update: the running statistics (the
  * forward), the model's step count, the RNG. The parameters and optimizer
  * state change only in the update, which runs only once
- * dsv_optimizer_step_finite has passed, so they need no copy. */
+ * dsv_optimizer_check has passed, so they need no copy. */
 static void backup(dsv_solver *s)
 {
     if (s->nbuffers)
@@ -481,13 +483,16 @@ dsv_status dsv_solver_train(dsv_solver *s)
         }
         if (!isfinite(loss))
             return bad_step(s, isnan(loss) ? "the loss is NaN" : "the loss is infinite", loss);
-        const int nt = threads_of(s);
-        if (!all_finite(dsv_model_grads(s->m), s->nparams, s->dtype, nt))
+        /* one pass checks the gradients and the update they would make */
+        const unsigned bad =
+            dsv_optimizer_check(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
+        if (bad & DSV_OPTIM_BAD_GRAD)
             return bad_step(s, "a gradient is NaN or infinite", loss);
-        if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, nt))
+        if (s->nbuffers &&
+            !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, threads_of(s)))
             return bad_step(s, "a running statistic is NaN or infinite", loss);
         double lr = dsv_optimizer_config(s->opt)->learning_rate;
-        if (!dsv_optimizer_step_finite(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m)))
+        if (bad & DSV_OPTIM_BAD_UPDATE)
             return bad_step(s, "the update would make a parameter or optimizer state NaN "
                                "or infinite", loss);
         dsv_optimizer_step(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
