@@ -18,4 +18,11 @@ enum {
  * bits that hold. Writes nothing. */
 unsigned dsv_optimizer_check(dsv_optimizer *o, const void *params, const void *grads);
 
+/* From now on the step (and the check) reads the gradients of the nranges
+ * ranges [ranges[2k], ranges[2k+1]) of the block (ascending, not overlapping)
+ * as grad + reg * w, the L2 term dsv_l2_apply would have added, with the
+ * same bits. reg 0 or no ranges: as stored. The ranges are copied. */
+dsv_status dsv_optimizer_set_l2(dsv_optimizer *o, double reg, const int64_t *ranges,
+                                int nranges);
+
 #endif
