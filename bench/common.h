@@ -17,8 +17,9 @@ void dsv_bench_fill(dsv_tensor *t, uint64_t seed, double scale);
 /* Formats "<what>: <status> (<message>)" for a failed library call. */
 void dsv_bench_errmsg(char *msg, size_t n, const char *what, dsv_status s);
 
-/* Register the benchmarks of ops.c / model.c. */
+/* Register the benchmarks of ops.c (ops, then the sgemm peak) / model.c. */
 void dsv_bench_register_ops(void);
+void dsv_bench_register_gemm(void);
 void dsv_bench_register_models(void);
 
 #endif

@@ -66,5 +66,6 @@ int main(int argc, char **argv)
 
     dsv_bench_register_ops();
     dsv_bench_register_models();
+    dsv_bench_register_gemm();
     return dsv_bench_main(argc, argv);
 }

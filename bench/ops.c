@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "fast.h" /* dsv_fast_conv_set_direct, for the fast_im2col variant */
+#include "fast.h" /* dsv_fast_conv_set_direct (the fast_im2col variant), dsv_fast_sgemm */
 #include "shim.h"
 
 typedef struct op_case {
@@ -329,4 +329,85 @@ void dsv_bench_register_ops(void)
             dsv_bench_register(&benches[k]);
             k++;
         }
+}
+
+/* ---- sgemm peak ---------------------------------------------------------- */
+
+/* The fast backend's sgemm on large square matrices, C = A B: the machine's
+ * attainable float32 GEMM rate, against which whole-model FLOP/s are read
+ * (tools/compare_train.py). One size per benchmark; the operands are filled
+ * once and every step overwrites C (beta 0). */
+typedef struct gemm_state {
+    int64_t n;
+    float *a, *b, *c;
+} gemm_state;
+
+static const int64_t gemm_sizes[] = {1024, 2048};
+enum { NGEMM = sizeof(gemm_sizes) / sizeof(gemm_sizes[0]) };
+static char gemm_names[NGEMM][32];
+static dsv_bench gemm_benches[NGEMM];
+
+static void gemm_teardown(void *state)
+{
+    gemm_state *st = state;
+    if (!st)
+        return;
+    dsv_free(st->a);
+    dsv_free(st->b);
+    dsv_free(st->c);
+    dsv_free(st);
+}
+
+static dsv_bench_result gemm_setup(const void *arg, void **state, char *label,
+                                   size_t label_n, char *msg, size_t msg_n)
+{
+    const int64_t n = *(const int64_t *)arg;
+    const size_t bytes = (size_t)(n * n) * sizeof(float);
+    gemm_state *st = dsv_alloc(sizeof(*st));
+    if (st) {
+        *st = (gemm_state){.n = n, .a = dsv_alloc(bytes), .b = dsv_alloc(bytes),
+                           .c = dsv_alloc(bytes)};
+    }
+    if (!st || !st->a || !st->b || !st->c) {
+        gemm_teardown(st);
+        snprintf(msg, msg_n, "setup: no memory for three %lldx%lld matrices",
+                 (long long)n, (long long)n);
+        return DSV_BENCH_FAIL;
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int64_t i = 0; i < n * n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        st->a[i] = (float)((x >> 40) & 0xffff) / 65536.0f - 0.5f;
+        st->b[i] = (float)((x >> 16) & 0xffff) / 65536.0f - 0.5f;
+    }
+    snprintf(label, label_n, "fast %s threads=%d", dsv_fast_isa_name(dsv_fast_get_isa()),
+             dsv_get_num_threads());
+    *state = st;
+    return DSV_BENCH_OK;
+}
+
+static int gemm_step(void *state, char *msg, size_t n)
+{
+    (void)msg, (void)n;
+    gemm_state *st = state;
+    dsv_fast_sgemm(false, false, st->n, st->n, st->n, st->a, st->n, st->b, st->n, 0.0f,
+                   st->c, st->n, dsv_get_num_threads());
+    return 0;
+}
+
+void dsv_bench_register_gemm(void)
+{
+    for (int i = 0; i < NGEMM; i++) {
+        int64_t n = gemm_sizes[i];
+        snprintf(gemm_names[i], sizeof(gemm_names[i]), "sgemm/%lld/fast", (long long)n);
+        gemm_benches[i] = (dsv_bench){
+            .name = gemm_names[i],
+            .arg = &gemm_sizes[i],
+            .setup = gemm_setup,
+            .step = gemm_step,
+            .teardown = gemm_teardown,
+            .flops = 2.0 * (double)n * (double)n * (double)n,
+        };
+        dsv_bench_register(&gemm_benches[i]);
+    }
 }

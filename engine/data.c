@@ -37,6 +37,7 @@
 #define CIFAR_RECORD 3073
 #define CIFAR_PIXELS 3072
 #define CIFAR_MAX_RECORDS 10000 /* per file, as the official batches */
+#define CIFAR_DEF_TEST 1000     /* test split by default: the course's first 1000 */
 #define IDX_MAX_SIDE 4096
 #define IDX_MAX_BYTES ((int64_t)1 << 32)
 
@@ -175,40 +176,6 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Reads a whole regular file of at most max bytes into *buf (caller frees). */
-static dsv_status read_small_file(const char *path, int64_t max, uint8_t **buf,
-                                  int64_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
-    dsv_status s = DSV_OK;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        s = dsv_error(DSV_IO, "%s: not a regular file", path);
-        goto close;
-    }
-    if (st.st_size > max) {
-        s = dsv_error(DSV_CORRUPT, "%s: %lld bytes, more than the %lld expected", path,
-                      (long long)st.st_size, (long long)max);
-        goto close;
-    }
-    *len = st.st_size;
-    *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-    if (!*buf) {
-        s = dsv_error(DSV_NOMEM, "%s: no memory for %lld bytes", path, (long long)st.st_size);
-        goto close;
-    }
-    if (fread(*buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        s = dsv_error(DSV_IO, "%s: read failed", path);
-        free(*buf);
-        *buf = NULL;
-    }
-close:
-    fclose(f);
-    return s;
-}
-
 /* ---- split assembly (shared by both formats) ------------------------------ */
 
 /* Picks the split sizes from the options and the record counts (see the top
@@ -318,33 +285,56 @@ static dsv_status cifar_count(const char *path, int64_t *n)
     return DSV_OK;
 }
 
-/* Reads n records into images/labels; the size was checked by cifar_count,
- * but the file is re-checked as read in case it changed meanwhile. */
-static dsv_status cifar_read(const char *path, int64_t n, uint8_t *images,
+/* Records per read: a small buffer, so that loading never holds a whole file
+ * next to the image block (a 30 MB malloc would also stay in the heap after
+ * its free, raising the peak resident size by as much). */
+enum { CIFAR_CHUNK = 256 };
+
+/* Reads the n records of a file, checking every label, and keeps the first
+ * keep (<= n) in images/labels; the size was checked by cifar_count, but the
+ * file is re-checked as read in case it changed meanwhile. */
+static dsv_status cifar_read(const char *path, int64_t n, int64_t keep, uint8_t *images,
                              int32_t *labels)
 {
-    uint8_t *buf = NULL;
-    int64_t len = 0;
-    dsv_status s = read_small_file(path, n * CIFAR_RECORD, &buf, &len);
-    if (s)
-        return s;
-    if (len != n * CIFAR_RECORD) {
-        s = dsv_error(DSV_CORRUPT, "%s: size changed while reading (%lld bytes)", path,
-                      (long long)len);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dsv_error(DSV_IO, "%s: cannot open: %s", path, strerror(errno));
+    dsv_status s = DSV_OK;
+    uint8_t *buf = malloc((size_t)CIFAR_CHUNK * CIFAR_RECORD);
+    struct stat st;
+    if (!buf) {
+        s = dsv_error(DSV_NOMEM, "%s: no memory for a read buffer", path);
         goto out;
     }
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *r = buf + i * CIFAR_RECORD;
-        if (r[0] > 9) {
-            s = dsv_error(DSV_CORRUPT, "%s: record %lld has label %d, outside 0..9", path,
-                          (long long)i, r[0]);
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size != n * CIFAR_RECORD) {
+        s = dsv_error(DSV_CORRUPT, "%s: size changed while reading (%lld bytes)", path,
+                      (long long)st.st_size);
+        goto out;
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += CIFAR_CHUNK) {
+        const int64_t m = n - i0 < CIFAR_CHUNK ? n - i0 : CIFAR_CHUNK;
+        if (fread(buf, CIFAR_RECORD, (size_t)m, f) != (size_t)m) {
+            s = dsv_error(DSV_IO, "%s: read failed", path);
             goto out;
         }
-        labels[i] = r[0];
-        memcpy(images + i * CIFAR_PIXELS, r + 1, CIFAR_PIXELS);
+        for (int64_t j = 0; j < m; j++) {
+            const uint8_t *r = buf + j * CIFAR_RECORD;
+            const int64_t i = i0 + j;
+            if (r[0] > 9) {
+                s = dsv_error(DSV_CORRUPT, "%s: record %lld has label %d, outside 0..9",
+                              path, (long long)i, r[0]);
+                goto out;
+            }
+            if (i < keep) {
+                labels[i] = r[0];
+                memcpy(images + i * CIFAR_PIXELS, r + 1, CIFAR_PIXELS);
+            }
+        }
     }
 out:
     free(buf);
+    fclose(f);
     return s;
 }
 
@@ -396,18 +386,24 @@ static dsv_status load_cifar(dsv_dataset *ds, const char *dir,
         if (i < 5)
             ntrain += counts[i];
     }
-    if ((s = alloc_block(ds, ntrain + counts[5], CIFAR_PIXELS)))
+    /* Of the test file only the test split's records are kept (the course's
+       first 1000 of 10000); assign_splits checks the size asked for against
+       the whole file. */
+    int64_t ntest = opt->num_test > 0 ? opt->num_test : CIFAR_DEF_TEST;
+    if (ntest > counts[5])
+        ntest = counts[5];
+    if ((s = alloc_block(ds, ntrain + ntest, CIFAR_PIXELS)))
         return s;
     int64_t at = 0;
     for (int i = 0; i < 6; i++) {
-        if ((s = cifar_read(paths[i], counts[i], ds->images + at * CIFAR_PIXELS,
-                            ds->labels + at)))
+        if ((s = cifar_read(paths[i], counts[i], i < 5 ? counts[i] : ntest,
+                            ds->images + at * CIFAR_PIXELS, ds->labels + at)))
             return s;
         at += counts[i];
     }
     ds->num_classes = 10;
     cifar_meta(ds, dir);
-    return assign_splits(ds, opt, ntrain, counts[5], 49000, 1000, 3, 32, 32);
+    return assign_splits(ds, opt, ntrain, counts[5], 49000, CIFAR_DEF_TEST, 3, 32, 32);
 }
 
 /* ---- MNIST-format IDX ----------------------------------------------------- */

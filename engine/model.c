@@ -711,6 +711,13 @@ dsv_status dsv_model_loss(dsv_model *m, const dsv_tensor *x, const dsv_tensor *y
     return s ? s : dsv_l2_apply(m->g, &m->exec, m->opt.reg, loss);
 }
 
+dsv_status dsv_model_loss_l2_deferred(dsv_model *m, const dsv_tensor *x, const dsv_tensor *y,
+                                      double *loss)
+{
+    dsv_status s = dsv_graph_train_step(m->g, &m->exec, x, y, loss);
+    return s ? s : dsv_l2_loss(m->g, &m->exec, m->opt.reg, loss);
+}
+
 uint64_t dsv_model_train_steps(const dsv_model *m) { return dsv_graph_step(m->g); }
 void dsv_model_set_train_steps(dsv_model *m, uint64_t n) { dsv_graph_set_step(m->g, n); }
 

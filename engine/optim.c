@@ -11,10 +11,12 @@
  * steps in float64.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dasecv/solver.h"
 #include "internal/check.h"
+#include "internal/optim.h"
 
 /* Below this many values a parallel region costs more than it saves. */
 #define PARALLEL_MIN 32768
@@ -27,6 +29,11 @@ struct dsv_optimizer {
     void *state[2];
     int64_t t; /* adam's step count; incremented before use */
     int threads; /* 0 = dsv_get_num_threads() */
+    /* L2 term added to the gradients as they are read (dsv_optimizer_set_l2):
+       nl2 ranges [l2[2k], l2[2k+1]) of the block, ascending, with reg */
+    int64_t *l2;
+    int nl2;
+    double reg;
 };
 
 static const char *const rule_names[] = {"sgd", "sgd_momentum", "rmsprop", "adam"};
@@ -139,6 +146,7 @@ void dsv_optimizer_destroy(dsv_optimizer *o)
         return;
     for (int k = 0; k < 2; k++)
         dsv_free(o->state[k]);
+    free(o->l2);
     free(o);
 }
 
@@ -166,79 +174,96 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     _Pragma("omp parallel for simd schedule(static) reduction(| : bad) if (n >= PARALLEL_MIN) num_threads(nt)")
 #define NONFINITE(x) ((unsigned)!isfinite(x))
 
-#define SGD_NEW(T, SQRT) const T wi = w[i] - lr * dw[i]
+#define SGD_NEW(T, SQRT) const T wi = w[i] - lr * gi
 #define MOMENTUM_NEW(T, SQRT)                                                  \
-    const T vi = mu * v[i] - lr * dw[i];                                       \
+    const T vi = mu * v[i] - lr * gi;                                          \
     const T wi = w[i] + vi
 #define RMSPROP_NEW(T, SQRT)                                                   \
-    const T g = dw[i];                                                         \
+    const T g = gi;                                                            \
     const T ci = dr * cache[i] + one_m * (g * g);                              \
     const T wi = w[i] - lr * g / (SQRT(ci) + eps)
 #define ADAM_NEW(T, SQRT)                                                      \
-    const T g = dw[i];                                                         \
+    const T g = gi;                                                            \
     const T mi = b1 * m[i] + one_m1 * g;                                       \
     const T vi = b2 * v[i] + one_m2 * (g * g);                                 \
     const T wi = w[i] - lr * (mi / c1) / (SQRT(vi / c2) + eps)
 
-/* The two loops of a kernel: NEW declares the new values of element i, STORE
- * writes them, BAD is nonzero when one of them is NaN or Inf. */
-#define STEP_LOOPS(NEW, STORE, BAD)                                            \
+/* The gradient of element i: as stored, or with the L2 term that
+ * dsv_l2_apply would have added to it (the same expression, so the same
+ * bits as adding it first and reading it back). */
+#define GRAD_PLAIN(T) dw[i]
+#define GRAD_L2(T) (dw[i] + (T)(reg * (double)w[i]))
+
+/* The two loops of a kernel: GRAD is element i's gradient, NEW declares the
+ * new values of element i, STORE writes them, BAD is 1 when one of them is
+ * NaN or Inf (0 else). The check loop returns DSV_OPTIM_BAD_GRAD |
+ * DSV_OPTIM_BAD_UPDATE bits: the gradient is checked in the same pass, so the
+ * Solver needs no scan of its own. */
+#define STEP_LOOPS(T, GRAD, NEW, STORE, BAD)                                   \
     unsigned bad = 0;                                                          \
+    (void)reg;                                                                 \
     if (store) {                                                               \
         PAR_STORE                                                              \
         for (int64_t i = 0; i < n; i++) {                                      \
+            const T gi = GRAD(T);                                              \
             NEW;                                                               \
             STORE;                                                             \
         }                                                                      \
     } else {                                                                   \
         PAR_CHECK                                                              \
         for (int64_t i = 0; i < n; i++) {                                      \
+            const T gi = GRAD(T);                                              \
             NEW;                                                               \
-            bad |= BAD;                                                        \
+            bad |= NONFINITE(gi) | (BAD) << 1;                                 \
         }                                                                      \
     }                                                                          \
     return bad
 
-#define DEFINE_STEPS(T, SUF, SQRT, ATTR)                                       \
+#define DEFINE_STEPS(T, SUF, SQRT, ATTR, GRAD)                                 \
     ATTR static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
-                                   T lr, bool store)                           \
+                                   double reg, T lr, bool store)               \
     {                                                                          \
-        STEP_LOOPS(SGD_NEW(T, SQRT), w[i] = wi, NONFINITE(wi));                \
+        STEP_LOOPS(T, GRAD, SGD_NEW(T, SQRT), w[i] = wi, NONFINITE(wi));       \
     }                                                                          \
     ATTR static unsigned momentum_##SUF(int nt, int64_t n, T *restrict w,      \
-                                        const T *restrict dw, T *restrict v, T lr, \
-                                        T mu, bool store)                      \
+                                        const T *restrict dw, double reg, T *restrict v, \
+                                        T lr, T mu, bool store)                \
     {                                                                          \
-        STEP_LOOPS(MOMENTUM_NEW(T, SQRT), v[i] = vi; w[i] = wi,                \
+        STEP_LOOPS(T, GRAD, MOMENTUM_NEW(T, SQRT), v[i] = vi; w[i] = wi,       \
                    NONFINITE(vi) | NONFINITE(wi));                             \
     }                                                                          \
     ATTR static unsigned rmsprop_##SUF(int nt, int64_t n, T *restrict w,       \
-                                       const T *restrict dw, T *restrict cache, T lr, \
-                                       T dr, T eps, bool store)                \
+                                       const T *restrict dw, double reg,       \
+                                       T *restrict cache, T lr, T dr, T eps, bool store) \
     {                                                                          \
         const T one_m = (T)1 - dr;                                             \
-        STEP_LOOPS(RMSPROP_NEW(T, SQRT), cache[i] = ci; w[i] = wi,             \
+        STEP_LOOPS(T, GRAD, RMSPROP_NEW(T, SQRT), cache[i] = ci; w[i] = wi,    \
                    NONFINITE(ci) | NONFINITE(wi));                             \
     }                                                                          \
     ATTR static unsigned adam_##SUF(int nt, int64_t n, T *restrict w,          \
-                                    const T *restrict dw, T *restrict m, T *restrict v, \
-                                    T lr, T b1, T b2, T c1, T c2, T eps, bool store) \
+                                    const T *restrict dw, double reg, T *restrict m, \
+                                    T *restrict v, T lr, T b1, T b2, T c1, T c2, T eps, \
+                                    bool store)                                \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        STEP_LOOPS(ADAM_NEW(T, SQRT), m[i] = mi; v[i] = vi; w[i] = wi,         \
+        STEP_LOOPS(T, GRAD, ADAM_NEW(T, SQRT), m[i] = mi; v[i] = vi; w[i] = wi, \
                    NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi));             \
     }
 
-DEFINE_STEPS(float, f32, sqrtf, )
-DEFINE_STEPS(double, f64, sqrt, )
+DEFINE_STEPS(float, f32, sqrtf, , GRAD_PLAIN)
+DEFINE_STEPS(double, f64, sqrt, , GRAD_PLAIN)
+DEFINE_STEPS(float, f32_l2, sqrtf, , GRAD_L2)
+DEFINE_STEPS(double, f64_l2, sqrt, , GRAD_L2)
 #if defined(__x86_64__)
 /* The same kernels built for AVX2, taken when the CPU has it: 8 floats per
  * vector instead of SSE's 4 (adam's two divisions and square root per value
  * bound its loops). No FMA is enabled and ISO C leaves contraction off, so
  * every value is the same bits as in the SSE build. */
 #define AVX2 __attribute__((target("avx2")))
-DEFINE_STEPS(float, f32_avx2, sqrtf, AVX2)
-DEFINE_STEPS(double, f64_avx2, sqrt, AVX2)
+DEFINE_STEPS(float, f32_avx2, sqrtf, AVX2, GRAD_PLAIN)
+DEFINE_STEPS(double, f64_avx2, sqrt, AVX2, GRAD_PLAIN)
+DEFINE_STEPS(float, f32_l2_avx2, sqrtf, AVX2, GRAD_L2)
+DEFINE_STEPS(double, f64_l2_avx2, sqrt, AVX2, GRAD_L2)
 #endif
 
 void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
@@ -246,56 +271,52 @@ void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
     o->threads = threads > 0 ? threads : 0;
 }
 
-/* The update with Adam's step count t (stored, or only checked: see
- * DEFINE_STEPS) through the kernels named *_f32ISA / *_f64ISA; nonzero when
- * not stored and some new value is not finite. */
+/* The update of elements [i0, i0 + n) with Adam's bias corrections c1, c2
+ * (stored, or only checked: see STEP_LOOPS) through the kernels named
+ * *_f32ISA / *_f64ISA, or *_f32_l2ISA / *_f64_l2ISA with the L2 term reg * w
+ * added to the gradients (l2); the DSV_OPTIM_BAD_* bits when not stored. */
+#define CALL_RULES(T, SUF, LR, MU, DR, EPS, B1, B2)                            \
+    do {                                                                       \
+        T *w = (T *)params + i0;                                               \
+        const T *g = (const T *)grads + i0;                                    \
+        T *s0 = o->state[0] ? (T *)o->state[0] + i0 : NULL;                    \
+        T *s1 = o->state[1] ? (T *)o->state[1] + i0 : NULL;                    \
+        switch (c->rule) {                                                     \
+        case DSV_UPDATE_SGD:                                                   \
+            return sgd_##SUF(nt, n, w, g, reg, LR, store);                     \
+        case DSV_UPDATE_SGD_MOMENTUM:                                          \
+            return momentum_##SUF(nt, n, w, g, reg, s0, LR, MU, store);        \
+        case DSV_UPDATE_RMSPROP:                                               \
+            return rmsprop_##SUF(nt, n, w, g, reg, s0, LR, DR, EPS, store);    \
+        case DSV_UPDATE_ADAM:                                                  \
+            return adam_##SUF(nt, n, w, g, reg, s0, s1, LR, B1, B2, (T)c1, (T)c2, EPS, \
+                              store);                                          \
+        default:                                                               \
+            DSV_ASSERT(!"update rule checked at creation");                    \
+        }                                                                      \
+    } while (0)
+#define CALL_F32(SUF)                                                          \
+    CALL_RULES(float, SUF, (float)c->learning_rate, (float)c->momentum,        \
+               (float)c->decay_rate, (float)c->epsilon, (float)c->beta1, (float)c->beta2)
+#define CALL_F64(SUF)                                                          \
+    CALL_RULES(double, SUF, c->learning_rate, c->momentum, c->decay_rate, c->epsilon, \
+               c->beta1, c->beta2)
 #define DEFINE_RUN(NAME, ISA, ATTR)                                            \
     ATTR static unsigned NAME(dsv_optimizer *o, void *params, const void *grads, \
-                              int nt, double c1, double c2, bool store)        \
+                              int64_t i0, int64_t n, bool l2, double reg, int nt, \
+                              double c1, double c2, bool store)                \
     {                                                                          \
         const dsv_optim_config *c = &o->cfg;                                   \
-        const int64_t n = o->n;                                                \
         if (o->dtype == DSV_F32) {                                             \
-            float *w = params;                                                 \
-            const float *g = grads;                                            \
-            switch (c->rule) {                                                 \
-            case DSV_UPDATE_SGD:                                               \
-                return sgd_f32##ISA(nt, n, w, g, (float)c->learning_rate, store); \
-            case DSV_UPDATE_SGD_MOMENTUM:                                      \
-                return momentum_f32##ISA(nt, n, w, g, o->state[0],             \
-                                         (float)c->learning_rate,              \
-                                         (float)c->momentum, store);           \
-            case DSV_UPDATE_RMSPROP:                                           \
-                return rmsprop_f32##ISA(nt, n, w, g, o->state[0],              \
-                                        (float)c->learning_rate,               \
-                                        (float)c->decay_rate, (float)c->epsilon, store); \
-            case DSV_UPDATE_ADAM:                                              \
-                return adam_f32##ISA(nt, n, w, g, o->state[0], o->state[1],    \
-                                     (float)c->learning_rate, (float)c->beta1, \
-                                     (float)c->beta2, (float)c1, (float)c2,    \
-                                     (float)c->epsilon, store);                \
-            default:                                                           \
-                DSV_ASSERT(!"update rule checked at creation");                \
-            }                                                                  \
+            if (l2)                                                            \
+                CALL_F32(f32_l2##ISA);                                         \
+            else                                                               \
+                CALL_F32(f32##ISA);                                            \
         } else {                                                               \
-            double *w = params;                                                \
-            const double *g = grads;                                           \
-            switch (c->rule) {                                                 \
-            case DSV_UPDATE_SGD:                                               \
-                return sgd_f64##ISA(nt, n, w, g, c->learning_rate, store);     \
-            case DSV_UPDATE_SGD_MOMENTUM:                                      \
-                return momentum_f64##ISA(nt, n, w, g, o->state[0], c->learning_rate, \
-                                         c->momentum, store);                  \
-            case DSV_UPDATE_RMSPROP:                                           \
-                return rmsprop_f64##ISA(nt, n, w, g, o->state[0], c->learning_rate, \
-                                        c->decay_rate, c->epsilon, store);     \
-            case DSV_UPDATE_ADAM:                                              \
-                return adam_f64##ISA(nt, n, w, g, o->state[0], o->state[1],    \
-                                     c->learning_rate, c->beta1, c->beta2, c1, c2, \
-                                     c->epsilon, store);                       \
-            default:                                                           \
-                DSV_ASSERT(!"update rule checked at creation");                \
-            }                                                                  \
+            if (l2)                                                            \
+                CALL_F64(f64_l2##ISA);                                         \
+            else                                                               \
+                CALL_F64(f64##ISA);                                            \
         }                                                                      \
         return 0;                                                              \
     }
@@ -305,6 +326,8 @@ DEFINE_RUN(run_base, , )
 DEFINE_RUN(run_avx2, _avx2, AVX2)
 #endif
 
+/* The pieces of the flat block in order: the L2 ranges with reg, the rest
+ * without (all of it when no ranges are set). */
 static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t,
                     bool store)
 {
@@ -316,11 +339,61 @@ static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t
         c1 = 1.0 - pow(c->beta1, (double)t);
         c2 = 1.0 - pow(c->beta2, (double)t);
     }
+    bool avx2 = false;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2"))
-        return run_avx2(o, params, grads, nt, c1, c2, store);
+    avx2 = __builtin_cpu_supports("avx2");
 #endif
-    return run_base(o, params, grads, nt, c1, c2, store);
+    unsigned bad = 0;
+    int64_t at = 0;
+    for (int k = 0; k <= o->nl2; k++) {
+        const int64_t b = k < o->nl2 ? o->l2[2 * k] : o->n;
+        const int64_t e = k < o->nl2 ? o->l2[2 * k + 1] : o->n;
+        for (int part = 0; part < 2; part++) {
+            /* part 0: [at, b) without L2; part 1: [b, e) with it */
+            const int64_t i0 = part ? b : at, i1 = part ? e : b;
+            if (i1 <= i0)
+                continue;
+#if defined(__x86_64__)
+            if (avx2) {
+                bad |= run_avx2(o, params, grads, i0, i1 - i0, part, o->reg, nt, c1, c2,
+                                store);
+                continue;
+            }
+#endif
+            bad |= run_base(o, params, grads, i0, i1 - i0, part, o->reg, nt, c1, c2, store);
+        }
+        at = e;
+    }
+    (void)avx2;
+    return bad;
+}
+
+dsv_status dsv_optimizer_set_l2(dsv_optimizer *o, double reg, const int64_t *ranges,
+                                int nranges)
+{
+    if (!(reg >= 0) || !isfinite(reg))
+        return dsv_error(DSV_INVALID, "optimizer: reg must be finite and >= 0, got %g", reg);
+    int64_t prev = 0;
+    for (int k = 0; k < nranges; k++) {
+        if (ranges[2 * k] < prev || ranges[2 * k + 1] < ranges[2 * k] ||
+            ranges[2 * k + 1] > o->n)
+            return dsv_error(DSV_INVALID, "optimizer: L2 range %d [%lld, %lld) out of order "
+                             "or outside the %lld values", k, (long long)ranges[2 * k],
+                             (long long)ranges[2 * k + 1], (long long)o->n);
+        prev = ranges[2 * k + 1];
+    }
+    int64_t *copy = NULL;
+    if (reg > 0 && nranges > 0) {
+        copy = malloc(sizeof(int64_t) * 2 * (size_t)nranges);
+        if (!copy)
+            return dsv_error(DSV_NOMEM, "optimizer: out of memory");
+        memcpy(copy, ranges, sizeof(int64_t) * 2 * (size_t)nranges);
+    }
+    free(o->l2);
+    o->l2 = copy;
+    o->nl2 = copy ? nranges : 0;
+    o->reg = copy ? reg : 0;
+    return DSV_OK;
 }
 
 void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
@@ -330,8 +403,13 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
     run(o, params, grads, o->t, true);
 }
 
-bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
+unsigned dsv_optimizer_check(dsv_optimizer *o, const void *params, const void *grads)
 {
     /* nothing is written when store is false */
-    return run(o, (void *)params, grads, o->t + 1, false) == 0;
+    return run(o, (void *)params, grads, o->t + 1, false);
+}
+
+bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
+{
+    return (dsv_optimizer_check(o, params, grads) & DSV_OPTIM_BAD_UPDATE) == 0;
 }

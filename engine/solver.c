@@ -14,11 +14,15 @@
  * train returns the error.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "internal/dist.h"
+#include "internal/l2.h"
+#include "internal/optim.h"
 #include "internal/rng.h"
 #include "solver_priv.h"
 
@@ -112,6 +116,54 @@ static void *alloc_block(int64_t n, size_t esz)
     return dsv_alloc(n > 0 ? (size_t)n * esz : 1);
 }
 
+/* The weights' ranges of the parameter block, ascending, for the optimizer's
+ * L2 term; l2_n -1 (the model adds the term itself) if the weights are not
+ * laid out in ascending order in the block. */
+static dsv_status l2_ranges(dsv_solver *s)
+{
+    const int nt = dsv_model_num_tensors(s->m);
+    s->l2_n = -1;
+    s->l2_reg = -1;
+    s->l2_ranges = malloc(sizeof(int64_t) * 2 * (size_t)(nt > 0 ? nt : 1));
+    if (!s->l2_ranges)
+        return dsv_error(DSV_NOMEM, "solver: out of memory");
+    const char *base = dsv_model_params(s->m);
+    const size_t es = dsv_dtype_size(s->dtype);
+    int n = 0;
+    int64_t prev = 0;
+    for (int i = 0; i < nt; i++) {
+        if (!dsv_model_tensor_is_weight(s->m, i))
+            continue;
+        dsv_tensor t = dsv_model_param(s->m, i);
+        const int64_t b = (int64_t)(((const char *)t.data - base) / (ptrdiff_t)es);
+        const int64_t e = b + dsv_tensor_numel(&t);
+        if (b < prev || e > s->nparams)
+            return DSV_OK;
+        s->l2_ranges[2 * n] = b;
+        s->l2_ranges[2 * n + 1] = e;
+        prev = e;
+        n++;
+    }
+    s->l2_n = n;
+    return DSV_OK;
+}
+
+/* The step's loss and gradients: the model's, with the L2 term's gradient
+ * left to the optimizer where the ranges allow (the reg is read each step,
+ * as dsv_model_set_reg may change it between steps). */
+static dsv_status step_loss(dsv_solver *s, double *loss)
+{
+    const double reg = dsv_model_options_of(s->m)->reg;
+    if (s->l2_n >= 0 && reg != s->l2_reg) {
+        dsv_status st = dsv_optimizer_set_l2(s->opt, reg, s->l2_ranges, s->l2_n);
+        if (st)
+            return st;
+        s->l2_reg = reg;
+    }
+    return s->l2_n >= 0 ? dsv_model_loss_l2_deferred(s->m, &s->xb, &s->yb, loss)
+                        : dsv_model_loss(s->m, &s->xb, &s->yb, loss);
+}
+
 dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
                              const dsv_split *train, const dsv_split *val,
                              const dsv_solver_config *cfg)
@@ -164,7 +216,7 @@ dsv_status dsv_solver_create(dsv_solver **out, dsv_model *m,
                        (long long)s->nparams);
         goto fail;
     }
-    if ((st = dsv_solver_hist_reserve_(s, 64, 16)))
+    if ((st = dsv_solver_hist_reserve_(s, 64, 16)) || (st = l2_ranges(s)))
         goto fail;
     *out = s;
     return DSV_OK;
@@ -187,6 +239,7 @@ void dsv_solver_destroy(dsv_solver *s)
     dsv_free(s->last_params);
     dsv_free(s->last_buffers);
     dsv_free(s->bak_buffers);
+    free(s->l2_ranges);
     dsv_tensor_free(&s->xb);
     dsv_tensor_free(&s->yb);
     free(s);
@@ -309,7 +362,8 @@ static int threads_of(const dsv_solver *s)
 
 /* True when no value is NaN or Inf: an all-ones exponent field. Written on the
  * bit patterns so that the loop vectorises; split across threads, as it runs
- * over every gradient and parameter each iteration. */
+ * over every running statistic each iteration (the gradients are checked by
+ * dsv_optimizer_check, in its pass over them). */
 static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
 {
     unsigned bad = 0;
@@ -338,7 +392,7 @@ static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
 /* What a step changes before its update: the running statistics (the
  * forward), the model's step count, the RNG. The parameters and optimizer
  * state change only in the update, which runs only once
- * dsv_optimizer_step_finite has passed, so they need no copy. */
+ * dsv_optimizer_check has passed, so they need no copy. */
 static void backup(dsv_solver *s)
 {
     if (s->nbuffers)
@@ -475,19 +529,22 @@ dsv_status dsv_solver_train(dsv_solver *s)
             return st;
         backup(s);
         double loss;
-        if ((st = dsv_model_loss(s->m, &s->xb, &s->yb, &loss))) {
+        if ((st = step_loss(s, &loss))) {
             restore(s);
             return st;
         }
         if (!isfinite(loss))
             return bad_step(s, isnan(loss) ? "the loss is NaN" : "the loss is infinite", loss);
-        const int nt = threads_of(s);
-        if (!all_finite(dsv_model_grads(s->m), s->nparams, s->dtype, nt))
+        /* one pass checks the gradients and the update they would make */
+        const unsigned bad =
+            dsv_optimizer_check(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));
+        if (bad & DSV_OPTIM_BAD_GRAD)
             return bad_step(s, "a gradient is NaN or infinite", loss);
-        if (s->nbuffers && !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, nt))
+        if (s->nbuffers &&
+            !all_finite(dsv_model_buffers(s->m), s->nbuffers, s->dtype, threads_of(s)))
             return bad_step(s, "a running statistic is NaN or infinite", loss);
         double lr = dsv_optimizer_config(s->opt)->learning_rate;
-        if (!dsv_optimizer_step_finite(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m)))
+        if (bad & DSV_OPTIM_BAD_UPDATE)
             return bad_step(s, "the update would make a parameter or optimizer state NaN "
                                "or infinite", loss);
         dsv_optimizer_step(s->opt, dsv_model_params(s->m), dsv_model_grads(s->m));

@@ -56,6 +56,15 @@ struct dsv_solver {
      * are a function of rank, size and the global position; not stored */
     int shard_rank, shard_size;
 
+    /* The L2 term's gradient is added by the optimizer as it reads the
+     * gradients (one pass fewer over them): the weights' ranges of the
+     * parameter block, and the reg last handed to it (-1: none yet). When
+     * the ranges cannot be set, l2_n is -1 and the model adds the term. Not
+     * stored: derived from the model. */
+    int64_t *l2_ranges;
+    int l2_n;
+    double l2_reg;
+
     volatile sig_atomic_t stop_request;
     int stopped;
     dsv_tensor xb, yb; /* minibatch, reused */

@@ -21,8 +21,9 @@ run() { # name args...
 import sys
 o=open(sys.argv[1],'rb').read(); n=open(sys.argv[2],'rb').read()
 # the parameter and buffer counts open the compared part; version 1 files
-# have them at 172
-key=o[172:188]; pos=n.find(key)
+# have them at 172; the same offset is tried first, as the counts' bytes may
+# also occur earlier in a file of the same version
+key=o[172:188]; pos=172 if n[172:188] == key else n.find(key)
 same = pos > 0 and o[172:-4] == n[pos:-4]
 print(f"{sys.argv[3]:28s} old {len(o)} B, new {len(n)} B, tail from {pos}: {'identical' if same else 'DIFFERENT'} ({len(o)-176} bytes compared)")
 PY

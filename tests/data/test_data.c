@@ -57,6 +57,63 @@ static void cifar_locate(int64_t r, int *f, int64_t *i)
     *i = r;
 }
 
+/* Peak resident size of this process in KiB (VmHWM), or -1. */
+static long peak_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            v = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+
+/* Loading holds the image block and little else: no copy of a whole batch
+ * file next to it, and of the test file only the test split's records. The
+ * files here are 2000 records (6 MB) each and 100 test records are asked
+ * for, so the peak may grow by the block and 2 MiB, not by a file more.
+ * Skipped where the peak cannot be reset (/proc/self/clear_refs) and under
+ * AddressSanitizer (its shadow and quarantine add to the resident size). */
+static void test_cifar_load_peak(void **st)
+{
+    (void)st;
+#ifdef TEST_ASAN
+    skip();
+#endif
+    static const int64_t counts[6] = {2000, 2000, 2000, 2000, 2000, 2000};
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", case_dir("cifar_peak"));
+    assert_int_equal(gen_cifar(dir, counts), 0);
+    char spec[4200];
+    snprintf(spec, sizeof(spec), "cifar10-custom:%s", dir);
+    dsv_data_options o = dsv_data_options_default();
+    o.num_test = 100;
+    FILE *cr = fopen("/proc/self/clear_refs", "w");
+    if (!cr || fputs("5", cr) == EOF || fclose(cr) != 0 || peak_kib() < 0)
+        skip(); /* no way to reset the peak here */
+    const long before = peak_kib();
+    dsv_dataset ds;
+    TU_OK(dsv_dataset_load(&ds, spec, &o));
+    const long grown = peak_kib() - before;
+    assert_int_equal(ds.test.n, 100);
+    assert_int_equal(ds.train.n + ds.val.n, 10000);
+    const long block_kib = (10000 + 100) * 3072 / 1024;
+    if (grown > block_kib + 2048)
+        fail_msg("loading grew the peak by %ld KiB for a %ld KiB block", grown, block_kib);
+    dsv_dataset_free(&ds);
+}
+
 /* cifar10:DIR wants the official files: a batch cut at a record boundary
  * (a partial copy) names the file and the count found. */
 static void test_cifar_official_counts(void **st)
@@ -567,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_cifar_truncated),
         cmocka_unit_test(test_cifar_oversized),
         cmocka_unit_test(test_cifar_bad_label_and_missing),
+        cmocka_unit_test(test_cifar_load_peak),
         cmocka_unit_test(test_idx_gz_and_raw),
         cmocka_unit_test(test_idx_malformed),
         cmocka_unit_test(test_idx_gz_corrupt_and_missing),

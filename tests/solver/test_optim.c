@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "internal/optim.h"
 #include "testutil.h"
 
 /* numpy, from the formulas in the course's optim.py */
@@ -436,6 +437,42 @@ static void test_step_finite(void **st)
         }
 }
 
+/* dsv_optimizer_check, every rule and dtype, on two threads: 0 on ordinary
+ * values; DSV_OPTIM_BAD_GRAD for a NaN or an infinite gradient near the end
+ * (the second thread's share), with the update bit too; only
+ * DSV_OPTIM_BAD_UPDATE for a finite gradient whose update overflows. */
+static void test_check_gradients(void **st)
+{
+    (void)st;
+    const int64_t n = 100003, bad = n - 3;
+    for (int dt = DSV_F32; dt <= DSV_F64; dt++)
+        for (int r = 0; r < DSV_UPDATE_COUNT; r++) {
+            dsv_optim_config c = dsv_optim_config_default((dsv_update_rule)r);
+            dsv_optimizer *o;
+            TU_OK(dsv_optimizer_create(&o, &c, n, (dsv_dtype)dt));
+            dsv_optimizer_set_threads(o, 2);
+            const size_t es = dt == DSV_F32 ? 4 : 8;
+            void *w = calloc((size_t)n, es), *g = calloc((size_t)n, es);
+            assert_non_null(w), assert_non_null(g);
+            assert_int_equal(dsv_optimizer_check(o, w, g), 0);
+            const double vals[3] = {NAN, INFINITY, dt == DSV_F32 ? FLT_MAX : DBL_MAX};
+            for (int k = 0; k < 3; k++) {
+                if (dt == DSV_F32)
+                    ((float *)g)[bad] = (float)vals[k], ((float *)w)[bad] = -FLT_MAX;
+                else
+                    ((double *)g)[bad] = vals[k], ((double *)w)[bad] = -DBL_MAX;
+                const unsigned got = dsv_optimizer_check(o, w, g);
+                if (k < 2)
+                    assert_int_equal(got, DSV_OPTIM_BAD_GRAD | DSV_OPTIM_BAD_UPDATE);
+                else
+                    assert_int_equal(got, DSV_OPTIM_BAD_UPDATE);
+                assert_false(dsv_optimizer_step_finite(o, w, g));
+            }
+            free(w), free(g);
+            dsv_optimizer_destroy(o);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_wrong_update_caught),
         cmocka_unit_test(test_f32_and_parallel),
         cmocka_unit_test(test_step_finite),
+        cmocka_unit_test(test_check_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

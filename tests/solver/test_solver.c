@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "solver_data.h"
+#include "solver_priv.h" /* l2_n, cfg: the test below compares both L2 paths */
 
 enum { C = 3, H = 8, W = 8, K = 4 };
 
@@ -556,6 +557,57 @@ static void test_resume_identity_fc(void **st)
     check_resume(&mc, false);
 }
 
+/* The Solver leaves the L2 term's gradient to the optimizer (added as it
+ * reads the gradients); the trajectory must be the same bits as with the
+ * model adding it (l2_n -1, the solver's fallback), for every rule and dtype,
+ * also with the reg changed between two train calls. */
+static void test_l2_in_optimizer_same_bits(void **st)
+{
+    (void)st;
+    gen_data tr = gen_make(40, C, H, W, K, 3, 20);
+    for (int dt = DSV_F32; dt <= DSV_F64; dt++)
+        for (int rule = 0; rule < DSV_UPDATE_COUNT; rule++) {
+            dsv_model *m[2];
+            dsv_solver *s[2];
+            record r[2] = {{0}, {0}};
+            for (int k = 0; k < 2; k++) {
+                m[k] = small_model((dsv_dtype)dt);
+                TU_OK(dsv_model_set_reg(m[k], 0.05));
+                dsv_solver_config c = base_config(&r[k]);
+                c.optim = dsv_optim_config_default((dsv_update_rule)rule);
+                c.num_epochs = 2;
+                TU_OK(dsv_solver_create(&s[k], m[k], &tr.s, NULL, &c));
+                r[k].s = s[k];
+            }
+            assert_true(s[0]->l2_n > 0); /* the optimizer adds it */
+            s[1]->l2_n = -1;             /* the model adds it */
+            for (int k = 0; k < 2; k++) {
+                s[k]->cfg.num_epochs = 1;
+                dsv_solver_layout_(s[k]);
+                TU_OK(dsv_solver_train(s[k]));
+                TU_OK(dsv_model_set_reg(m[k], 0.2));
+                s[k]->cfg.num_epochs = 2;
+                dsv_solver_layout_(s[k]);
+                TU_OK(dsv_solver_train(s[k]));
+            }
+            assert_int_equal(dsv_solver_iteration(s[0]), 8);
+            assert_memory_equal(dsv_model_params(m[0]), dsv_model_params(m[1]),
+                                param_bytes(m[0]));
+            for (int j = 0; j < dsv_optimizer_num_states(s[0]->opt); j++)
+                assert_memory_equal(dsv_optimizer_state(s[0]->opt, j),
+                                    dsv_optimizer_state(s[1]->opt, j), param_bytes(m[0]));
+            const double *l0, *l1;
+            assert_int_equal(dsv_solver_loss_history(s[0], &l0), 8);
+            dsv_solver_loss_history(s[1], &l1);
+            assert_memory_equal(l0, l1, 8 * sizeof(double));
+            for (int k = 0; k < 2; k++) {
+                dsv_solver_destroy(s[k]);
+                dsv_model_destroy(m[k]);
+            }
+        }
+    gen_free(&tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_nan_loss),
         cmocka_unit_test(test_overflow_not_applied_on_threads),
         cmocka_unit_test(test_check_accuracy),
+        cmocka_unit_test(test_l2_in_optimizer_same_bits),
         cmocka_unit_test(test_resume_identity),
         cmocka_unit_test(test_resume_identity_fc),
     };
