@@ -1,6 +1,12 @@
-"""The course's ThreeLayerConvNet (classifiers/cnn.py) as an engine model."""
+"""The course's ThreeLayerConvNet (classifiers/cnn.py) as an engine model.
+
+As the course's module, it imports layers, fast_layers and layer_utils with a
+star, so ``from ...classifiers.cnn import *`` brings every layer too."""
 import numpy as np
 
+from ..fast_layers import *  # noqa: F401,F403
+from ..layer_utils import *  # noqa: F401,F403
+from ..layers import *  # noqa: F401,F403
 from ._engine_net import EngineNet
 
 

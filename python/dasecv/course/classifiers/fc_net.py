@@ -1,7 +1,12 @@
 """The course's TwoLayerNet and FullyConnectedNet (classifiers/fc_net.py) as
-engine models."""
+engine models.
+
+As the course's module, it imports layers and layer_utils with a star, so the
+notebooks' ``from ...classifiers.fc_net import *`` brings every layer too."""
 import numpy as np
 
+from ..layer_utils import *  # noqa: F401,F403
+from ..layers import *  # noqa: F401,F403
 from ._engine_net import EngineNet
 
 
