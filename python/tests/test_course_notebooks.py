@@ -3,6 +3,8 @@ numbers: the names a star import brings, weights drawn from np.random as the
 course draws them, and CIFAR-shaped images fed to a fully-connected net."""
 import numpy as np
 
+from dasecv.course.classifiers import FullyConnectedNet, ThreeLayerConvNet, TwoLayerNet
+from dasecv.course.solver import Solver
 
 
 def star(module):
@@ -31,3 +33,36 @@ def test_star_imports_bring_the_layers():
     w = np.linspace(-1, 1, 18).reshape(6, 3)
     out, _ = fc['affine_forward'](x, w, np.ones(3))
     np.testing.assert_allclose(out, x.reshape(2, 6) @ w + 1, rtol=1e-12)
+
+
+def test_weights_drawn_from_np_random():
+    # The course's classifiers draw weight_scale * randn in layer order with
+    # zero biases and unit gammas: np.random.seed(s) gives the course's weights.
+    np.random.seed(231)
+    m = TwoLayerNet(input_dim=5, hidden_dim=50, num_classes=7, weight_scale=1e-3)
+    np.random.seed(231)
+    W1 = 1e-3 * np.random.randn(5, 50)
+    W2 = 1e-3 * np.random.randn(50, 7)
+    np.testing.assert_array_equal(m.params['W1'], W1)
+    np.testing.assert_array_equal(m.params['W2'], W2)
+    assert not m.params['b1'].any() and not m.params['b2'].any()
+
+    np.random.seed(7)
+    f = FullyConnectedNet([6, 4], input_dim=5, num_classes=3, weight_scale=0.1,
+                          normalization='batchnorm', dtype=np.float64)
+    np.random.seed(7)
+    for k, shape in (('W1', (5, 6)), ('W2', (6, 4)), ('W3', (4, 3))):
+        np.testing.assert_array_equal(f.params[k], 0.1 * np.random.randn(*shape))
+    np.testing.assert_array_equal(f.params['gamma2'], np.ones(4))
+
+    np.random.seed(3)
+    c = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3,
+                          hidden_dim=5, weight_scale=1e-2, dtype=np.float64)
+    np.random.seed(3)
+    for k, shape in (('W1', (2, 3, 3, 3)), ('W2', (2 * 4 * 4, 5)), ('W3', (5, 10))):
+        np.testing.assert_array_equal(c.params[k], 1e-2 * np.random.randn(*shape))
+    # float32 models hold the same draws rounded
+    np.random.seed(3)
+    c32 = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3,
+                            hidden_dim=5, weight_scale=1e-2)
+    np.testing.assert_array_equal(c32.params['W1'], c.params['W1'].astype(np.float32))

@@ -22,8 +22,9 @@ class FullyConnectedNet(EngineNet):
     ``dropout`` is the probability of keeping a unit (1: no dropout);
     ``normalization`` None, 'batchnorm' or 'layernorm'. With ``seed`` set,
     every train-mode loss() draws the same dropout masks (the course's
-    gradient checks need that); it also seeds the initialisation (None: from
-    np.random). input_dim is D (inputs are flattened) or (C, H, W)."""
+    gradient checks need that); it also seeds the engine's initialisation;
+    None draws the weights from np.random as the course does. input_dim is
+    D (inputs are flattened) or (C, H, W)."""
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10,
                  dropout=1, normalization=None, reg=0.0, weight_scale=1e-2,
