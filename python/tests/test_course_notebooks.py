@@ -2,6 +2,7 @@
 numbers: the names a star import brings, weights drawn from np.random as the
 course draws them, and CIFAR-shaped images fed to a fully-connected net."""
 import numpy as np
+import pytest
 
 from dasecv.course.classifiers import FullyConnectedNet, ThreeLayerConvNet, TwoLayerNet
 from dasecv.course.solver import Solver
@@ -66,3 +67,25 @@ def test_weights_drawn_from_np_random():
     c32 = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3,
                             hidden_dim=5, weight_scale=1e-2)
     np.testing.assert_array_equal(c32.params['W1'], c.params['W1'].astype(np.float32))
+
+
+def test_solver_feeds_images_to_a_flat_net():
+    # FullyConnectedNets trains a net of input_dim 3072 on X_train (N, 3, 32,
+    # 32): every row is flattened, as the course's affine_forward does.
+    rng = np.random.default_rng(0)
+    pat = rng.standard_normal((4, 3, 4, 4))
+    y = rng.integers(4, size=240)
+    X = 0.5 * rng.standard_normal((240, 3, 4, 4)) + 2 * pat[y]
+    data = {'X_train': X[:200], 'y_train': y[:200], 'X_val': X[200:], 'y_val': y[200:]}
+    model = FullyConnectedNet([30], input_dim=3 * 4 * 4, num_classes=4, seed=0)
+    s = Solver(model, data, update_rule='adam', optim_config={'learning_rate': 1e-3},
+               batch_size=20, num_epochs=2, verbose=False)
+    s.train()
+    assert s.best_val_acc > 0.8
+    # the accuracy of the images equals that of their flattened rows
+    flat = X[200:].reshape(40, -1)
+    want = np.mean(np.argmax(model.loss(flat), axis=1) == y[200:])
+    assert s.check_accuracy(X[200:], y[200:]) == want
+    # rows of another size are still refused
+    with pytest.raises(ValueError, match=r'X_val must be \(N, 48, 1, 1\)'):
+        Solver(model, dict(data, X_val=X[200:, :, :3]))
