@@ -89,3 +89,47 @@ def test_solver_feeds_images_to_a_flat_net():
     # rows of another size are still refused
     with pytest.raises(ValueError, match=r'X_val must be \(N, 48, 1, 1\)'):
         Solver(model, dict(data, X_val=X[200:, :, :3]))
+
+
+def central_difference(f, p, h=1e-5):
+    """d f() / d p by central differences, p changed in place and restored."""
+    g = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        old = p[i]
+        p[i] = old + h
+        fp = f()
+        p[i] = old - h
+        fm = f()
+        p[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
+
+
+def test_bias_before_batchnorm_has_zero_gradient():
+    # BatchNormalization's check bounds the biases' errors by 1e-8: a hidden
+    # layer's bias feeds a train-mode batch norm, which removes it with the
+    # mean, so its gradient is zero (the central difference is exactly 0.0)
+    # and rounding noise of 1e-15 would print as 1e-7 (denominator 1e-8).
+    np.random.seed(231)
+    X = np.random.randn(2, 15)
+    y = np.random.randint(10, size=2)
+    for reg in (0.0, 3.14):
+        m = FullyConnectedNet([20, 30], input_dim=15, num_classes=10, reg=reg,
+                              weight_scale=5e-2, dtype=np.float64,
+                              normalization='batchnorm')
+        _, grads = m.loss(X, y)
+        f = lambda: m.loss(X, y)[0]
+        for k in ('b1', 'b2'):
+            num = central_difference(f, m.params[k])
+            assert np.max(np.abs(num)) < 1e-9, (k, num)
+            np.testing.assert_array_equal(grads[k], 0.0)
+        num = central_difference(f, m.params['b3'])
+        np.testing.assert_allclose(grads['b3'], num, rtol=1e-7, atol=1e-10)
+    # under a layer norm (per row) or none, the biases do have a gradient
+    for norm in ('layernorm', None):
+        m = FullyConnectedNet([20, 30], input_dim=15, num_classes=10,
+                              weight_scale=5e-2, dtype=np.float64, normalization=norm)
+        _, grads = m.loss(X, y)
+        num = central_difference(lambda: m.loss(X, y)[0], m.params['b1'])
+        np.testing.assert_allclose(grads['b1'], num, rtol=1e-6, atol=1e-10)
+        assert np.abs(grads['b1']).max() > 1e-6
