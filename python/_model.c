@@ -438,7 +438,8 @@ static PyTypeObject Model_Type = {
 
 /* ---- data as splits ------------------------------------------------------------ */
 
-/* X (N, C, H, W) or (N, C*H*W) of the model's input, float32/float64 kept as
+/* X (N, C, H, W) or (N, C*H*W) of the model's input (any (N, ...) of rows that
+ * size for a flat model), float32/float64 kept as
  * they are (other dtypes converted to the model's); y integer labels in
  * [0, classes). Fills sp; new references in *xa, *ya. */
 static int bind_split(ModelObject *mo, PyObject *x, PyObject *y, const char *what,
@@ -464,20 +465,29 @@ static int bind_split(ModelObject *mo, PyObject *x, PyObject *y, const char *wha
     if (!*xa || !(*ya = to_labels(y)))
         return -1;
     int64_t row = (int64_t)o->input_dim[0] * o->input_dim[1] * o->input_dim[2];
+    /* A model of flat input (D, 1, 1) reads each image as its C-order row, as
+     * the course's affine layers do: CIFAR's (N, 3, 32, 32) feeds a net of
+     * input_dim 3072. An image model takes its own shape or flat rows only. */
+    bool flat = o->input_dim[1] == 1 && o->input_dim[2] == 1;
     int nd = PyArray_NDIM(*xa);
     bool ok = nd >= 2 && PyArray_DIM(*xa, 0) >= 1;
-    if (ok && nd == 4)
-        for (int d = 0; d < 3; d++)
-            ok = ok && PyArray_DIM(*xa, d + 1) == o->input_dim[d];
-    else if (ok)
-        ok = nd == 2 && PyArray_DIM(*xa, 1) == row;
+    if (ok && (nd == 2 || flat)) {
+        int64_t n = 1;
+        for (int d = 1; d < nd; d++)
+            n *= PyArray_DIM(*xa, d);
+        ok = n == row;
+    } else if (ok) {
+        ok = nd == 4;
+        for (int d = 0; ok && d < 3; d++)
+            ok = PyArray_DIM(*xa, d + 1) == o->input_dim[d];
+    }
     if (!ok) {
         PyObject *shape = PyObject_GetAttrString((PyObject *)*xa, "shape");
         if (shape)
             PyErr_Format(PyExc_ValueError,
-                         "X_%s must be (N, %d, %d, %d) or (N, %lld) for this model, got %R",
+                         "X_%s must be (N, %d, %d, %d) or (N, %lld)%s for this model, got %R",
                          what, o->input_dim[0], o->input_dim[1], o->input_dim[2],
-                         (long long)row, shape);
+                         (long long)row, flat ? " or N rows of that size" : "", shape);
         Py_XDECREF(shape);
         return -1;
     }

@@ -30,22 +30,38 @@ def course_names(engine_names):
     return out
 
 
-def _init_seed(seed):
-    # the course draws its weights from np.random: np.random.seed(...) in a
-    # notebook makes our initialisation repeatable too
-    return int(np.random.randint(0, 2**62)) if seed is None else int(seed)
-
-
 class EngineNet:
     """Base of the course's classifiers; ``engine_model`` is the dasecv.Model."""
 
     def _build(self, kind, input_dim, num_classes, reg, dtype, seed, **config):
+        """The engine's model. With seed None its weights are the course's
+        draws (see _draw_weights); with a seed, the engine's own from it."""
+        if seed is None:
+            # The engine's seed (its dropout masks start from it) is read from
+            # np.random without consuming the stream, which the weights use.
+            state = np.random.get_state()
+            engine_seed = int(np.random.randint(0, 2**62))
+            np.random.set_state(state)
+        else:
+            engine_seed = int(seed)
         self.engine_model = Model.from_config(
             kind, dtype=dtype, input_dim=input_dim, num_classes=num_classes,
-            seed=_init_seed(seed), reg=reg, **config)
+            seed=engine_seed, reg=reg, **config)
         names = course_names(self.engine_model.params)
         self._engine_names = {c: e for e, c in names.items()}
         self._params = ParamDict((c, self.engine_model.params[e]) for e, c in names.items())
+        if seed is None:
+            self._draw_weights(config['weight_scale'])
+
+    def _draw_weights(self, weight_scale):
+        """W1, W2, ... = weight_scale * np.random.randn(*shape) in layer order,
+        in float64 as the course's classifiers draw them (biases stay zero,
+        gammas one): after np.random.seed(s) a notebook gets the course's
+        weights, and the checks on them (TwoLayerNet's std within a tenth of
+        weight_scale) see the course's numbers, as do the draws after."""
+        layers = sorted((int(c[1:]), c) for c in self._params if c[0] == 'W')
+        for _, c in layers:
+            self._params[c] = weight_scale * np.random.randn(*self._params[c].shape)
 
     @property
     def params(self):

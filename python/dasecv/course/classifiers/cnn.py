@@ -1,6 +1,12 @@
-"""The course's ThreeLayerConvNet (classifiers/cnn.py) as an engine model."""
+"""The course's ThreeLayerConvNet (classifiers/cnn.py) as an engine model.
+
+As the course's module, it imports layers, fast_layers and layer_utils with a
+star, so ``from ...classifiers.cnn import *`` brings every layer too."""
 import numpy as np
 
+from ..fast_layers import *  # noqa: F401,F403
+from ..layer_utils import *  # noqa: F401,F403
+from ..layers import *  # noqa: F401,F403
 from ._engine_net import EngineNet
 
 
@@ -11,7 +17,8 @@ class ThreeLayerConvNet(EngineNet):
     W3, b3 (output affine): Gaussian weights of std weight_scale, zero biases.
     ``params`` are views of the engine's parameters; the loss is softmax plus
     0.5 * reg * the sum of the squared weights. ``seed`` (not the course's):
-    the initialisation's; None draws it from np.random."""
+    None draws the weights from np.random as the course does (np.random.seed
+    gives the course's weights), a number has the engine draw them from it."""
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7,
                  hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0,

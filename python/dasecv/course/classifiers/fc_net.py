@@ -1,7 +1,12 @@
 """The course's TwoLayerNet and FullyConnectedNet (classifiers/fc_net.py) as
-engine models."""
+engine models.
+
+As the course's module, it imports layers and layer_utils with a star, so the
+notebooks' ``from ...classifiers.fc_net import *`` brings every layer too."""
 import numpy as np
 
+from ..layer_utils import *  # noqa: F401,F403
+from ..layers import *  # noqa: F401,F403
 from ._engine_net import EngineNet
 
 
@@ -17,8 +22,9 @@ class FullyConnectedNet(EngineNet):
     ``dropout`` is the probability of keeping a unit (1: no dropout);
     ``normalization`` None, 'batchnorm' or 'layernorm'. With ``seed`` set,
     every train-mode loss() draws the same dropout masks (the course's
-    gradient checks need that); it also seeds the initialisation (None: from
-    np.random). input_dim is D (inputs are flattened) or (C, H, W)."""
+    gradient checks need that); it also seeds the engine's initialisation;
+    None draws the weights from np.random as the course does. input_dim is
+    D (inputs are flattened) or (C, H, W)."""
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10,
                  dropout=1, normalization=None, reg=0.0, weight_scale=1e-2,
@@ -41,6 +47,20 @@ class FullyConnectedNet(EngineNet):
 
     def _fixed_masks(self):
         return self.use_dropout and self.seed is not None
+
+    def loss(self, X, y=None):
+        """Scores (N, C) for y None, else (loss, grads). With batchnorm, the
+        hidden layers' biases get their exact gradient, zero: a train-mode
+        batch norm removes a bias with the batch mean. The engine's sum over
+        the batch leaves rounding noise (about 1e-15), which the course's
+        relative error, over a denominator of 1e-8, would print as 1e-7."""
+        out = super().loss(X, y)
+        if y is None or self.normalization != 'batchnorm':
+            return out
+        loss, grads = out
+        for k in range(1, self.num_layers):
+            grads['b%d' % k] = np.zeros_like(grads['b%d' % k])
+        return loss, grads
 
 
 class TwoLayerNet(FullyConnectedNet):
