@@ -1,5 +1,6 @@
 """The Solvers: the engine's loop (dasecv.Solver, and the course's Solver on
 our models) and the course's numpy loop for any other model."""
+import sys
 import threading
 
 import numpy as np
@@ -167,7 +168,9 @@ def test_callback_stops_and_raises():
 
 
 def test_gil_released_while_training():
-    data = toy_data(n_train=400)
+    # enough steps (600) that a thread ticking every millisecond gets many
+    # ticks in if, and only if, the GIL is released while they run
+    data = toy_data(n_train=2000)
     s = dasecv.Solver(small_cnn(), data, batch_size=10, num_epochs=3, verbose=False)
     ticks = []
     done = threading.Event()
@@ -177,6 +180,12 @@ def test_gil_released_while_training():
             ticks.append(1)
             done.wait(0.001)
 
+    # With a switch interval of seconds, the interpreter never takes the GIL
+    # from a thread that holds it: the ticker runs during training only if
+    # the C loop lets go of it (the progress callbacks run Python code, and
+    # at the default 5 ms interval they would hand the ticker turns anyway).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
     t = threading.Thread(target=count)
     t.start()
     try:
@@ -184,6 +193,7 @@ def test_gil_released_while_training():
     finally:
         done.set()
         t.join()
+        sys.setswitchinterval(interval)
     assert len(ticks) > 5
 
 
