@@ -249,9 +249,14 @@ static void test_timing_off(void **st)
         free(text);
     }
     assert_int_equal(dsv_auto_trials(), t0);
-    assert_int_equal(unsetenv("DASECV_AUTO_TIMING"), 0);
     free(plan);
     dsv_graph_destroy(g);
+}
+
+static int timing_back_on(void **st)
+{
+    (void)st;
+    return unsetenv("DASECV_AUTO_TIMING");
 }
 
 /* A training batch norm call on a configuration not seen before: auto times
@@ -306,7 +311,7 @@ int main(void)
         cmocka_unit_test(test_decisions_recorded),
         cmocka_unit_test(test_plan_forces_backend),
         cmocka_unit_test(test_bad_lines_change_nothing),
-        cmocka_unit_test(test_timing_off),
+        cmocka_unit_test_teardown(test_timing_off, timing_back_on),
         cmocka_unit_test(test_trials_leave_live_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
