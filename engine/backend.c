@@ -4,8 +4,9 @@
  * Each backend is a table of kernels (kernels/<backend>/table.c). The naive
  * table is complete for both float dtypes; the others fill what they support.
  * A request for a backend that cannot run a call falls back to naive, and
- * "auto" walks the per-op preference list below. This file is the only place
- * that knows which backends exist.
+ * "auto" walks the per-op preference list below, except where
+ * backend_auto.c decides between fast and oneDNN by timing. This file and
+ * backend_auto.c are the only places that know which backends exist.
  */
 #include <string.h>
 
@@ -110,20 +111,48 @@ static const dsv_kernel *usable(dsv_backend b, const dsv_call *c, bool backward)
     return k;
 }
 
-dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want)
+/* Whether fast and oneDNN can both run c, in both passes when it trains
+ * (one backend serves both passes of a timed configuration). */
+static bool both_usable(const dsv_call *c, bool backward)
 {
-    if (want == DSV_BACKEND_AUTO) {
-        bool flip = c->op == DSV_OP_CONV && conv_prefers_fast(c);
-        for (int i = 0; i < 2; i++) {
-            dsv_backend b = auto_order[c->op][flip ? 1 - i : i];
-            if (usable(b, c, backward))
-                return b;
-        }
-        return DSV_BACKEND_NAIVE;
+    for (int b = DSV_BACKEND_FAST; b <= DSV_BACKEND_ONEDNN; b++)
+        if (!usable((dsv_backend)b, c, backward) ||
+            (c->p.train && !usable((dsv_backend)b, c, !backward)))
+            return false;
+    return true;
+}
+
+/* "auto": the timed decision where backend_auto.c keeps one (decide: make
+ * it now if missing), else the fixed preference order. */
+static dsv_backend pick_auto(const dsv_call *c, bool backward, bool decide)
+{
+    bool flip = c->op == DSV_OP_CONV && conv_prefers_fast(c);
+    dsv_backend fixed = DSV_BACKEND_NAIVE;
+    for (int i = 0; i < 2 && fixed == DSV_BACKEND_NAIVE; i++) {
+        dsv_backend b = auto_order[c->op][flip ? 1 - i : i];
+        if (usable(b, c, backward))
+            fixed = b;
     }
+    if (!dsv_auto_timed_op(c->op) || !both_usable(c, backward))
+        return fixed;
+    if (decide)
+        return dsv_auto_decide(c, fixed);
+    dsv_backend b;
+    return dsv_auto_lookup(c, &b) ? b : fixed;
+}
+
+static dsv_backend pick(const dsv_call *c, bool backward, dsv_backend want, bool decide)
+{
+    if (want == DSV_BACKEND_AUTO)
+        return pick_auto(c, backward, decide);
     if ((unsigned)want < DSV_BACKEND_AUTO && usable(want, c, backward))
         return want;
     return DSV_BACKEND_NAIVE;
+}
+
+dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want)
+{
+    return pick(c, backward, want, false);
 }
 
 void dsv_state_free(dsv_state *s)
@@ -149,7 +178,7 @@ static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
     dsv_status s = dsv_op_check(c, backward, &nd, os);
     if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
         return s;
-    dsv_backend b = dsv_pick_backend(c, backward, want);
+    dsv_backend b = pick(c, backward, want, true);
     const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
     if (relu && !k->forward_relu)
         return dsv_error(DSV_UNSUPPORTED, "%s: backend %s has no fused relu forward",

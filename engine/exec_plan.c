@@ -6,8 +6,10 @@
  * threads), kept in the graph, and the implementation a backend picked by
  * timing per layer configuration, kept process-wide by that backend
  * (backend_table.h, choice_at/choice_set). With them go the fusion patterns
- * allowed (graph_fuse.c), so a replay fuses as the run that saved it did. Backend choice per node under
- * "auto" is a fixed rule (backend.c), not timed, so it needs no record.
+ * allowed (graph_fuse.c), so a replay fuses as the run that saved it did.
+ * The backend "auto" gives relu, pooling and batch norm configurations is
+ * timed too (backend_auto.c, process-wide) and recorded in "backend" lines;
+ * for the other ops it is a fixed rule (backend.c) that needs no record.
  *
  * What must stay true: applying a plan is all or nothing (the whole text is
  * checked before anything changes), and a plan names the model it was made
@@ -22,6 +24,7 @@
 
 #include "graph_priv.h"
 #include "internal/backend_table.h"
+#include "internal/check.h"
 
 #define PLAN_MAGIC "dasecv-plan 1"
 
@@ -90,6 +93,18 @@ dsv_status dsv_graph_plan_text(dsv_graph *g, char **text)
     for (int i = 0; i < g->nauto; i++)
         sb_printf(&b, "schedule %" PRId64 " %d %s\n", g->autoc[i].n, g->autoc[i].threads,
                   dsv_schedule_name(g->autoc[i].choice));
+    {
+        dsv_op op;
+        int64_t key[DSV_AUTO_KEY_MAX];
+        int nkey;
+        dsv_backend bk;
+        for (int i = 0; dsv_auto_decision_at(i, &op, key, &nkey, &bk); i++) {
+            sb_printf(&b, "backend %s ", dsv_op_name(op));
+            for (int k = 0; k < nkey; k++)
+                sb_printf(&b, "%s%" PRId64, k ? "," : "", key[k]);
+            sb_printf(&b, " %s\n", dsv_backend_name(bk));
+        }
+    }
     for (int bk = 0; bk < DSV_BACKEND_AUTO; bk++) {
         const dsv_backend_table *t = dsv_backend_get((dsv_backend)bk);
         if (!t || !t->choice_at)
@@ -127,12 +142,21 @@ typedef struct choice_entry {
     char name[DSV_CHOICE_NAME_MAX];
 } choice_entry;
 
+typedef struct backend_entry {
+    dsv_op op;
+    int64_t key[DSV_AUTO_KEY_MAX];
+    int nkey;
+    dsv_backend backend;
+} backend_entry;
+
 /* Everything a plan text holds, checked; nothing applied yet. */
 typedef struct parsed {
     sched_entry sched[MAX_AUTO];
     int nsched;
     choice_entry *choices;
     int nchoices, cap;
+    backend_entry *backends;
+    int nbackends, bcap;
     bool have_model;
     signed char fuse[DSV_FUSE_COUNT]; /* -1 not given, else on */
 } parsed;
@@ -194,6 +218,23 @@ static dsv_status parse_schedule(parsed *p, const char *rest, const char *src, i
     return DSV_OK;
 }
 
+/* 1 to max integers separated by commas, nothing else. */
+static bool parse_key(const char *s, int64_t *key, int *nkey, int max)
+{
+    *nkey = 0;
+    for (;;) {
+        char *end;
+        if (*nkey == max || !parse_i64(s, &key[*nkey], &end))
+            return false;
+        ++*nkey;
+        if (*end == '\0')
+            return true;
+        if (*end != ',')
+            return false;
+        s = end + 1;
+    }
+}
+
 static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
 {
     char *save;
@@ -203,17 +244,8 @@ static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
     if (!bname || !keys || !name || strtok_r(NULL, " \t", &save))
         return bad_line(src, line, "expected 'choice BACKEND KEY,KEY,... IMPLEMENTATION'");
     choice_entry e = {0};
-    for (char *s = keys;;) {
-        char *end;
-        if (e.nkey == DSV_CHOICE_KEY_MAX || !parse_i64(s, &e.key[e.nkey], &end))
-            return bad_line(src, line, "the key must be 1 to 16 integers separated by commas");
-        e.nkey++;
-        if (*end == '\0')
-            break;
-        if (*end != ',')
-            return bad_line(src, line, "the key must be 1 to 16 integers separated by commas");
-        s = end + 1;
-    }
+    if (!parse_key(keys, e.key, &e.nkey, DSV_CHOICE_KEY_MAX))
+        return bad_line(src, line, "the key must be 1 to 16 integers separated by commas");
     if (strlen(name) >= sizeof(e.name))
         return bad_line(src, line, "implementation name too long");
     /* the line's form first, so that a malformed line reads the same in
@@ -234,6 +266,38 @@ static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
         p->cap = cap;
     }
     p->choices[p->nchoices++] = e;
+    return DSV_OK;
+}
+
+static dsv_status parse_backend(parsed *p, char *rest, const char *src, int line)
+{
+    char *save;
+    char *opname = strtok_r(rest, " \t", &save);
+    char *keys = strtok_r(NULL, " \t", &save);
+    char *bname = strtok_r(NULL, " \t", &save);
+    if (!opname || !keys || !bname || strtok_r(NULL, " \t", &save))
+        return bad_line(src, line, "expected 'backend OP KEY,KEY,... fast|onednn'");
+    backend_entry e = {0};
+    if (dsv_op_from_name(opname, &e.op))
+        return bad_line(src, line, "unknown op");
+    if (!parse_key(keys, e.key, &e.nkey, DSV_AUTO_KEY_MAX))
+        return bad_line(src, line, "the key must be 5 to 12 integers separated by commas");
+    if (dsv_backend_from_name(bname, &e.backend))
+        return bad_line(src, line, "unknown backend (fast or onednn)");
+    if (dsv_auto_decision_check(e.op, e.nkey, e.backend)) {
+        char why[256]; /* the message buffer is about to be rewritten */
+        snprintf(why, sizeof(why), "%s", dsv_errmsg());
+        return bad_line(src, line, why);
+    }
+    if (p->nbackends == p->bcap) {
+        int cap = p->bcap ? 2 * p->bcap : 16;
+        backend_entry *q = realloc(p->backends, sizeof(*q) * (size_t)cap);
+        if (!q)
+            return dsv_error(DSV_NOMEM, "plan: out of memory");
+        p->backends = q;
+        p->bcap = cap;
+    }
+    p->backends[p->nbackends++] = e;
     return DSV_OK;
 }
 
@@ -277,7 +341,9 @@ static dsv_status parse_line(const dsv_graph *g, parsed *p, char *s, const char 
         return parse_choice(p, s + 7, src, line);
     if (!strncmp(s, "fuse ", 5))
         return parse_fuse(p, s + 5, src, line);
-    return bad_line(src, line, "unknown line (model, schedule, choice or fuse)");
+    if (!strncmp(s, "backend ", 8))
+        return parse_backend(p, s + 8, src, line);
+    return bad_line(src, line, "unknown line (model, schedule, choice, backend or fuse)");
 }
 
 static dsv_status parse(const dsv_graph *g, const char *text, const char *src, parsed *p)
@@ -326,7 +392,14 @@ dsv_status dsv_graph_plan_apply(dsv_graph *g, const char *text, const char *sour
         for (int k = 0; k < DSV_FUSE_COUNT; k++)
             if (p.fuse[k] >= 0)
                 g->fuse_on[k] = p.fuse[k];
+        /* checked in full by parse_backend, so these cannot fail */
+        for (int i = 0; i < p.nbackends; i++) {
+            const backend_entry *e = &p.backends[i];
+            dsv_status bs = dsv_auto_decision_set(e->op, e->key, e->nkey, e->backend);
+            DSV_ASSERT(bs == DSV_OK);
+        }
     }
+    free(p.backends);
     free(p.choices);
     return s;
 }

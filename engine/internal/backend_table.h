@@ -53,4 +53,30 @@ bool dsv_forward_relu_ok(const dsv_call *c, dsv_backend want);
  * backend must offer it (dsv_forward_relu_ok); DSV_UNSUPPORTED otherwise. */
 dsv_status dsv_forward_relu(dsv_call *c, dsv_backend want, dsv_backend *used);
 
+/* ---- "auto" between fast and oneDNN by timing (backend_auto.c) ------------
+ * For relu, max_pool, avg_pool, batchnorm and spatial_batchnorm, when both
+ * backends can run a call, "auto" times them once per configuration (the
+ * key: dtype, train, threads, ndim, the input's dims, and for pooling the
+ * window and stride) and keeps the faster for both passes. Decisions are
+ * process-wide, listed in the order made; the execution plan records them. */
+#define DSV_AUTO_KEY_MAX 12
+
+bool dsv_auto_timed_op(dsv_op op);
+/* The recorded decision for c's configuration, if any; times nothing. */
+bool dsv_auto_lookup(const dsv_call *c, dsv_backend *b);
+/* The recorded decision, else (timing on) times fast against oneDNN on
+ * scratch tensors and records the faster, else fallback (not recorded). */
+dsv_backend dsv_auto_decide(const dsv_call *c, dsv_backend fallback);
+/* Decision i (false past the last). */
+bool dsv_auto_decision_at(int i, dsv_op *op, int64_t *key, int *nkey, dsv_backend *b);
+/* Whether a decision could be recorded: a timed op, 5 to DSV_AUTO_KEY_MAX
+ * key values, fast or onednn and built in; DSV_INVALID with a message if not. */
+dsv_status dsv_auto_decision_check(dsv_op op, int nkey, dsv_backend b);
+/* Records one (replacing the configuration's decision), as a plan does. */
+dsv_status dsv_auto_decision_set(dsv_op op, const int64_t *key, int nkey, dsv_backend b);
+/* Configurations timed so far in this process (tests). */
+int64_t dsv_auto_trials(void);
+/* False when DASECV_AUTO_TIMING is "0". */
+bool dsv_auto_timing_on(void);
+
 #endif

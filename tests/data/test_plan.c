@@ -107,13 +107,15 @@ static void expect_rc(int got, int want)
 
 static void expect_in(const char *hay, const char *needle)
 {
-    if (!strstr(hay, needle))
-        fail_msg("'%s' not in:\n%s", needle, hay);
+    if (!hay || !strstr(hay, needle))
+        fail_msg("'%s' not in:\n%s", needle, hay ? hay : "(no text)");
 }
 
-/* Two convolutions, the second on 6 channels, which auto gives oneDNN. */
+/* Two convolutions, the second on 6 channels, which auto gives oneDNN; relu,
+ * batch norm and max pooling, whose backend auto times. */
 static const char model_text[] = "[net]\n[conv]\nfilters=6\nsize=3\npad=1\n[relu]\n"
-                                 "[conv]\nfilters=6\nsize=3\npad=1\n[relu]\n[max_pool]\n"
+                                 "[conv]\nfilters=6\nsize=3\npad=1\n[spatial_batchnorm]\n"
+                                 "[relu]\n[max_pool]\n"
                                  "[affine]\noutputs=classes\n[softmax_loss]\n";
 
 static int setup(void **st)
@@ -139,16 +141,23 @@ static int setup(void **st)
         "auto", "--schedule", "auto", "--threads", "2", "--quiet", __VA_ARGS__)
 
 /* The plan text with every backend choice renamed to oneDNN's reference
- * implementation and every schedule flipped: decisions no timing makes. */
+ * implementation, every schedule flipped and every timed backend swapped
+ * (fast for onednn and back): decisions no timing makes. */
 static char *forced(const char *plan)
 {
     char *out = malloc(strlen(plan) * 2 + 64);
     assert_non_null(out);
     out[0] = '\0';
     char *copy = strdup(plan);
-    int choices = 0, schedules = 0;
+    int choices = 0, schedules = 0, backends = 0;
     for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
-        if (!strncmp(line, "choice ", 7)) {
+        if (!strncmp(line, "backend ", 8)) {
+            char *name = strrchr(line, ' ') + 1;
+            bool fast = !strcmp(name, "fast");
+            *name = '\0';
+            strcat(strcat(out, line), fast ? "onednn\n" : "fast\n");
+            backends++;
+        } else if (!strncmp(line, "choice ", 7)) {
             *strrchr(line, ' ') = '\0';
             strcat(strcat(out, line), " ref:any\n");
             choices++;
@@ -166,6 +175,9 @@ static char *forced(const char *plan)
     assert_true(schedules >= 1);
     if (strstr(plan, "choice onednn"))
         assert_true(choices >= 3); /* conv2: forward, backward data, weights */
+    /* relu, batch norm and max pool, trained and tested */
+    if (strstr(plan, "choice onednn"))
+        assert_true(backends >= 6);
     return out;
 }
 
@@ -175,22 +187,39 @@ static void test_resume_reuses_plan(void **st)
     const char *p0 = path_in("timed.plan");
     expect_rc(TRAIN("--num-epochs", "1", "--save-plan", p0), 0);
     char *timed = slurp(p0, NULL);
-    expect_in(timed, "dasecv-plan 1\nmodel 7 ");
+    expect_in(timed, "dasecv-plan 1\nmodel 8 ");
     expect_in(timed, "\nschedule 20 2 ");
-    char *plan = forced(timed);
-    const char *pf = path_in("forced.plan");
-    spit(pf, plan);
+    if (dsv_backend_available(DSV_BACKEND_ONEDNN)) {
+        expect_in(timed, "\nbackend relu 0,1,");
+        expect_in(timed, "\nbackend max_pool 0,1,");
+        expect_in(timed, "\nbackend spatial_batchnorm 0,1,");
+    }
+    char *flipped = forced(timed);
+    const char *pf = path_in("forced.plan"), *pc = path_in("complete.plan");
+    spit(pf, flipped);
+    /* The flipped schedule can meet configurations the timed run did not (a
+       test-mode pass on the whole batch instead of per-thread slices); one
+       run on the forced plan times those, and its plan, which keeps every
+       forced line, is the one replayed below: nothing is left to time, so no
+       two processes can time the same configuration differently. */
+    expect_rc(TRAIN("--num-epochs", "1", "--plan", pf, "--save-plan", pc), 0);
+    char *plan = slurp(pc, NULL);
+    for (const char *line = flipped, *eol; (eol = strchr(line, '\n')); line = eol + 1) {
+        char one[256];
+        snprintf(one, sizeof(one), "%.*s\n", (int)(eol - line), line);
+        expect_in(plan, one);
+    }
 
-    /* uninterrupted: two epochs on the forced plan */
+    /* uninterrupted: two epochs on the complete plan */
     const char *a = path_in("a.ckpt"), *b = path_in("b.ckpt"), *pb = path_in("b.plan");
-    expect_rc(TRAIN("--num-epochs", "2", "--plan", pf, "--checkpoint", a), 0);
+    expect_rc(TRAIN("--num-epochs", "2", "--plan", pc, "--checkpoint", a), 0);
     /* one epoch, then a second process resumes without --plan */
-    expect_rc(TRAIN("--num-epochs", "1", "--plan", pf, "--checkpoint", b), 0);
+    expect_rc(TRAIN("--num-epochs", "1", "--plan", pc, "--checkpoint", b), 0);
     expect_rc(RUN("train", "--data", g_data, "--resume", b, "--num-epochs", "2", "--backend",
                   "auto", "--schedule", "auto", "--threads", "2", "--quiet", "--save-plan",
                   pb),
               0);
-    /* the resumed run decided nothing new: its plan is the forced one */
+    /* the resumed run decided nothing new: its plan is the one it was given */
     char *resumed = slurp(pb, NULL);
     assert_string_equal(resumed, plan);
     size_t na, nb;
@@ -201,6 +230,7 @@ static void test_resume_reuses_plan(void **st)
     free(bb);
     free(resumed);
     free(plan);
+    free(flipped);
     free(timed);
 }
 
@@ -218,7 +248,7 @@ static void test_bad_plans(void **st)
     const char *good = path_in("good.plan");
     expect_rc(TRAIN("--num-epochs", "1", "--save-plan", good), 0);
     char *text = slurp(good, NULL);
-    char *bad = malloc(strlen(text) + 64);
+    char *bad = malloc(strlen(text) + 128);
     strcat(strcpy(bad, text), "schedule 20 2 sideways\n");
     spit(p, bad);
     expect_rc(TRAIN("--num-epochs", "1", "--plan", p), 2);
@@ -227,6 +257,29 @@ static void test_bad_plans(void **st)
     spit(p, bad);
     expect_rc(TRAIN("--num-epochs", "1", "--plan", p), 2);
     expect_in(g_stderr, "the key must be");
+    /* backend lines: malformed, an op whose backend is not timed, naive */
+    const char *bad_backend[][2] = {
+        {"backend relu 0,1,2 fast\n", "the key must be 5 to"},
+        {"backend relu 0,1,2,4,20,x,8,8 fast\n", "the key must be 5 to"},
+        {"backend relu 0,1,2,4,20,6,8,8\n", "expected 'backend OP KEY"},
+        {"backend conv 0,1,2,4,20,6,8,8 fast\n", "conv is not an op whose backend is timed"},
+        {"backend nosuch 0,1,2,4,20,6,8,8 fast\n", "unknown op"},
+        {"backend relu 0,1,2,4,20,6,8,8 naive\n", "the backend must be fast or onednn"},
+        {"backend relu 0,1,2,4,20,6,8,8 gpu\n", "unknown backend"},
+    };
+    for (size_t i = 0; i < sizeof(bad_backend) / sizeof(bad_backend[0]); i++) {
+        strcat(strcpy(bad, text), bad_backend[i][0]);
+        spit(p, bad);
+        expect_rc(TRAIN("--num-epochs", "1", "--plan", p), 2);
+        expect_in(g_stderr, "bad.plan:");
+        expect_in(g_stderr, bad_backend[i][1]);
+    }
+    if (!dsv_backend_available(DSV_BACKEND_ONEDNN)) {
+        strcat(strcpy(bad, text), "backend relu 0,1,2,4,20,6,8,8 onednn\n");
+        spit(p, bad);
+        expect_rc(TRAIN("--num-epochs", "1", "--plan", p), 2);
+        expect_in(g_stderr, "backend onednn is not built in");
+    }
     expect_rc(TRAIN("--num-epochs", "1", "--plan", path_in("missing.plan")), 2);
     expect_in(g_stderr, "cannot open plan");
     free(bad);
@@ -262,9 +315,9 @@ static void test_bench_model(void **st)
     expect_rc(RUN("bench", "--model", g_model, "--input", "1,8,8", "--classes",
                   "3", "--batch-size", "4", "--reps", "1", "--threads", "1"),
               0);
-    const char *nodes[] = {"conv1", "relu2", "conv3", "relu4", "max_pool5", "affine6",
-                           "softmax_loss7"};
-    for (int i = 0; i < 7; i++)
+    const char *nodes[] = {"conv1", "relu2", "conv3", "spatial_batchnorm4", "relu5",
+                           "max_pool6", "affine7", "softmax_loss8"};
+    for (int i = 0; i < 8; i++)
         expect_in(g_stdout, nodes[i]);
     expect_in(g_stdout, "sum of nodes");
     expect_in(g_stdout, "training step");

@@ -380,6 +380,9 @@ static void test_overflow_not_applied_on_threads(void **st)
     assert_true(dsv_model_num_params(m) > 131072);
     dsv_exec_options o = dsv_exec_options_default();
     o.threads = 2;
+    /* not auto: its timed decisions of the step's first pass would add
+       lines to the checkpoint's execution plan */
+    o.backend = DSV_BACKEND_FAST;
     TU_OK(dsv_model_set_exec(m, &o));
     record r = {0};
     dsv_solver_config c = base_config(&r);

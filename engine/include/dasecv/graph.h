@@ -233,8 +233,10 @@ DSV_API void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
 
 /* ---- the execution plan ----------------------------------------------------
  * Every decision made by timing: the "auto" schedule per batch size and
- * thread count, and the implementation a backend picked by timing per layer
- * configuration (oneDNN; process-wide, as the backend keeps them). Saving
+ * thread count, the backend "auto" timed for a relu, pooling or batch norm
+ * configuration (fast or onednn), and the implementation a backend picked by
+ * timing per layer configuration (oneDNN). The last two are process-wide, as
+ * the engine and the backend keep them. Saving
  * them and applying them before the first step makes a run take the same
  * path as the one that saved them: checkpoints carry the plan, and
  * `dasecv train --plan` applies one. The text is one decision a line
@@ -242,8 +244,11 @@ DSV_API void dsv_graph_get_stats(const dsv_graph *g, dsv_graph_stats *s);
  *     dasecv-plan 1
  *     model <nodes> <parameter values> <fingerprint of the nodes, hex>
  *     schedule <batch size> <threads> layer|batch
+ *     backend <op> <key,key,...> fast|onednn
  *     choice <backend> <key,key,...> <implementation name>
  *     fuse conv_relu|affine_relu on|off
+ * (backend: the key is the dtype, train (1) or test (0), threads, the input's
+ * ndim and dims, and for pooling the window height, width and stride.)
  * (fuse: whether a conv or affine node followed by its only reader, a relu,
  * may run as one fused node on backends that offer it; the values are the
  * same either way. A plan without fuse lines keeps the graph's defaults.)
@@ -252,8 +257,10 @@ DSV_API dsv_status dsv_graph_plan_text(dsv_graph *g, char **text);
 /* Checks the whole text first (`source` names it in messages: "FILE:LINE:
  * ..."); a plan for another model (node count, parameter count or
  * fingerprint), a backend that is not built in or a malformed line is
- * DSV_INVALID and changes nothing. Otherwise replaces the graph's schedule
- * decisions and records the backend choices. */
+ * DSV_INVALID and changes nothing; so is a backend line for an op whose
+ * backend is not timed or naming naive, auto or a backend not built in.
+ * Otherwise replaces the graph's schedule decisions and records the backend
+ * decisions and choices, so those configurations are not timed. */
 DSV_API dsv_status dsv_graph_plan_apply(dsv_graph *g, const char *text, const char *source);
 
 /* The graph of a model (owned by the model). */
