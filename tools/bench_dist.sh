@@ -11,14 +11,14 @@
 #   tools/bench_dist.sh DATA [MODEL] [TRAIN_SIZE] [extra dasecv train options]
 # e.g. tools/bench_dist.sh cifar10:DIR threelayer 4000
 # Uses build/cli/dasecv (DASECV=...); as root mpirun needs --allow-run-as-root.
-set -euo pipefail
+set -uo pipefail
 data=$1 model=${2:-threelayer} n=${3:-4000}
 shift $(($# < 3 ? $# : 3))
 exe=${DASECV:-build/cli/dasecv}
 B=${BATCH:-50}
 reps=${REPS:-5}
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
-common=(train --data "$data" --model "$model" --train-size "$n" --num-epochs 1
+common=(train --data "$data" --model "$model" --num-epochs 1
         --num-train-samples 100 --num-val-samples 100 --json --threads 1 "$@")
 
 labels=("1 process x 1 thread, batch $B"
@@ -27,16 +27,27 @@ labels=("1 process x 1 thread, batch $B"
         "2 ranks x 1 thread, batch $B, one bucket"
         "1 process x 1 thread, batch $((B / 2))"
         "2 ranks x 1 thread, batch $((2 * B)) ($B per rank)")
-run_config() { # index -> "images/s wait_ms"
-    local out err
+# auto's timed decisions are made once per configuration, by a short
+# warm-up run that writes them as a plan; the timed runs replay it, so they
+# neither pay for the timing nor depend on it
+plans=$(mktemp -d)
+trap 'rm -rf "$plans"' EXIT
+run_config() { # index [warm-up] -> "images/s wait_ms"
+    local out err plan=(--plan "$plans/$1") c=("${common[@]}" --train-size "$n")
+    if [ -n "${2:-}" ]; then
+        plan=(--save-plan "$plans/$1")
+        c=("${common[@]}" --train-size $((4 * B)))
+    fi
     err=$(mktemp)
+    # a failed run shows its errors and counts as 0 images/s
+    trap 'echo "bench_dist: configuration $1 failed:" >&2; tail -n 5 "$err" >&2' ERR
     case $1 in
-    0) out=$("$exe" "${common[@]}" --batch-size "$B" 2>"$err") ;;
-    1) out=$("$exe" "${common[@]}" --batch-size "$B" --threads 2 2>"$err") ;;
-    2) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size "$B" --bucket-mb 1 2>"$err") ;;
-    3) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size "$B" --bucket-mb 4096 2>"$err") ;;
-    4) out=$("$exe" "${common[@]}" --batch-size $((B / 2)) 2>"$err") ;;
-    5) out=$("${mpirun[@]}" -np 2 "$exe" "${common[@]}" --batch-size $((2 * B)) 2>"$err") ;;
+    0) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" 2>"$err") ;;
+    1) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" --threads 2 2>"$err") ;;
+    2) out=$("${mpirun[@]}" -np 2 "$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" --bucket-mb 1 2>"$err") ;;
+    3) out=$("${mpirun[@]}" -np 2 "$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" --bucket-mb 4096 2>"$err") ;;
+    4) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size $((B / 2)) 2>"$err") ;;
+    5) out=$("${mpirun[@]}" -np 2 "$exe" "${c[@]}" "${plan[@]}" --batch-size $((2 * B)) 2>"$err") ;;
     esac
     local ips wait
     ips=$(sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p' <<<"$out")
@@ -47,6 +58,9 @@ run_config() { # index -> "images/s wait_ms"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A ips waits
+for i in "${!labels[@]}"; do
+    run_config "$i" warm-up >/dev/null
+done
 for ((r = 0; r < reps; r++)); do
     for i in "${!labels[@]}"; do
         read -r a w < <(run_config "$i")

@@ -9,7 +9,9 @@ Each round runs, for every (batch size, threads) pair, one epoch of
 reg 1e-3, adam, lr 1e-3; its --json images_per_s counts the training steps
 only) and then the same network and update rule in PyTorch (its own process
 under --torch-python, torch.set_num_threads(N), random data of the same
-shape, images/s over --train-size images after a few untimed batches), and
+shape, images/s over --train-size images after a few untimed batches; for
+dasecv, a short run first writes the execution plan, auto's timed
+decisions, that its timed runs replay), and
 the fast backend's sgemm on 2048x2048 matrices (dasecv-bench
 sgemm/2048/fast) at each thread count. The pairs are interleaved within a
 round and the rounds follow each other, so a slow stretch of a shared
@@ -89,10 +91,14 @@ def flops_per_image(a, cfg, batch):
     return (tot["fwd_flops"] + tot["bwd_flops"]) / batch
 
 
-def run_dasecv(a, batch, threads):
-    cmd = [a.dasecv, "train", "--data", a.data, "--train-size", str(a.train_size),
+def run_dasecv(a, batch, threads, plan, size=None, save=False):
+    """images/s of one epoch; with save, a short run that writes the plan
+    (auto's timed decisions) that the timed runs then replay, so that they
+    neither pay for the timing nor depend on it (the PyTorch side gets its
+    untimed warm-up batches)."""
+    cmd = [a.dasecv, "train", "--data", a.data, "--train-size", str(size or a.train_size),
            "--batch-size", str(batch), "--num-epochs", "1", "--threads", str(threads),
-           "--quiet", "--json"] + SETTINGS
+           "--quiet", "--json", "--save-plan" if save else "--plan", plan] + SETTINGS
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"compare_train: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
@@ -117,6 +123,24 @@ def run_gemm(a, threads):
         sys.exit(f"compare_train: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
     runs = json.loads(r.stdout)["benchmarks"]
     return statistics.median(b["FLOP/s"] for b in runs)
+
+
+def measure(a, pairs, plans, threads):
+    ds = {pr: [] for pr in pairs}
+    th = {pr: [] for pr in pairs}
+    gemm = {t: [] for t in threads}
+    for r in range(a.rounds):
+        for b, t in pairs:
+            ds[(b, t)].append(run_dasecv(a, b, t, plans[(b, t)]))
+            th[(b, t)].append(run_torch(a, b, t))
+            print(f"round {r + 1}: batch {b}, {t} threads: dasecv {ds[(b, t)][-1]:.0f}, "
+                  f"PyTorch {th[(b, t)][-1]:.0f} images/s", file=sys.stderr)
+        if not a.no_gemm:
+            for t in threads:
+                gemm[t].append(run_gemm(a, t))
+                print(f"round {r + 1}: sgemm {GEMM_N}, {t} threads: "
+                      f"{gemm[t][-1] / 1e9:.1f} GFLOP/s", file=sys.stderr)
+    return ds, th, gemm
 
 
 def main():
@@ -153,21 +177,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cfg = model_file(tmp)
         fpi = {b: flops_per_image(a, cfg, b) for b in batches}
-    pairs = [(b, t) for b in batches for t in threads]
-    ds = {pr: [] for pr in pairs}
-    th = {pr: [] for pr in pairs}
-    gemm = {t: [] for t in threads}
-    for r in range(a.rounds):
+        pairs = [(b, t) for b in batches for t in threads]
+        plans = {pr: os.path.join(tmp, "b%d-t%d.plan" % pr) for pr in pairs}
         for b, t in pairs:
-            ds[(b, t)].append(run_dasecv(a, b, t))
-            th[(b, t)].append(run_torch(a, b, t))
-            print(f"round {r + 1}: batch {b}, {t} threads: dasecv {ds[(b, t)][-1]:.0f}, "
-                  f"PyTorch {th[(b, t)][-1]:.0f} images/s", file=sys.stderr)
-        if not a.no_gemm:
-            for t in threads:
-                gemm[t].append(run_gemm(a, t))
-                print(f"round {r + 1}: sgemm {GEMM_N}, {t} threads: "
-                      f"{gemm[t][-1] / 1e9:.1f} GFLOP/s", file=sys.stderr)
+            run_dasecv(a, b, t, plans[(b, t)], size=2 * b, save=True)
+        ds, th, gemm = measure(a, pairs, plans, threads)
     load1 = os.getloadavg()
 
     med = statistics.median
