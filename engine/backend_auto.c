@@ -266,6 +266,10 @@ static void time_both(dsv_call *fc, dsv_call *bc, bool train, double ms[2])
     double runs[2][REPS];
     dsv_state st[2] = {{0}};
     bool failed[2] = {false, false};
+    /* oneDNN's own implementation timing would dwarf the trial */
+    const dsv_backend_table *odn = dsv_backend_get(DSV_BACKEND_ONEDNN);
+    if (odn && odn->set_tuning)
+        odn->set_tuning(false);
     for (int r = 0; r < WARMUP + REPS; r++)
         for (int j = 0; j < 2; j++) {
             int k = (r & 1) ? 1 - j : j;
@@ -278,6 +282,8 @@ static void time_both(dsv_call *fc, dsv_call *bc, bool train, double ms[2])
             if (r >= WARMUP)
                 runs[k][r - WARMUP] = now_ms() - t0;
         }
+    if (odn && odn->set_tuning)
+        odn->set_tuning(true);
     for (int k = 0; k < 2; k++) {
         dsv_state_free(&st[k]);
         qsort(runs[k], REPS, sizeof(double), cmp_double);

@@ -38,6 +38,9 @@ typedef struct dsv_backend_table {
        named implementation without timing. */
     bool (*choice_at)(int i, int64_t *key, int *nkey, char *name, size_t size);
     dsv_status (*choice_set)(const int64_t *key, int nkey, const char *name);
+    /* Turns the backend's implementation timing on or off for the calling
+       thread (NULL when it has none): "auto"'s trials run with it off. */
+    void (*set_tuning)(bool on);
 } dsv_backend_table;
 
 #define DSV_CHOICE_KEY_MAX 16

@@ -225,6 +225,14 @@ dsv_status dsv_odn_choice_set(const int64_t *key, int nkey, const char *name)
     return DSV_OK;
 }
 
+/* Off on a thread while "auto" times oneDNN against fast (backend_auto.c):
+ * its trials take oneDNN's first implementation, and a node that then runs
+ * on oneDNN tunes its own state. Timing every candidate of every trial would
+ * cost more than the trials. */
+static _Thread_local bool tuning_on = true;
+
+void dsv_odn_set_tuning(bool on) { tuning_on = on; }
+
 /* Best of five runs after a warm-up, on zeroed buffers in the candidate's
  * layouts (zero is a valid pooling workspace too); negative if it fails. */
 static double time_candidate(const_dnnl_primitive_desc_t pd, dnnl_stream_t stream,
@@ -286,6 +294,8 @@ dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
     choice_get(key, nkey, name);
     if (name[0])
         return dsv_odn_pd_create(pd, op_desc, hint, name, what);
+    if (!tuning_on)
+        return dsv_odn_pd_create(pd, op_desc, hint, NULL, what);
     /* One tuning at a time in the process: under the batch schedule every
        thread builds its own state for the same configuration, and timing the
        same candidates concurrently (the primitive cache hands both threads the

@@ -83,6 +83,11 @@ DSV_ODN_INTERNAL dsv_status dsv_odn_pd_tuned(dnnl_primitive_desc_t *pd,
                                              const dsv_odn_argq *args, int nargs,
                                              const char *what);
 
+/* Implementation timing on this thread: on by default; off, dsv_odn_pd_tuned
+ * takes the recorded choice or else oneDNN's first implementation, and
+ * records nothing (backend_table.h, set_tuning). */
+DSV_ODN_INTERNAL void dsv_odn_set_tuning(bool on);
+
 /* The recorded choices, for the execution plan (backend_table.h): the i-th
  * one (false past the last), and recording one made elsewhere. */
 DSV_ODN_INTERNAL bool dsv_odn_choice_at(int i, int64_t *key, int *nkey, char *name,

@@ -29,4 +29,5 @@ const dsv_backend_table dsv_onednn_table = {
     .state_free = dsv_odn_state_free,
     .choice_at = dsv_odn_choice_at,
     .choice_set = dsv_odn_choice_set,
+    .set_tuning = dsv_odn_set_tuning,
 };
