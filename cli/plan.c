@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plan.h"
 
@@ -47,12 +48,33 @@ bool cli_plan_save(const char *cmd, dsv_model *m, const char *path)
         fprintf(stderr, "dasecv %s: %s\n", cmd, dsv_errmsg());
         return false;
     }
-    FILE *f = fopen(path, "wb");
-    bool ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        fprintf(stderr, "dasecv %s: cannot write plan %s: %s\n", cmd, path, strerror(errno));
+    /* Written beside the target and renamed over it: a reader never sees
+       half a plan, and a failed write leaves the old file as it was. */
+    size_t n = strlen(path) + sizeof(".tmp.XXXXXX");
+    char *tmp = malloc(n);
+    int fd = -1;
+    if (tmp) {
+        snprintf(tmp, n, "%s.tmp.XXXXXX", path);
+        fd = mkstemp(tmp);
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    bool ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (f) {
+        if (fclose(f) != 0 && ok)
+            ok = false, err = errno;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    if (ok && rename(tmp, path) != 0)
+        ok = false, err = errno;
+    if (!ok) {
+        if (fd >= 0)
+            remove(tmp);
+        fprintf(stderr, "dasecv %s: cannot write plan %s: %s\n", cmd, path,
+                strerror(tmp ? err : ENOMEM));
+    }
+    free(tmp);
     free(text);
     return ok;
 }

@@ -716,6 +716,7 @@ int dsv_cmd_train(int argc, char **argv)
         o.json = false;
         o.log = NULL;
         o.checkpoint = NULL;
+        o.save_plan = NULL;
     } else if ((rc = check_outputs(&o)) >= 0) {
         return cli_dist_end(rc);
     }

@@ -373,6 +373,34 @@ static void test_bad_data_on_one_rank(void **state)
         fail_msg("no message names the missing data:\n%s", g_err);
 }
 
+/* --save-plan under mpirun: rank 0 alone writes it (every rank once wrote
+ * the same file, and their different decisions mixed in it), and it
+ * replays on 2 ranks and on 1. Batch norm and pooling under auto make
+ * oneDNN implementation choices and backend decisions. */
+static void test_plan_saved_once(void **state)
+{
+    (void)state;
+    const char *pl = path_in("two.plan"), *cfg = path_in("bn.cfg");
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fputs("[net]\n[conv]\nfilters=8\nsize=3\npad=1\n[spatial_batchnorm]\n[relu]\n"
+          "[max_pool]\nsize=2\nstride=2\n[affine]\noutputs=classes\n[softmax_loss]\n",
+          f);
+    assert_int_equal(fclose(f), 0);
+    unlink(pl);
+    /* rank 1 is given a path it cannot write: only rank 0 may try */
+    char cmd[16384];
+    snprintf(cmd, sizeof(cmd),
+             "%s " MPIRUN_OPTS " -np 2 sh -c 'P=%s; if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then "
+             "P=%s/no-such-dir/rank1.plan; fi; exec %s train --data %s %s --model %s "
+             "--num-epochs 1 --save-plan $P'",
+             getenv("MPIRUN"), pl, g_dir, getenv("DASECV"), g_data, COMMON, cfg);
+    if (wait_for(spawn_sh(cmd), 120, "a job saving its plan") != 0)
+        fail_msg("saving the plan on 2 ranks failed:\n%s", g_err);
+    TRAIN_OK(2, "--model %s --num-epochs 1 --plan %s", cfg, pl);
+    TRAIN_OK(0, "--model %s --num-epochs 1 --plan %s", cfg, pl);
+}
+
 /* Bad options under mpirun are usage errors on every rank. */
 static void test_bad_options(void **state)
 {
@@ -402,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_dead_rank),
         cmocka_unit_test(test_hung_rank),
         cmocka_unit_test(test_bad_data_on_one_rank),
+        cmocka_unit_test(test_plan_saved_once),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
