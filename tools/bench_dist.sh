@@ -40,7 +40,7 @@ run_config() { # index [warm-up] -> "images/s wait_ms"
     fi
     err=$(mktemp)
     # a failed run shows its errors and counts as 0 images/s
-    trap 'echo "bench_dist: configuration $1 failed:" >&2; tail -n 5 "$err" >&2' ERR
+    trap 'echo "bench_dist: configuration $1 failed:" >&2; grep -i dasecv "$err" | head -n 5 >&2' ERR
     case $1 in
     0) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" 2>"$err") ;;
     1) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" --threads 2 2>"$err") ;;

@@ -115,10 +115,9 @@ def run_torch(a, batch, threads):
 
 
 def run_gemm(a, threads):
-    env = dict(os.environ, DASECV_NUM_THREADS=str(threads))
-    cmd = [a.bench, f"--benchmark_filter=^sgemm/{GEMM_N}/fast", "--benchmark_format=json",
-           "--benchmark_min_time=0.5"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    cmd = [a.bench, f"--dsv_threads={threads}", f"--benchmark_filter=^sgemm/{GEMM_N}/fast",
+           "--benchmark_format=json", "--benchmark_min_time=0.5"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"compare_train: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
     runs = json.loads(r.stdout)["benchmarks"]
