@@ -103,6 +103,7 @@ static dsv_status l2_run(dsv_graph *g, const dsv_exec_options *o, double reg, bo
     for (int64_t b0 = 0; b0 < nblocks; b0 += REG_GROUP) {
         const int64_t nb = nblocks - b0 < REG_GROUP ? nblocks - b0 : REG_GROUP;
         const int nt = (int64_t)T > nb ? (int)nb : T;
+        (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int64_t k = 0; k < nb; k++)
             sums[k] = reg_block(g, b0 + k, reg, grads);

@@ -369,6 +369,7 @@ static bool all_finite(const void *p, int64_t n, dsv_dtype dt, int nt)
     unsigned bad = 0;
     const unsigned char *b = p;
     const int64_t es = (int64_t)dsv_dtype_size(dt);
+    (void)es, (void)nt; /* read only by OpenMP */
     if (dt == DSV_F32) {
 #pragma omp parallel for simd reduction(| : bad) schedule(static) num_threads(nt) \
     if (n * es >= PAR_MIN_BYTES)
