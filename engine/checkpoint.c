@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "dasecv/graph.h"
+#include "internal/graph_limits.h"
 #include "solver_priv.h"
 
 #define CKPT_MAGIC "DSVCKPT\x1a"
@@ -717,7 +718,10 @@ static dsv_status build_model(const char *path, const ckpt *k, dsv_model **m)
                              "checkpoint %s holds an invalid model configuration: %s", path,
                              msg);
         }
-        if ((st = dsv_model_create(m, &k->mc)))
+        dsv_graph_limit_blocks_(k->nparams, k->nbuffers);
+        st = dsv_model_create(m, &k->mc);
+        dsv_graph_limit_blocks_(-1, -1);
+        if (st)
             return st;
         const char *text = dsv_model_text(*m);
         if (k->version >= 2 &&
@@ -739,8 +743,11 @@ static dsv_status build_model(const char *path, const ckpt *k, dsv_model **m)
         if (strlen(text) != k->text_n)
             st = dsv_error(DSV_CORRUPT, "checkpoint %s is corrupt: a NUL byte in the model text",
                            path);
-        else
+        else {
+            dsv_graph_limit_blocks_(k->nparams, k->nbuffers);
             st = dsv_model_create_from_text(m, text, source, &k->mo);
+            dsv_graph_limit_blocks_(-1, -1);
+        }
         free(text);
         if (st) {
             char msg[600];

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "graph_priv.h"
+#include "internal/graph_limits.h"
 #include "internal/check.h"
 #include "internal/rng.h"
 #include "internal/arrays.h"
@@ -472,6 +473,14 @@ static void reset_buffers(dsv_graph *g)
         fill_block(g->bblock, g->dtype, g->bufs[i].off, g->bufs[i].n, g->bufs[i].fill);
 }
 
+static _Thread_local int64_t limit_params = -1, limit_buffers = -1;
+
+void dsv_graph_limit_blocks_(int64_t max_params, int64_t max_buffers)
+{
+    limit_params = max_params;
+    limit_buffers = max_buffers;
+}
+
 dsv_status dsv_graph_finalize(dsv_graph *g)
 {
     dsv_status s = not_final(g, "finalize");
@@ -494,6 +503,13 @@ dsv_status dsv_graph_finalize(dsv_graph *g)
             g->nodes[i].direct[k] =
                 v >= 0 && g->vals[v].last_use == i && (k == 0 || g->nodes[i].in[0] != v);
         }
+    if ((limit_params >= 0 && g->np > limit_params) ||
+        (limit_buffers >= 0 && g->nb > limit_buffers))
+        return dsv_error(DSV_CORRUPT,
+                         "graph: %lld parameters and %lld buffers, more than the %lld and "
+                         "%lld stored for it",
+                         (long long)g->np, (long long)g->nb, (long long)limit_params,
+                         (long long)limit_buffers);
     size_t pb = (size_t)(g->np ? g->np : 1) * g->esz;
     size_t bb = (size_t)(g->nb ? g->nb : 1) * g->esz;
     g->pblock = dsv_alloc(pb);

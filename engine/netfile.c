@@ -792,8 +792,11 @@ static dsv_status build(nf_build *b, const dsv_model_options *o)
         return fail_at(f, f->secs[0].line,
                        "the network has %lld parameter values; the engine takes at most %lld",
                        (long long)dsv_graph_num_param_values(b->g), (long long)MAX_PARAMS);
-    if ((s = dsv_graph_finalize(b->g)))
-        return dsv_error(s, "%s: %s", f->src, dsv_errmsg());
+    if ((s = dsv_graph_finalize(b->g))) {
+        char msg[512]; /* dsv_error writes the buffer dsv_errmsg reads */
+        snprintf(msg, sizeof(msg), "%s", dsv_errmsg());
+        return dsv_error(s, "%s: %s", f->src, msg);
+    }
     return DSV_OK;
 }
 

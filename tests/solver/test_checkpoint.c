@@ -254,11 +254,15 @@ static void test_corrupt_files(void **st)
     put_le64(p + at, (uint64_t)-1);
     reseal(p, n);
     expect_load_error(path, p, n, DSV_CORRUPT, "is negative (-1)", &f);
-    /* a sealed file whose model has another size than its parameters */
+    /* a sealed file whose model is smaller than its parameters: the text
+       check; larger: refused before the model's blocks are allocated */
     memcpy(p, orig, n);
-    put_le32(p + OFF_NUM_FILTERS, 5); /* 4 -> 5 */
+    put_le32(p + OFF_NUM_FILTERS, 3); /* 4 -> 3 */
     reseal(p, n);
     expect_load_error(path, p, n, DSV_CORRUPT, "model text differs", &f);
+    put_le32(p + OFF_NUM_FILTERS, 60000);
+    reseal(p, n);
+    expect_load_error(path, p, n, DSV_CORRUPT, "more than the", &f);
     /* a sealed file with a nonsense model configuration */
     memcpy(p, orig, n);
     put_le32(p + OFF_NUM_CLASSES, (uint32_t)-3);
