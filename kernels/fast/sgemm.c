@@ -172,12 +172,12 @@ ukr_avx512(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
 
 static const ukernel ukernels[DSV_FAST_ISA_COUNT] = {
 #if defined(__x86_64__)
-    [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32, true},
+    [DSV_FAST_ISA_AVX512] = {ukr_avx512, 8, 32, true, {NULL}},
     [DSV_FAST_ISA_AVX2] = {ukr_avx2, 6, 16, true,
                            {NULL, ukr_avx2_1, ukr_avx2_2, ukr_avx2_3, ukr_avx2_4,
                             ukr_avx2_5}},
 #endif
-    [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16, false},
+    [DSV_FAST_ISA_GENERIC] = {ukr_generic, 4, 16, false, {NULL}},
 };
 
 static const char *const isa_names[DSV_FAST_ISA_COUNT] = {"avx512", "avx2",
