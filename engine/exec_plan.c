@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "graph_priv.h"
+#include "internal/arrays.h"
 #include "internal/backend_table.h"
 #include "internal/check.h"
 
@@ -257,14 +258,8 @@ static dsv_status parse_choice(parsed *p, char *rest, const char *src, int line)
         return dsv_error(DSV_INVALID, "%s:%d: backend %s %s", src, line, bname,
                          t ? "makes no timed choices" : "is not built in");
     memcpy(e.name, name, strlen(name) + 1);
-    if (p->nchoices == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 16;
-        choice_entry *q = realloc(p->choices, sizeof(*q) * (size_t)cap);
-        if (!q)
-            return dsv_error(DSV_NOMEM, "plan: out of memory");
-        p->choices = q;
-        p->cap = cap;
-    }
+    if (!dsv_grow_((void **)&p->choices, &p->cap, p->nchoices + 1, sizeof(*p->choices)))
+        return dsv_error(DSV_NOMEM, "plan: out of memory");
     p->choices[p->nchoices++] = e;
     return DSV_OK;
 }
@@ -289,14 +284,8 @@ static dsv_status parse_backend(parsed *p, char *rest, const char *src, int line
         snprintf(why, sizeof(why), "%s", dsv_errmsg());
         return bad_line(src, line, why);
     }
-    if (p->nbackends == p->bcap) {
-        int cap = p->bcap ? 2 * p->bcap : 16;
-        backend_entry *q = realloc(p->backends, sizeof(*q) * (size_t)cap);
-        if (!q)
-            return dsv_error(DSV_NOMEM, "plan: out of memory");
-        p->backends = q;
-        p->bcap = cap;
-    }
+    if (!dsv_grow_((void **)&p->backends, &p->bcap, p->nbackends + 1, sizeof(*p->backends)))
+        return dsv_error(DSV_NOMEM, "plan: out of memory");
     p->backends[p->nbackends++] = e;
     return DSV_OK;
 }
