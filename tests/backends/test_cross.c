@@ -818,6 +818,7 @@ static void test_sgemm_variants(void **st)
     static const int64_t shapes[][3] = {
         {1, 1, 1},   {5, 7, 3},    {25, 256, 27}, {33, 65, 300},
         {50, 100, 513}, {97, 31, 17}, {8, 32, 1},   {130, 1030, 40},
+        {1, 500, 600},  {1, 13, 300}, {1, 64, 257},
     };
     dsv_fast_isa saved = dsv_fast_get_isa();
     tu_rng r = {7};
@@ -838,10 +839,12 @@ static void test_sgemm_variants(void **st)
                         bool ta = tr & 1, tb = tr & 2;
                         dsv_tensor A = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * K}, 1);
                         dsv_tensor B = tu_randn(&r, DSV_F32, 1, (int64_t[]){K * N}, 1);
-                        dsv_tensor C = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * N}, 1);
-                        dsv_tensor R = tu_zeros(DSV_F32, 1, (int64_t[]){M * N});
+                        /* 8 floats past C must stay as they were */
+                        dsv_tensor C = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * N + 8}, 1);
+                        dsv_tensor R = tu_zeros(DSV_F32, 1, (int64_t[]){M * N + 8});
                         const float *a = A.data, *b = B.data;
                         float *cc = C.data, *rr = R.data;
+                        memcpy(rr + M * N, cc + M * N, 8 * sizeof(float));
                         int64_t lda = ta ? M : K, ldb = tb ? K : N;
                         for (int64_t i = 0; i < M; i++)
                             for (int64_t j = 0; j < N; j++) {
@@ -863,6 +866,40 @@ static void test_sgemm_variants(void **st)
     }
     assert_true(tested >= 1);
     assert_true(dsv_fast_set_isa(saved));
+}
+
+/* A one-row product (a batch-1 affine has its own kernel) gives the bits of
+ * the same row in a larger product, on every ISA, thread count and beta. */
+static void test_sgemm_row_bits(void **st)
+{
+    (void)st;
+    enum { M = 7, N = 500, K = 600 };
+    dsv_fast_isa saved = dsv_fast_get_isa();
+    tu_rng r = {11};
+    dsv_tensor A = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * K}, 1);
+    dsv_tensor B = tu_randn(&r, DSV_F32, 1, (int64_t[]){K * N}, 1);
+    dsv_tensor C0 = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * N}, 1);
+    static float full[M * N], row[N];
+    const float *a = A.data, *b = B.data, *c0 = C0.data;
+    for (int isa = 0; isa < DSV_FAST_ISA_COUNT; isa++) {
+        if (!dsv_fast_set_isa((dsv_fast_isa)isa))
+            continue;
+        for (int ta = 0; ta <= 1; ta++)
+            for (int beta = 0; beta <= 1; beta++)
+                for (int nt = 1; nt <= 2; nt++) {
+                    int64_t lda = ta ? M : K;
+                    memcpy(full, c0, sizeof(full));
+                    dsv_fast_sgemm(ta, false, M, N, K, a, lda, b, N, (float)beta, full, N, 2);
+                    for (int64_t i = 0; i < M; i++) {
+                        memcpy(row, c0 + i * N, sizeof(row));
+                        dsv_fast_sgemm(ta, false, 1, N, K, ta ? a + i : a + i * K, lda, b,
+                                       N, (float)beta, row, N, nt);
+                        assert_memory_equal(row, full + i * N, sizeof(row));
+                    }
+                }
+    }
+    assert_true(dsv_fast_set_isa(saved));
+    dsv_tensor_free(&A), dsv_tensor_free(&B), dsv_tensor_free(&C0);
 }
 
 /* ---- the fast dgemm's micro-kernels against a plain loop ----------------- */
@@ -1239,6 +1276,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checker_catches_broken),
         cmocka_unit_test(test_sgemm_variants),
+        cmocka_unit_test(test_sgemm_row_bits),
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_fast_f64),
         cmocka_unit_test(test_f64_checker_catches_broken),
