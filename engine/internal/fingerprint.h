@@ -25,15 +25,22 @@
 #include <omp.h>
 #endif
 
-/* Adds elements [i0, i1) of x into h[0], h[1]. */
+/* Adds elements [i0, i1) of x into h[0], h[1]. The library's baseline
+ * x86-64 has no 32-bit vector multiply (SSE2 emulates it), so an AVX2 clone
+ * is picked at load time where the CPU has it: a quarter of the time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static inline void dsv_fingerprint_range(const float *x, int64_t i0, int64_t i1,
                                          uint32_t h[2])
 {
     uint32_t a = 0, b = 0;
-    for (int64_t i = i0; i < i1; i++) {
+    /* the index's low 32 bits, counted in 32-bit lanes */
+    uint32_t idx = (uint32_t)i0;
+    for (int64_t i = i0; i < i1; i++, idx++) {
         uint32_t v;
         memcpy(&v, &x[i], sizeof(v));
-        v ^= (uint32_t)i;
+        v ^= idx;
         a += v;
         v = (v ^ (v >> 15)) * 0x2C1B3C6Du;
         b += v ^ (v >> 12);
