@@ -5,8 +5,11 @@
  * x (N, d1..dk) is read as its (N, D) rows. The course's w is (D, M) row-major,
  * which is oneDNN's logical {M, D} weights with tag `ba`; oneDNN picks its own
  * layouts (format_tag_any) and the user's buffers are reordered at the edges
- * (the weights only when their values changed, see weighted.c). The execution
- * shared with conv.c is in weighted.c.
+ * (the weights only when their values changed, see weighted.c). A test-mode
+ * forward takes the caller's layouts instead: telling whether the weights
+ * changed reads all of them, which at batch 1 doubled the time of the
+ * product itself, and its gemm reads `ba` as readily. The execution shared
+ * with conv.c is in weighted.c.
  *
  * What must stay true: as in conv.c, the state key (N, D, M, thread count,
  * test-mode forward)
@@ -23,9 +26,10 @@ typedef struct affine_state {
     /* key */
     int64_t n, d, m;
     int nthreads;
-    /* a test-mode forward: forward_inference, no backward; it takes the
-       implementation tuned for the training forward (the same key), so that
-       an execution plan covers both */
+    /* a test-mode forward: forward_inference on the caller's layouts, no
+       backward; it takes the implementation tuned for the training forward
+       (the same key; oneDNN's first one when that does not apply to these
+       layouts), so that an execution plan covers both */
     bool inference;
 
     dsv_odn_weighted wl;
@@ -63,7 +67,7 @@ static dsv_status affine_build(affine_state *st)
     dsv_odn_weighted_mds a;
     dnnl_inner_product_desc_t ipd;
     dsv_status s;
-    affine_mds(st, false, &a);
+    affine_mds(st, st->inference, &a);
     if ((s = dsv_odn_status(dnnl_inner_product_forward_desc_init(
                                 &ipd, st->inference ? dnnl_forward_inference
                                                     : dnnl_forward_training,
