@@ -63,9 +63,11 @@ static int64_t param_numel(const dsv_graph *g, int id)
     return dsv_graph_param_shape(g, id, &nd, s) == DSV_OK ? numel(nd, s) : 0;
 }
 
-/* FLOPs of node d for a batch of n: out is its output, x its input. */
-static void flops(const dsv_graph *g, const dsv_node_desc *d, int64_t n, int ond,
-                  const int64_t *os, double *fwd, double *bwd)
+/* FLOPs of node d for a batch of n: out is its output, x its input. The
+ * gradient of the graph's input is not computed (x_input): a first conv or
+ * affine runs only its weight and bias gradients. */
+static void flops(const dsv_graph *g, const dsv_node_desc *d, bool x_input, int64_t n,
+                  int ond, const int64_t *os, double *fwd, double *bwd)
 {
     int xnd;
     int64_t xs[DSV_MAX_DIMS];
@@ -78,13 +80,13 @@ static void flops(const dsv_graph *g, const dsv_node_desc *d, int64_t n, int ond
         dsv_graph_param_shape(g, d->w, &wnd, ws);
         double macs = out * (double)(ws[1] * ws[2] * ws[3]);
         *fwd = 2 * macs + out;
-        *bwd = 4 * macs + out;
+        *bwd = (x_input ? 2 : 4) * macs + out;
         break;
     }
     case DSV_OP_AFFINE: {
         double macs = out * (double)(in / (double)n);
         *fwd = 2 * macs + out;
-        *bwd = 4 * macs + out;
+        *bwd = (x_input ? 2 : 4) * macs + out;
         break;
     }
     case DSV_OP_MAX_POOL:
@@ -302,6 +304,14 @@ int dsv_cmd_describe(int argc, char **argv)
         dsv_node_desc d;
         dsv_value out;
         dsv_graph_node_info(g, i, &d, &out);
+        /* a value no earlier node produced is the graph's input */
+        bool x_input = true;
+        for (int j = 0; j < i && x_input; j++) {
+            dsv_node_desc dj;
+            dsv_value oj;
+            dsv_graph_node_info(g, j, &dj, &oj);
+            x_input = oj != d.x;
+        }
         row *r = &rows[i];
         int ond = 1;
         int64_t os[DSV_MAX_DIMS] = {1, 1, 1, 1};
@@ -316,7 +326,7 @@ int dsv_cmd_describe(int argc, char **argv)
             os[0] = 1;
         }
         r->params = param_numel(g, d.w) + param_numel(g, d.b);
-        flops(g, &d, batch, ond, os, &r->fwd, &r->bwd);
+        flops(g, &d, x_input, batch, ond, os, &r->fwd, &r->bwd);
         dsv_graph_node_backends(g, i, backend, &r->bf, &r->bb);
     }
     if ((st = dsv_graph_planned_bytes(g, batch, true, &mem[0], &mem[1])) ||

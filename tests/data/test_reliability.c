@@ -233,6 +233,22 @@ static void test_stdout_errors(void **st)
 }
 
 
+/* describe's FLOPs: the first conv computes no input gradient (the engine
+ * skips it), so its backward is its weight gradient, the forward's 2 MACs;
+ * a later affine also computes its input's gradient. conv1 (2, 32, 32, 32)
+ * of 3x7x7: 2 * 2*32*32*32 * 147 + 65536; affine2 (2, 100) of 8192:
+ * 4 * 2*100 * 8192 + 200. */
+static void test_describe_flops(void **st)
+{
+    (void)st;
+    expect_rc(RUN(NULL, "describe", "threelayer", "--batch-size", "2", "--input", "3,32,32",
+                  "--classes", "10", "--json"),
+              0);
+    expect_in(g_stdout, "\"name\": \"conv1\", \"op\": \"conv\", \"output\": [2,32,32,32], "
+                        "\"params\": 4736, \"fwd_flops\": 19333120, \"bwd_flops\": 19333120,");
+    expect_in(g_stdout, "\"fwd_flops\": 3277000, \"bwd_flops\": 6553800,");
+}
+
 /* ---- output paths ------------------------------------------------------------ */
 
 /* Waits until the log has a row after its header: training (and with it
@@ -709,6 +725,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_thread_env),
         cmocka_unit_test(test_stdout_errors),
+        cmocka_unit_test(test_describe_flops),
         cmocka_unit_test(test_output_not_regular),
         cmocka_unit_test(test_output_symlink),
         cmocka_unit_test(test_resume_warns_ignored),
