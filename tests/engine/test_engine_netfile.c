@@ -455,6 +455,61 @@ static void test_every_op_gradcheck(void **st)
     }
 }
 
+/* A training pass overwrites every parameter's gradient (the engine does not
+ * clear the gradient block first): for each backend, dtype and schedule, a
+ * pass over a gradient block filled with NaNs gives the bits of a pass over
+ * a zeroed one. */
+static void test_every_op_overwrites_gradients(void **st)
+{
+    (void)st;
+    char text[sizeof(every_op) + 16];
+    snprintf(text, sizeof(text), every_op, "softmax_loss");
+    const dsv_backend backends[] = {DSV_BACKEND_NAIVE, DSV_BACKEND_FAST, DSV_BACKEND_ONEDNN};
+    const dsv_dtype dtypes[] = {DSV_F32, DSV_F64};
+    int runs = 0;
+    for (size_t bi = 0; bi < sizeof(backends) / sizeof(backends[0]); bi++)
+        for (int di = 0; di < 2; di++)
+            for (int sched = 0; sched < 2; sched++) {
+                if (!dsv_backend_available(backends[bi]))
+                    continue;
+                dsv_model_options o = dsv_model_options_default();
+                o.seed = 5;
+                o.dtype = dtypes[di];
+                dsv_model *m;
+                TU_OK(dsv_model_create_from_text(&m, text, "every-op.cfg", &o));
+                dsv_exec_options eo = dsv_exec_options_default();
+                eo.backend = backends[bi];
+                eo.schedule = sched ? DSV_SCHEDULE_BATCH : DSV_SCHEDULE_LAYER;
+                eo.threads = 2;
+                TU_OK(dsv_model_set_exec(m, &eo));
+                dsv_tensor x, y;
+                eu_data(9, dtypes[di], 6, 2, 6, 6, 3, &x, &y);
+                size_t bytes = (size_t)dsv_model_num_params(m) * dsv_dtype_size(dtypes[di]);
+                void *zeroed = malloc(bytes);
+                assert_non_null(zeroed);
+                double loss;
+                for (int k = 0; k < 2; k++) {
+                    memset(dsv_model_grads(m), k ? 0xff : 0, bytes);
+                    dsv_model_set_train_steps(m, 0); /* the same dropout mask */
+                    TU_OK(dsv_model_loss(m, &x, &y, &loss));
+                    if (k == 0)
+                        memcpy(zeroed, dsv_model_grads(m), bytes);
+                }
+                if (memcmp(zeroed, dsv_model_grads(m), bytes)) {
+                    printf("  %s %s %s: a gradient was not overwritten\n",
+                           dsv_backend_name(backends[bi]), dsv_dtype_name(dtypes[di]),
+                           sched ? "batch" : "layer");
+                    fail();
+                }
+                runs++;
+                free(zeroed);
+                dsv_tensor_free(&x);
+                dsv_tensor_free(&y);
+                dsv_model_destroy(m);
+            }
+    assert_true(runs >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_same_bits_as_node_by_node),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_every_op_gradcheck),
+        cmocka_unit_test(test_every_op_overwrites_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
