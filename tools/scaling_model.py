@@ -7,15 +7,20 @@ another machine). Prints the tables of docs/scaling.md.
 """
 import math
 
-# Measured on the development VM (2 cores, shared), 1 thread per process,
-# batch 50 (tools/bench_dist.sh; dasecv describe for bytes and FLOPs).
+# Measured on the development VM (2 cores, nothing else running), 1 thread
+# per process, batch 50 (tools/bench_dist.sh, docs/scaling.md's quiet table;
+# dasecv describe for bytes and FLOPs).
 MODELS = {
     # name: seconds of compute per image (fwd + bwd + update), gradient bytes,
     # share of the step that runs after most gradient bytes are final (the
-    # backward still to come; from the per-node FLOPs), blocking batch-norm
-    # allreduces per step (synchronized statistics: 2 forward + 3 backward)
-    "threelayer": dict(t_img=1 / 1715, grad_bytes=825046 * 4, window=965 / 1701, bn_calls=0),
-    "vgg": dict(t_img=1 / 513, grad_bytes=37338 * 4, window=0.42, bn_calls=4 * 5),
+    # backward still to come, over forward + backward, from the per-node
+    # MFLOP of `dasecv describe MODEL --batch-size 1 --input 3,32,32`),
+    # blocking batch-norm allreduces per step (synchronized statistics:
+    # 2 forward + 3 backward)
+    "threelayer": dict(t_img=1 / 2054, grad_bytes=825046 * 4,
+                       window=9.733 / (11.373 + 13.013), bn_calls=0),
+    "vgg": dict(t_img=1 / 1125, grad_bytes=37338 * 4,
+                window=15.63 / (13.238 + 25.272), bn_calls=4 * 5),
 }
 LINKS_GBPS = [10, 25, 100]
 ALPHA = 20e-6  # seconds per message on a TCP link (latency), an assumption
