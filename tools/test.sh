@@ -2,6 +2,8 @@
 # Builds dasecv and runs its test suite.
 #   tools/test.sh           release build in build/, then `meson test`
 #   tools/test.sh --asan    the same suite under AddressSanitizer + UBSan in build-asan/
+#   tools/test.sh --minimal the suite of a build without the optional parts (oneDNN,
+#                           MPI, Google Benchmark, the Python binding) in build-minimal/
 #   tools/test.sh --fuzz    libFuzzer targets (clang) in build-fuzz/: replays the seed
 #                           corpora, then fuzzes each target for FUZZ_SECONDS (30) s;
 #                           fails on any crash, leak, timeout or out-of-memory
@@ -45,6 +47,10 @@ case "${1:-}" in
 --fuzz)
   fuzz
   exit 0
+  ;;
+--minimal)
+  dir=build-minimal
+  opts=(-Donednn=disabled -Dmpi=disabled -Dbenchmarks=disabled -Dpython=disabled)
   ;;
 --asan)
   dir=build-asan
