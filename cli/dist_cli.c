@@ -13,6 +13,9 @@
 #include "dist.h"
 
 static dsv_dist *g_dist;
+/* every rank knows the run failed at the same point (attach): they end
+   together through MPI_Finalize, not K racing MPI_Aborts */
+static bool g_failed_together;
 
 cli_dist_opts cli_dist_opts_default(void)
 {
@@ -42,11 +45,19 @@ bool cli_dist_attach(dsv_model *m, dsv_solver *s, const cli_dist_opts *o)
         return true;
     dsv_dist_options d = {.bucket_mb = o->bucket_mb, .sync_bn = !o->local_bn,
                           .timeout_s = o->timeout_s};
-    if (dsv_dist_attach(g_dist, m, s, &d)) {
+    bool ok = dsv_dist_attach(g_dist, m, s, &d) == DSV_OK;
+    if (!ok)
+        fprintf(stderr, "dasecv train: rank %d: %s\n", dsv_dist_rank(g_dist), dsv_errmsg());
+    /* Attach's collectives come first and its checks fail alike on every
+       rank (sizes, the batch split) or on one rank after them: either way
+       every rank gets here, and all learn whether all succeeded. */
+    bool all;
+    if (dsv_dist_all_ok(g_dist, ok, &all)) {
         fprintf(stderr, "dasecv train: rank %d: %s\n", dsv_dist_rank(g_dist), dsv_errmsg());
         return false;
     }
-    return true;
+    g_failed_together = !all;
+    return all;
 }
 
 bool cli_dist_check(dsv_model *m, const cli_dist_opts *o)
@@ -61,7 +72,7 @@ int cli_dist_end(int rc)
 {
     if (!g_dist)
         return rc;
-    if (rc != 0 && rc != 130) {
+    if (rc != 0 && rc != 130 && !g_failed_together) {
         fprintf(stderr, "dasecv train: rank %d failed (status %d); stopping every rank\n",
                 dsv_dist_rank(g_dist), rc);
         dsv_dist_abort(g_dist, rc);

@@ -142,12 +142,12 @@ void dsv_dist_abort(dsv_dist *d, int code)
 int dsv_dist_rank(const dsv_dist *d) { return d->rank; }
 int dsv_dist_size(const dsv_dist *d) { return d->size; }
 
-bool dsv_dist_all_ok(dsv_dist *d, bool ok)
+dsv_status dsv_dist_all_ok(dsv_dist *d, bool ok, bool *all)
 {
-    int in = ok, all = 0;
-    if (MPI_Allreduce(&in, &all, 1, MPI_INT, MPI_MIN, d->stats) != MPI_SUCCESS)
-        return false;
-    return all != 0;
+    int in = ok, min = 0;
+    int rc = MPI_Allreduce(&in, &min, 1, MPI_INT, MPI_MIN, d->stats);
+    *all = min != 0;
+    return rc == MPI_SUCCESS ? DSV_OK : mpi_error(rc, "MPI_Allreduce (status)");
 }
 
 void dsv_dist_wait_stats(const dsv_dist *d, double *wait_s, long long *steps)

@@ -42,8 +42,9 @@ void dsv_dist_abort(dsv_dist *d, int code);
 int dsv_dist_rank(const dsv_dist *d);
 int dsv_dist_size(const dsv_dist *d);
 
-/* True when every rank passes ok (a collective: every rank must call it). */
-bool dsv_dist_all_ok(dsv_dist *d, bool ok);
+/* *all: whether every rank passed ok (a collective: every rank must call
+ * it). An error when the collective itself failed (*all is then false). */
+dsv_status dsv_dist_all_ok(dsv_dist *d, bool ok, bool *all);
 
 /* Makes s train its shard of the model m across the ranks: checks that the
  * ranks agree on the model's size, broadcasts rank 0's parameters and
