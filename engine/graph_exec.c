@@ -151,12 +151,25 @@ static void setup_call(const ctx *cx, int i, dsv_call *c, call_tensors *t)
     c->nthreads = cx->nthreads;
 }
 
-/* Whether node nd's training pass sums its batch statistics over processes
- * (the naive kernel, whatever backend was asked for). */
+/* Whether node nd's training pass sums its batch statistics over processes:
+ * the fast kernel's synchronized form, or the naive one's when naive was
+ * asked for (float64: naive's in any case). */
 static bool synced(const ctx *cx, const node *nd)
 {
     return cx->train && cx->g->has_dist && cx->g->dist.sum_stats &&
            dsv_graph_is_bn_(nd->op);
+}
+
+static dsv_status bn_summed(const ctx *cx, dsv_call *c, bool backward, dsv_backend *used)
+{
+    const dsv_dist_hooks *h = &cx->g->dist;
+    bool fast = cx->want != DSV_BACKEND_NAIVE && c->x->dtype == DSV_F32;
+    *used = fast ? DSV_BACKEND_FAST : DSV_BACKEND_NAIVE;
+    if (fast)
+        return backward ? dsv_fast_bn_backward_summed(c, h->sum_stats, h->user)
+                        : dsv_fast_bn_forward_summed(c, h->sum_stats, h->user);
+    return backward ? dsv_naive_bn_backward_summed(c, h->sum_stats, h->user)
+                    : dsv_naive_bn_forward_summed(c, h->sum_stats, h->user);
 }
 
 /* The forward of a fused pair (graph_fuse.c): the head's kernel writes
@@ -208,8 +221,7 @@ static dsv_status fwd_node(ctx *cx, int i)
     }
     c.state = &nd->slots[2 * cx->set];
     dsv_backend used = DSV_BACKEND_NAIVE;
-    dsv_status s = synced(cx, nd) ? dsv_naive_bn_forward_summed(&c, g->dist.sum_stats,
-                                                                g->dist.user)
+    dsv_status s = synced(cx, nd) ? bn_summed(cx, &c, false, &used)
                                   : dsv_forward(&c, cx->want, &used);
     if (s)
         return dsv_graph_node_error_(s, nd->name);
@@ -268,8 +280,7 @@ static dsv_status bwd_node(ctx *cx, int i)
     if (nd->hook) {
         s = nd->hook(&c, cx->want, nd->hook_user);
     } else if (synced(cx, nd)) {
-        used = DSV_BACKEND_NAIVE;
-        s = dsv_naive_bn_backward_summed(&c, g->dist.sum_stats, g->dist.user);
+        s = bn_summed(cx, &c, true, &used);
     } else {
         s = dsv_backward(&c, cx->want, &used);
     }

@@ -59,5 +59,10 @@ dsv_status dsv_solver_set_shard(dsv_solver *s, int rank, int size);
  * The call must be valid (dsv_op_check). */
 dsv_status dsv_naive_bn_forward_summed(dsv_call *c, dsv_sum_fn sum, void *user);
 dsv_status dsv_naive_bn_backward_summed(dsv_call *c, dsv_sum_fn sum, void *user);
+/* The same on the fast kernels' passes for float32 (two passes over x where
+ * the unsynchronized kernel makes one, c->nthreads threads); float64 goes to
+ * the naive ones. */
+dsv_status dsv_fast_bn_forward_summed(dsv_call *c, dsv_sum_fn sum, void *user);
+dsv_status dsv_fast_bn_backward_summed(dsv_call *c, dsv_sum_fn sum, void *user);
 
 #endif

@@ -19,6 +19,10 @@
  *
  * On (N, D) each channel is one float per row, so both passes run along
  * the rows, across channels, not one short pass per (row, channel) pair.
+ *
+ * Data-parallel training sums the statistics over processes
+ * (dsv_fast_bn_forward_summed, synced_stats): the same passes, two of them
+ * where the pivot would differ between processes.
  */
 #include <math.h>
 #include <string.h>
@@ -26,6 +30,7 @@
 #include <omp.h>
 
 #include "fast.h"
+#include "internal/dist.h"
 
 typedef struct bn_view {
     int64_t N, C, S;
@@ -241,6 +246,54 @@ static void stats(const dsv_call *c, const bn_view *v, const float *d, double *K
         inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
 }
 
+/* stats() for data-parallel training (engine/internal/dist.h): every
+ * per-channel sum is added over processes through sum, and *m is the rows
+ * of all of them. The processes' first elements differ, so the one-pass
+ * pivot cannot be shared: a first pass sums x (pivot 0) for the global mean,
+ * and a second runs around that mean, rounded to a float that every process
+ * holds alike, for the variance and, with dout d, the sums of d and
+ * d * (x - pivot). Dl and El keep this process's D and E (its parameter
+ * gradients); q gets the global sums. Two sums over processes: C + 1 values,
+ * then 2C (4C with d). */
+static dsv_status synced_stats(const dsv_call *c, const bn_view *v, const float *d,
+                               dsv_sum_fn sum, void *user, double *K, bn_sums *q,
+                               double *buf, double *mean, double *var, double *inv,
+                               double *m_out, double *Dl, double *El)
+{
+    const float *x = c->x->data;
+    int64_t C = v->C;
+    dsv_status st;
+    for (int64_t ch = 0; ch < C; ch++)
+        K[ch] = 0;
+    channel_sums(v, x, NULL, K, q);
+    for (int64_t ch = 0; ch < C; ch++)
+        buf[ch] = q[ch].A;
+    buf[C] = (double)(v->N * v->S);
+    if ((st = sum(user, buf, C + 1)))
+        return st;
+    double m = buf[C];
+    for (int64_t ch = 0; ch < C; ch++)
+        K[ch] = (float)(buf[ch] / m);
+    channel_sums(v, x, d, K, q);
+    for (int64_t ch = 0; ch < C; ch++) {
+        buf[ch] = q[ch].A, buf[C + ch] = q[ch].B;
+        if (d)
+            buf[2 * C + ch] = Dl[ch] = q[ch].D, buf[3 * C + ch] = El[ch] = q[ch].E;
+    }
+    if ((st = sum(user, buf, (d ? 4 : 2) * C)))
+        return st;
+    for (int64_t ch = 0; ch < C; ch++) {
+        double a = buf[ch] / m, vv = buf[C + ch] / m - a * a;
+        mean[ch] = K[ch] + a;
+        var[ch] = vv > 0 ? vv : 0;
+        inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
+        if (d)
+            q[ch].D = buf[2 * C + ch], q[ch].E = buf[3 * C + ch];
+    }
+    *m_out = m;
+    return DSV_OK;
+}
+
 /* y = k[ch] * a + z[ch] * (u - mean[ch]) + sh[ch] over (n, ch) blocks
  * [b0, b1); a may be NULL. The mean comes as two floats, mu + ml (the
  * double mean's float and what that float misses); u - mu is exact for u
@@ -297,18 +350,30 @@ static void affine_pass(const bn_view *v, const float *a, const float *u,
     }
 }
 
-dsv_status dsv_fast_batchnorm_forward(dsv_call *c)
+/* sum: NULL, or the sum over processes of a synchronized training pass */
+static dsv_status forward(dsv_call *c, dsv_sum_fn sum, void *user)
 {
     bn_view v = view_of(c);
     size_t C = (size_t)v.C;
-    double *st = dsv_alloc(sizeof(double) * 4 * C + sizeof(bn_sums) * C +
+    double *st = dsv_alloc(sizeof(double) * (6 * C + 1) + sizeof(bn_sums) * C +
                            sizeof(float) * 4 * C);
     if (!st)
         return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
     double *mean = st, *var = st + C, *inv = st + 2 * C, *K = st + 3 * C;
-    bn_sums *q = (bn_sums *)(st + 4 * C);
+    double *buf = st + 4 * C; /* 2C + 1 */
+    bn_sums *q = (bn_sums *)(st + 6 * C + 1);
     float *z = (float *)(q + C), *mu = z + C, *ml = mu + C, *sh = ml + C;
-    stats(c, &v, NULL, K, q, mean, var, inv);
+    if (sum && c->p.train) {
+        double m;
+        dsv_status e = synced_stats(c, &v, NULL, sum, user, K, q, buf, mean, var, inv, &m,
+                                    NULL, NULL);
+        if (e) {
+            dsv_free(st);
+            return e;
+        }
+    } else {
+        stats(c, &v, NULL, K, q, mean, var, inv);
+    }
     const float *gamma = c->w->data, *beta = c->b->data;
     for (size_t ch = 0; ch < C; ch++) {
         z[ch] = (float)(gamma[ch] * inv[ch]);
@@ -335,20 +400,34 @@ dsv_status dsv_fast_batchnorm_forward(dsv_call *c)
     return DSV_OK;
 }
 
-dsv_status dsv_fast_batchnorm_backward(dsv_call *c)
+static dsv_status backward(dsv_call *c, dsv_sum_fn sum, void *user)
 {
     bn_view v = view_of(c);
     size_t C = (size_t)v.C;
-    double *st = dsv_alloc(sizeof(double) * 6 * C + sizeof(bn_sums) * C +
+    double *st = dsv_alloc(sizeof(double) * (12 * C + 1) + sizeof(bn_sums) * C +
                            sizeof(float) * 5 * C);
     if (!st)
         return dsv_error(DSV_NOMEM, "%s: out of memory", dsv_op_name(c->op));
     double *mean = st, *var = st + C, *inv = st + 2 * C, *K = st + 3 * C;
     double *dbeta = st + 4 * C, *dgamma = st + 5 * C;
-    bn_sums *q = (bn_sums *)(st + 6 * C);
+    double *Dl = st + 6 * C, *El = st + 7 * C, *buf = st + 8 * C; /* 4C + 1 */
+    bn_sums *q = (bn_sums *)(st + 12 * C + 1);
     const float *x = c->x->data, *dout = c->dout->data, *gamma = c->w->data;
-    /* one pass over x and dout for the statistics and the two sums */
-    stats(c, &v, dout, K, q, mean, var, inv);
+    double m = (double)(v.N * v.S);
+    if (sum && c->p.train) {
+        dsv_status e = synced_stats(c, &v, dout, sum, user, K, q, buf, mean, var, inv, &m,
+                                    Dl, El);
+        if (e) {
+            dsv_free(st);
+            return e;
+        }
+    } else {
+        /* one pass over x and dout for the statistics and the two sums */
+        stats(c, &v, dout, K, q, mean, var, inv);
+        for (size_t ch = 0; ch < C; ch++)
+            Dl[ch] = q[ch].D, El[ch] = q[ch].E;
+    }
+    /* dbeta, dgamma: over all processes, for dx */
     for (size_t ch = 0; ch < C; ch++) {
         dbeta[ch] = q[ch].D;
         dgamma[ch] = (q[ch].E - (mean[ch] - K[ch]) * q[ch].D) * inv[ch];
@@ -359,7 +438,6 @@ dsv_status dsv_fast_batchnorm_backward(dsv_call *c)
            below; test: dx = gamma*inv * dout */
         float *k = (float *)(q + C), *z = k + C, *mu = z + C, *ml = mu + C;
         float *sh = ml + C;
-        double m = (double)(v.N * v.S);
         for (size_t ch = 0; ch < C; ch++) {
             double kk = gamma[ch] * inv[ch];
             mu[ch] = (float)mean[ch];
@@ -375,16 +453,32 @@ dsv_status dsv_fast_batchnorm_backward(dsv_call *c)
         }
         affine_pass(&v, dout, x, k, z, mu, ml, sh, c->dx->data);
     }
+    /* this process's part (the gradient sum over processes adds them) */
     if (c->dw) {
         float *dw = c->dw->data;
         for (size_t ch = 0; ch < C; ch++)
-            dw[ch] = (float)dgamma[ch];
+            dw[ch] = (float)((El[ch] - (mean[ch] - K[ch]) * Dl[ch]) * inv[ch]);
     }
     if (c->db) {
         float *db = c->db->data;
         for (size_t ch = 0; ch < C; ch++)
-            db[ch] = (float)dbeta[ch];
+            db[ch] = (float)Dl[ch];
     }
     dsv_free(st);
     return DSV_OK;
+}
+
+dsv_status dsv_fast_batchnorm_forward(dsv_call *c) { return forward(c, NULL, NULL); }
+dsv_status dsv_fast_batchnorm_backward(dsv_call *c) { return backward(c, NULL, NULL); }
+
+dsv_status dsv_fast_bn_forward_summed(dsv_call *c, dsv_sum_fn sum, void *user)
+{
+    return c->x->dtype == DSV_F32 ? forward(c, sum, user)
+                                  : dsv_naive_bn_forward_summed(c, sum, user);
+}
+
+dsv_status dsv_fast_bn_backward_summed(dsv_call *c, dsv_sum_fn sum, void *user)
+{
+    return c->x->dtype == DSV_F32 ? backward(c, sum, user)
+                                  : dsv_naive_bn_backward_summed(c, sum, user);
 }

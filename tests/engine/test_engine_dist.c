@@ -17,7 +17,7 @@
 #define N 8
 #define MAX_LEN 4096
 
-static const char net[] = "[net]\nchannels=2\nheight=6\nwidth=6\nclasses=5\ndtype=float64\n"
+static const char net[] = "[net]\nchannels=2\nheight=6\nwidth=6\nclasses=5\n"
                           "init=he\n\n[conv]\nfilters=3\nsize=3\npad=1\n\n"
                           "[spatial_batchnorm]\n\n[relu]\n\n[max_pool]\nsize=2\nstride=2\n\n"
                           "[affine]\noutputs=16\n\n[batchnorm]\n\n[relu]\n\n"
@@ -63,7 +63,21 @@ static dsv_status grads_done(void *user, double *loss)
 {
     rank *r = user;
     r->done_calls++;
-    dsv_status st = sum2(r, dsv_model_grads(r->m), dsv_model_num_params(r->m));
+    int64_t n = dsv_model_num_params(r->m);
+    if (dsv_model_dtype(r->m) == DSV_F64) {
+        dsv_status st = sum2(r, dsv_model_grads(r->m), n);
+        return st ? st : sum2(r, loss, 1);
+    }
+    /* float32 gradients summed in double, as a float sum of two would be */
+    static double tmp[2][MAX_LEN];
+    float *g = dsv_model_grads(r->m);
+    if (n > MAX_LEN)
+        return dsv_error(DSV_INVALID, "test sum of %lld values", (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        tmp[r->id][i] = g[i];
+    dsv_status st = sum2(r, tmp[r->id], n);
+    for (int64_t i = 0; i < n; i++)
+        g[i] = (float)tmp[r->id][i];
     return st ? st : sum2(r, loss, 1);
 }
 
@@ -74,11 +88,12 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
-static dsv_model *make_model(void)
+static dsv_model *make_model(dsv_dtype dt)
 {
     dsv_model *m;
     dsv_model_options o = dsv_model_options_default();
     o.seed = 3;
+    o.dtype = dt;
     TU_OK(dsv_model_create_from_text(&m, net, "test", &o));
     dsv_exec_options eo = dsv_exec_options_default();
     eo.threads = 1;
@@ -86,21 +101,29 @@ static dsv_model *make_model(void)
     return m;
 }
 
-static double max_abs_diff(const double *a, const double *b, int64_t n)
+/* Largest difference over n values of dtype dt, relative to the largest
+ * magnitude in a (absolute when that is below 1). */
+static double max_diff(dsv_dtype dt, const void *a, const void *b, int64_t n)
 {
-    double e = 0;
-    for (int64_t i = 0; i < n; i++)
-        e = fmax(e, fabs(a[i] - b[i]));
-    return e;
+    double e = 0, big = 1;
+    for (int64_t i = 0; i < n; i++) {
+        double u = dt == DSV_F64 ? ((const double *)a)[i] : ((const float *)a)[i];
+        double v = dt == DSV_F64 ? ((const double *)b)[i] : ((const float *)b)[i];
+        e = fmax(e, fabs(u - v));
+        big = fmax(big, fabs(u));
+    }
+    return e / big;
 }
 
-static void test_two_halves_are_one_batch(void **state)
+/* float64: the naive kernels' synchronized statistics, to rounding; float32:
+ * the fast kernels' (two passes around a shared pivot) against the one-pass
+ * kernel on the whole batch. */
+static void two_halves(dsv_dtype dt, double tol)
 {
-    (void)state;
     tu_rng rng = {11};
-    dsv_tensor x = tu_randn(&rng, DSV_F64, 4, (int64_t[]){N, 2, 6, 6}, 1.0);
+    dsv_tensor x = tu_randn(&rng, dt, 4, (int64_t[]){N, 2, 6, 6}, 1.0);
     dsv_tensor y = tu_labels(&rng, N, 5);
-    dsv_model *ref = make_model();
+    dsv_model *ref = make_model(dt);
     double loss;
     TU_OK(dsv_model_loss(ref, &x, &y, &loss));
 
@@ -110,7 +133,7 @@ static void test_two_halves_are_one_batch(void **state)
     for (int k = 0; k < 2; k++) {
         memset(&r[k], 0, sizeof(r[k]));
         r[k].id = k;
-        r[k].m = make_model();
+        r[k].m = make_model(dt);
         r[k].x = dsv_tensor_slice(&x, k * N / 2, N / 2);
         r[k].y = dsv_tensor_slice(&y, k * N / 2, N / 2);
         dsv_dist_hooks h = {.user = &r[k], .sum_stats = sum_stats,
@@ -128,13 +151,13 @@ static void test_two_halves_are_one_batch(void **state)
     int64_t np = dsv_model_num_params(ref), nb = dsv_model_num_buffers(ref);
     for (int k = 0; k < 2; k++) {
         TU_OK(r[k].st);
-        double eg = max_abs_diff(dsv_model_grads(ref), dsv_model_grads(r[k].m), np);
-        double eb = max_abs_diff(dsv_model_buffers(ref), dsv_model_buffers(r[k].m), nb);
-        printf("# rank %d: loss %.15g vs %.15g, gradients %.3g, statistics %.3g\n", k,
-               r[k].loss, loss, eg, eb);
-        assert_true(fabs(r[k].loss - loss) < 1e-12);
-        assert_true(eg < 1e-12);
-        assert_true(eb < 1e-12);
+        double eg = max_diff(dt, dsv_model_grads(ref), dsv_model_grads(r[k].m), np);
+        double eb = max_diff(dt, dsv_model_buffers(ref), dsv_model_buffers(r[k].m), nb);
+        printf("# %s rank %d: loss %.15g vs %.15g, gradients %.3g, statistics %.3g\n",
+               dsv_dtype_name(dt), k, r[k].loss, loss, eg, eb);
+        assert_true(fabs(r[k].loss - loss) < tol);
+        assert_true(eg < tol);
+        assert_true(eb < tol);
         /* once per node with parameters, last node first */
         dsv_graph *g = dsv_model_graph(r[k].m);
         int expect = 0;
@@ -152,6 +175,13 @@ static void test_two_halves_are_one_batch(void **state)
     dsv_model_destroy(ref);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);
+}
+
+static void test_two_halves_are_one_batch(void **state)
+{
+    (void)state;
+    two_halves(DSV_F64, 1e-12);
+    two_halves(DSV_F32, 2e-6);
 }
 
 int main(void)
