@@ -31,9 +31,10 @@ _Static_assert(sizeof(fuse_names) / sizeof(fuse_names[0]) == DSV_FUSE_COUNT,
                "a name per fusion pattern");
 
 /* Patterns on by default: where fusing measured faster (bench/RESULTS.md,
- * "Fused sandwiches"). Neither did consistently on the development VM, so
- * both are off unless a plan or DASECV_FUSE=1 turns them on. */
-static const bool fuse_default[DSV_FUSE_COUNT] = {false, false};
+ * "Fused sandwiches"): both, once batch-1 inference streamed its affine
+ * weights at full speed (before, neither paid consistently). A plan's
+ * `fuse` lines or DASECV_FUSE=0 turn them off. */
+static const bool fuse_default[DSV_FUSE_COUNT] = {true, true};
 
 const char *dsv_graph_fuse_name_(int pattern)
 {

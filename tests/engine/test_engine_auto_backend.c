@@ -29,6 +29,8 @@ static dsv_graph *build(void)
     TU_OK(dsv_graph_affine(g, "2", p, 10, &s));
     TU_OK(dsv_graph_softmax_loss(g, "loss", s, lab));
     TU_OK(dsv_graph_finalize(g));
+    /* unfused: the relu runs, and is decided, as a node of its own */
+    dsv_graph_set_fusion(g, -1, false);
     dsv_graph_init_params(g, 3, 0.2);
     return g;
 }

@@ -138,21 +138,24 @@ static void test_plan_records_fusion(void **st)
     dsv_graph *g = build(SHAPE_CONV_RELU, DSV_F32, &head);
     char *text;
     TU_OK(dsv_graph_plan_text(g, &text));
-    /* the measured defaults: off */
+    /* the measured defaults: on (unless DASECV_FUSE says otherwise) */
+    const char *env = getenv("DASECV_FUSE");
+    if (!env) {
+        assert_non_null(strstr(text, "fuse conv_relu on\n"));
+        assert_non_null(strstr(text, "fuse affine_relu on\n"));
+    }
+    dsv_graph_set_fusion(g, -1, false);
+    free(text);
+    TU_OK(dsv_graph_plan_text(g, &text));
     assert_non_null(strstr(text, "fuse conv_relu off\n"));
-    assert_non_null(strstr(text, "fuse affine_relu off\n"));
-    dsv_graph_set_fusion(g, -1, true);
+    size_t n = strlen(text);
+    char *on = malloc(n + 64);
+    assert_non_null(on);
+    snprintf(on, n + 64, "%sfuse conv_relu on\n", text);
+    TU_OK(dsv_graph_plan_apply(g, on, "test"));
     free(text);
     TU_OK(dsv_graph_plan_text(g, &text));
     assert_non_null(strstr(text, "fuse conv_relu on\n"));
-    size_t n = strlen(text);
-    char *off = malloc(n + 64);
-    assert_non_null(off);
-    snprintf(off, n + 64, "%sfuse conv_relu off\n", text);
-    TU_OK(dsv_graph_plan_apply(g, off, "test"));
-    free(text);
-    TU_OK(dsv_graph_plan_text(g, &text));
-    assert_non_null(strstr(text, "fuse conv_relu off\n"));
     tu_rng rng = {3};
     dsv_tensor x = tu_randn(&rng, DSV_F32, 4, (int64_t[]){2, 3, 8, 8}, 1.0);
     dsv_tensor y = tu_labels(&rng, 2, 10);
@@ -160,13 +163,14 @@ static void test_plan_records_fusion(void **st)
     o.backend = DSV_BACKEND_FAST;
     double l;
     TU_OK(dsv_graph_train_step(g, &o, &x, &y, &l));
-    assert_false(dsv_graph_node_fused(g, head));
+    assert_true(dsv_graph_node_fused(g, head));
     /* a bad fuse line changes nothing */
-    snprintf(off, n + 64, "%sfuse conv_relu maybe\n", text);
-    assert_int_equal(dsv_graph_plan_apply(g, off, "test"), DSV_INVALID);
-    snprintf(off, n + 64, "%sfuse conv_tanh on\n", text);
-    assert_int_equal(dsv_graph_plan_apply(g, off, "test"), DSV_INVALID);
-    free(off);
+    snprintf(on, n + 64, "%sfuse conv_relu maybe\n", text);
+    assert_int_equal(dsv_graph_plan_apply(g, on, "test"), DSV_INVALID);
+    snprintf(on, n + 64, "%sfuse conv_tanh on\n", text);
+    assert_int_equal(dsv_graph_plan_apply(g, on, "test"), DSV_INVALID);
+    assert_true(dsv_graph_node_fused(g, head));
+    free(on);
     free(text);
     dsv_tensor_free(&x);
     dsv_tensor_free(&y);
