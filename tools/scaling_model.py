@@ -17,9 +17,9 @@ MODELS = {
     # MFLOP of `dasecv describe MODEL --batch-size 1 --input 3,32,32`),
     # blocking batch-norm allreduces per step (synchronized statistics:
     # 2 forward + 3 backward)
-    "threelayer": dict(t_img=1 / 2054, grad_bytes=825046 * 4,
+    "threelayer": dict(t_img=1 / 2098, grad_bytes=825046 * 4,
                        window=9.733 / (11.373 + 13.013), bn_calls=0),
-    "vgg": dict(t_img=1 / 1125, grad_bytes=37338 * 4,
+    "vgg": dict(t_img=1 / 1040, grad_bytes=37338 * 4,
                 window=15.63 / (13.238 + 25.272), bn_calls=4 * 5),
 }
 LINKS_GBPS = [10, 25, 100]
