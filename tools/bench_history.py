@@ -3,7 +3,7 @@
 tools/compare.py --record, and the tools that read it.
 
     tools/bench_history.py trend [--history FILE] [--cpu SUBSTRING]
-    tools/bench_history.py check [--history FILE] [--threshold 0.15]
+    tools/bench_history.py check [--history FILE] [--threshold 0.15] [--cpu SUBSTRING]
 
 A line holds the commit, the date, the CPU model, the widest vector ISA, the
 thread count and the tracked ratios: for each tracked cell, PyTorch's median
@@ -126,14 +126,18 @@ def trend(lines, cpu=None):
     return "\n".join(rows)
 
 
-def check(lines, threshold=0.15):
-    """(ok, messages): the last line against the previous one of its CPU."""
+def check(lines, threshold=0.15, cpu=None):
+    """(ok, messages): the last line against the previous one of its CPU, or,
+    with cpu, the previous one whose CPU model contains it (lines written by
+    hand may name the same machine differently)."""
     if not lines:
         return True, ["no history yet"]
     last = lines[-1]
-    prev = next((l for l in reversed(lines[:-1]) if l.get("cpu") == last.get("cpu")), None)
+    same = (lambda l: cpu in l.get("cpu", "")) if cpu else \
+        (lambda l: l.get("cpu") == last.get("cpu"))
+    prev = next((l for l in reversed(lines[:-1]) if same(l)), None)
     if prev is None:
-        return True, [f"no earlier run on {last.get('cpu')}: nothing to compare"]
+        return True, [f"no earlier run on {cpu or last.get('cpu')}: nothing to compare"]
     ok, msgs = True, []
     for name in sorted(set(last.get("ratios", {})) & set(prev.get("ratios", {}))):
         a, b = prev["ratios"][name], last["ratios"][name]
@@ -151,7 +155,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["trend", "check"])
     ap.add_argument("--history", default=HISTORY)
-    ap.add_argument("--cpu", default=None, help="trend: only CPU models containing this")
+    ap.add_argument("--cpu", default=None,
+                    help="trend: only CPU models containing this; check: compare with "
+                         "the last earlier run whose CPU model contains this")
     ap.add_argument("--threshold", type=float, default=0.15,
                     help="check: largest tolerated drop of a ratio (0.15 = 15%%)")
     a = ap.parse_args(argv)
@@ -163,7 +169,7 @@ def main(argv=None):
     if a.command == "trend":
         print(trend(lines, a.cpu))
         return 0
-    ok, msgs = check(lines, a.threshold)
+    ok, msgs = check(lines, a.threshold, a.cpu)
     print("\n".join(msgs))
     return 0 if ok else 1
 

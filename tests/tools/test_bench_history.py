@@ -55,6 +55,16 @@ def test_compares_with_the_same_cpu_only(tmp_path):
     assert ok and "nothing to compare" in msgs[0]
 
 
+def test_cpu_substring_matches_lines_named_by_hand(tmp_path):
+    h = write(tmp_path, [line("a", "AMD EPYC Zen 3, named by hand", r=2.0),
+                         line("b", "AMD EPYC", r=1.0)])
+    r = run("check", "--history", h)
+    assert r.returncode == 0 and "nothing to compare" in r.stdout
+    r = run("check", "--history", h, "--cpu", "AMD EPYC")
+    assert r.returncode == 1 and "b against a" in r.stdout, r.stdout
+    assert "DROP r: 2.00 -> 1.00 (-50%)" in r.stdout
+
+
 def test_trend_and_bad_files(tmp_path):
     h = write(tmp_path, [line("a", "cpu X", r=2.0), line("b", "cpu X", r=1.5)])
     r = run("trend", "--history", h)
