@@ -3,6 +3,9 @@
  */
 #include <stdio.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "cli.h"
 #include "dasecv/ops.h"
@@ -44,6 +47,15 @@ static int run_command(int i, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+#if defined(__GLIBC__)
+    /* Blocks of 1 MiB and more (activations, data, the scratch tensors of
+       auto's trials) get mappings of their own, returned to the system when
+       freed. Left alone, glibc raises this threshold to the largest block
+       freed so far, and the trials' freed tensors stayed in the heap: peak
+       RSS of the course's CIFAR epoch 305 MB, 264 MB with it fixed. No
+       training step allocates blocks this large, so no step pays for it. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     cli_stdio_guard();
     if (argc < 2) {
         usage(stderr);
