@@ -314,18 +314,14 @@ bool dsv_fast_set_isa(dsv_fast_isa isa)
 /* ---- packing ------------------------------------------------------------- */
 
 #if defined(__x86_64__)
-/* dst[j * w + r] = rows[r][k + j] for r, j < 8: an 8x8 transpose. */
-__attribute__((target("avx"))) static void
-transpose8(const float *const *rows, int64_t k, float *dst, int64_t w)
+/* c[j] = lane j of r[0..8): an 8x8 transpose in registers. */
+__attribute__((target("avx"), always_inline)) static inline void
+transpose8x8(const __m256 r[8], __m256 c[8])
 {
-    __m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
-    __m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
-    __m256 r4 = _mm256_loadu_ps(rows[4] + k), r5 = _mm256_loadu_ps(rows[5] + k);
-    __m256 r6 = _mm256_loadu_ps(rows[6] + k), r7 = _mm256_loadu_ps(rows[7] + k);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
     __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
     __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
     __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
@@ -334,21 +330,52 @@ transpose8(const float *const *rows, int64_t k, float *dst, int64_t w)
     __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
     __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
     __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    _mm256_storeu_ps(dst + 0 * w, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(dst + 1 * w, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(dst + 2 * w, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(dst + 3 * w, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(dst + 4 * w, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(dst + 5 * w, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(dst + 6 * w, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(dst + 7 * w, _mm256_permute2f128_ps(u3, u7, 0x31));
+    c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* dst[j * w + r] = rows[r][k + j] for r, j < 8: an 8x8 transpose. */
+__attribute__((target("avx"))) static void
+transpose8(const float *const *rows, int64_t k, float *dst, int64_t w)
+{
+    __m256 r[8], c[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(rows[i] + k);
+    transpose8x8(r, c);
+    for (int j = 0; j < 8; j++)
+        _mm256_storeu_ps(dst + j * w, c[j]);
+}
+
+/* dst[j * 6 + r] = rows[r][k + j] for r < 6, j < 8 (the AVX2 kernel's A
+ * panels): the 8x8 transpose with two rows of zeros. Each column is stored
+ * whole, its two extra lanes landing where the next column's store goes;
+ * the last one is stored masked, so nothing past dst[48) is written. */
+__attribute__((target("avx"))) static void
+transpose6(const float *const *rows, int64_t k, float *dst)
+{
+    __m256 r[8], c[8];
+    for (int i = 0; i < 6; i++)
+        r[i] = _mm256_loadu_ps(rows[i] + k);
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8x8(r, c);
+    for (int j = 0; j < 7; j++)
+        _mm256_storeu_ps(dst + j * 6, c[j]);
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    _mm256_maskstore_ps(dst + 42, six, c[7]);
 }
 #endif
 
 /* Interleaves n rows of src (row stride ld, kc floats each) into dst, kc
  * groups of w floats, zero-padding rows n..w. Writes are sequential; the n
  * row streams are read in step, which the prefetchers follow. With avx and
- * full groups of 8 rows, 8x8 blocks are transposed in registers. */
+ * full groups of 8 rows (or one of 6), 8x8 blocks are transposed in
+ * registers. */
 static void interleave_rows(const float *src, int64_t ld, int n, int w,
                             int64_t kc, float *dst, bool avx)
 {
@@ -361,6 +388,9 @@ static void interleave_rows(const float *src, int64_t ld, int n, int w,
         for (; k0 + 8 <= kc; k0 += 8)
             for (int r = 0; r < w; r += 8)
                 transpose8(rows + r, k0, dst + k0 * w + r, w);
+    } else if (avx && n == 6 && w == 6) {
+        for (; k0 + 8 <= kc; k0 += 8)
+            transpose6(rows, k0, dst + k0 * 6);
     }
 #else
     (void)avx;
