@@ -29,8 +29,10 @@ typedef dsv_status (*dsv_sum_fn)(void *user, double *buf, int64_t n);
 typedef struct dsv_dist_hooks {
     void *user;
     /* Batch statistics (nodes whose op has batch_stats) over all processes'
-     * rows: training forward and backward of those nodes run the naive
-     * kernel with its sums passed through this. NULL: statistics stay local. */
+     * rows: training forward and backward of those nodes run a _summed
+     * kernel below (fast for float32, naive for float64 or when naive was
+     * asked for) with its sums passed through this. NULL: statistics stay
+     * local. */
     dsv_sum_fn sum_stats;
     /* The gradients of node `node`'s parameters are final (its backward has
      * run, or, under the batch schedule, the per-thread blocks are summed).
