@@ -488,18 +488,11 @@ typedef struct gemm_args {
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-static size_t pack_floats(const ukernel *u, int64_t M, int64_t N, int64_t K)
-{
-    int64_t kc = K < KC ? K : KC;
-    int64_t mc = round_up(M < MC ? M : MC, u->mr);
-    int64_t nc = round_up(N < NC ? N : NC, u->nr);
-    return (size_t)(kc * (mc + nc));
-}
-
 /* Whether a KC-row strip of B, rows ldb floats apart, can be streamed in
  * place: it must fit the L1 sets its rows map to (32 KiB, 8-way, 64-byte
  * lines). A row stride that is a multiple of 4 KiB puts every row in one
- * set, so such strips (a conv's 32x32 output rows, say) are packed. */
+ * set, so such strips (a conv's 32x32 output rows, say) are packed. Fewer
+ * rows fit more easily: true for kc, true for any smaller kc. */
 static bool stream_b_ok(int64_t ldb, int64_t kc)
 {
     int64_t bytes = ldb * (int64_t)sizeof(float);
@@ -512,6 +505,26 @@ static bool stream_b_ok(int64_t ldb, int64_t kc)
     }
     int64_t sets = 64 / a;
     return 8 * sets >= 2 * kc;
+}
+
+/* Columns of C per block: NC, or NC_STREAM when every strip of B is
+ * streamed in place. A's block is packed once per column block; with B not
+ * copied, a wider block packs A fewer times (once, for the 500 columns of
+ * the course's hidden layer), and the 256x8192 by 8192x500 product ran
+ * 5-7% faster on 2 threads in six alternating rounds (bench/RESULTS.md). */
+enum { NC_STREAM = 512 };
+
+static int64_t nc_of(const gemm_args *g)
+{
+    return !g->tb && stream_b_ok(g->ldb, g->K < KC ? g->K : KC) ? NC_STREAM : NC;
+}
+
+static size_t pack_floats(const ukernel *u, const gemm_args *g, int64_t M, int64_t N)
+{
+    int64_t kc = g->K < KC ? g->K : KC, ncap = nc_of(g);
+    int64_t mc = round_up(M < MC ? M : MC, u->mr);
+    int64_t nc = round_up(N < ncap ? N : ncap, u->nr);
+    return (size_t)(kc * (mc + nc));
 }
 
 /* Rows [m0, m1) and columns [n0, n1) of C; pack holds pack_floats().
@@ -528,8 +541,9 @@ static void gemm_block(const ukernel *u, const gemm_args *g, int64_t m0,
     float *bpack = pack + (g->K < KC ? g->K : KC) * round_up(M < MC ? M : MC, mr);
     float edge[8 * 32];
 
-    for (int64_t jc = 0; jc < N; jc += NC) {
-        int64_t nc = N - jc < NC ? N - jc : NC;
+    const int64_t ncap = nc_of(g);
+    for (int64_t jc = 0; jc < N; jc += ncap) {
+        int64_t nc = N - jc < ncap ? N - jc : ncap;
         for (int64_t pc = 0; pc < g->K; pc += KC) {
             int64_t kc = g->K - pc < KC ? g->K - pc : KC;
             bool acc = pc > 0 || g->beta != 0;
@@ -615,7 +629,7 @@ static void run_part(const ukernel *u, const gemm_args *g, int t, int nt)
     }
     if (m0 >= m1 || n0 >= n1)
         return;
-    float *pack = dsv_alloc(sizeof(float) * pack_floats(u, m1 - m0, n1 - n0, g->K));
+    float *pack = dsv_alloc(sizeof(float) * pack_floats(u, g, m1 - m0, n1 - n0));
     if (!pack) {
         gemm_plain(g, m0, m1, n0, n1);
         return;
