@@ -51,8 +51,8 @@ int main(int argc, char **argv)
     /* Blocks of 1 MiB and more (activations, data, the scratch tensors of
        auto's trials) get mappings of their own, returned to the system when
        freed. Left alone, glibc raises this threshold to the largest block
-       freed so far, and the trials' freed tensors stayed in the heap: peak
-       RSS of the course's CIFAR epoch 305 MB, 264 MB with it fixed. No
+       freed so far, and the trials' freed tensors stayed in the heap,
+       raising peak RSS (bench/RESULTS.md, "Peak memory, again"). No
        training step allocates blocks this large, so no step pays for it. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif

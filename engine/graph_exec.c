@@ -549,7 +549,8 @@ static dsv_status run(dsv_graph *g, const dsv_exec_options *o, dsv_schedule sche
     decide_fusion(g, pl, o, x, batch ? 1 : all_threads(o));
     /* no clearing of the gradient block: every node's backward overwrites
        its parameters' gradients (test_every_op_overwrites_gradients), and
-       16 MB of memset was a single-threaded stretch of every step */
+       a memset of the whole block was a single-threaded stretch of every
+       step */
     /* Under the layer schedule every kernel gets all threads, also for a
        batch smaller than the team (batch-1 inference): kernels then split
        output columns, channels or rows instead of images. */

@@ -27,7 +27,8 @@
 
 /* Adds elements [i0, i1) of x into h[0], h[1]. The library's baseline
  * x86-64 has no 32-bit vector multiply (SSE2 emulates it), so an AVX2 clone
- * is picked at load time where the CPU has it: a quarter of the time. */
+ * is picked at load time where the CPU has it (bench/RESULTS.md, "Batch-1
+ * inference"). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif

@@ -170,8 +170,8 @@ ukr_avx512(int64_t kc, const float *a, const float *b, int64_t ldb, float *c,
 }
 
 /* Rows of B prefetched ahead of the one multiplied: the strip's stride
- * defeats the hardware prefetchers. 16 halved the 1-thread time of the
- * 1 x 8192 x 500 product on a Zen 3 (8 and 32 were close). */
+ * defeats the hardware prefetchers. The distance was chosen by timing the
+ * batch-1 affine product (bench/RESULTS.md, "Batch-1 inference"). */
 enum { ROW_AHEAD = 16 };
 
 /* One row of C against an untransposed B (a batch-1 affine): C[0, n0..n1)
@@ -510,8 +510,8 @@ static bool stream_b_ok(int64_t ldb, int64_t kc)
 /* Columns of C per block: NC, or NC_STREAM when every strip of B is
  * streamed in place. A's block is packed once per column block; with B not
  * copied, a wider block packs A fewer times (once, for the 500 columns of
- * the course's hidden layer), and the 256x8192 by 8192x500 product ran
- * 5-7% faster on 2 threads in six alternating rounds (bench/RESULTS.md). */
+ * the course's hidden layer), which measured faster (bench/RESULTS.md,
+ * "Column blocks when B is streamed"). */
 enum { NC_STREAM = 512 };
 
 static int64_t nc_of(const gemm_args *g)

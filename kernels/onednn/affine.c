@@ -7,8 +7,8 @@
  * layouts (format_tag_any) and the user's buffers are reordered at the edges
  * (the weights only when their values changed, see weighted.c). A test-mode
  * forward takes the caller's layouts instead: telling whether the weights
- * changed reads all of them, which at batch 1 doubled the time of the
- * product itself, and its gemm reads `ba` as readily. The execution shared
+ * changed reads all of them, as much memory as the product itself reads at
+ * batch 1, and its gemm reads `ba` as readily. The execution shared
  * with conv.c is in weighted.c.
  *
  * What must stay true: as in conv.c, the state key (N, D, M, thread count,
