@@ -21,7 +21,7 @@
  * the rows, across channels, not one short pass per (row, channel) pair.
  *
  * Data-parallel training sums the statistics over processes
- * (dsv_fast_bn_forward_summed, synced_stats): the same passes, two of them
+ * (dsv_fast_bn_forward_summed, pass_stats): the same passes, two of them
  * where the pivot would differ between processes.
  */
 #include <math.h>
@@ -246,23 +246,32 @@ static void stats(const dsv_call *c, const bn_view *v, const float *d, double *K
         inv[ch] = 1.0 / sqrt(var[ch] + c->p.eps);
 }
 
-/* stats() for data-parallel training (engine/internal/dist.h): every
- * per-channel sum is added over processes through sum, and *m is the rows
- * of all of them. The processes' first elements differ, so the one-pass
- * pivot cannot be shared: a first pass sums x (pivot 0) for the global mean,
- * and a second runs around that mean, rounded to a float that every process
- * holds alike, for the variance and, with dout d, the sums of d and
- * d * (x - pivot). Dl and El keep this process's D and E (its parameter
- * gradients); q gets the global sums. Two sums over processes: C + 1 values,
- * then 2C (4C with d). */
-static dsv_status synced_stats(const dsv_call *c, const bn_view *v, const float *d,
-                               dsv_sum_fn sum, void *user, double *K, bn_sums *q,
-                               double *buf, double *mean, double *var, double *inv,
-                               double *m_out, double *Dl, double *El)
+/* stats() of a pass, with *m the rows the statistics cover and, with dout
+ * d, Dl and El this process's D and E (its parameter gradients). Without
+ * sum, or in test mode, that is stats() on this process's rows. With sum
+ * (data-parallel training, engine/internal/dist.h) every per-channel sum is
+ * added over processes through it, and q gets the global sums. The
+ * processes' first elements differ, so the one-pass pivot cannot be shared:
+ * a first pass sums x (pivot 0) for the global mean, and a second runs
+ * around that mean, rounded to a float that every process holds alike, for
+ * the variance and the sums of d and d * (x - pivot). Two sums over
+ * processes: C + 1 values, then 2C (4C with d), buf having room for
+ * 2C + 1 (4C + 1 with d). */
+static dsv_status pass_stats(const dsv_call *c, const bn_view *v, const float *d,
+                             dsv_sum_fn sum, void *user, double *K, bn_sums *q,
+                             double *buf, double *mean, double *var, double *inv,
+                             double *m_out, double *Dl, double *El)
 {
     const float *x = c->x->data;
     int64_t C = v->C;
     dsv_status st;
+    if (!sum || !c->p.train) {
+        stats(c, v, d, K, q, mean, var, inv);
+        *m_out = (double)(v->N * v->S);
+        for (int64_t ch = 0; d && ch < C; ch++)
+            Dl[ch] = q[ch].D, El[ch] = q[ch].E;
+        return DSV_OK;
+    }
     for (int64_t ch = 0; ch < C; ch++)
         K[ch] = 0;
     channel_sums(v, x, NULL, K, q);
@@ -363,16 +372,12 @@ static dsv_status forward(dsv_call *c, dsv_sum_fn sum, void *user)
     double *buf = st + 4 * C; /* 2C + 1 */
     bn_sums *q = (bn_sums *)(st + 6 * C + 1);
     float *z = (float *)(q + C), *mu = z + C, *ml = mu + C, *sh = ml + C;
-    if (sum && c->p.train) {
-        double m;
-        dsv_status e = synced_stats(c, &v, NULL, sum, user, K, q, buf, mean, var, inv, &m,
-                                    NULL, NULL);
-        if (e) {
-            dsv_free(st);
-            return e;
-        }
-    } else {
-        stats(c, &v, NULL, K, q, mean, var, inv);
+    double m;
+    dsv_status e = pass_stats(c, &v, NULL, sum, user, K, q, buf, mean, var, inv, &m, NULL,
+                              NULL);
+    if (e) {
+        dsv_free(st);
+        return e;
     }
     const float *gamma = c->w->data, *beta = c->b->data;
     for (size_t ch = 0; ch < C; ch++) {
@@ -413,19 +418,13 @@ static dsv_status backward(dsv_call *c, dsv_sum_fn sum, void *user)
     double *Dl = st + 6 * C, *El = st + 7 * C, *buf = st + 8 * C; /* 4C + 1 */
     bn_sums *q = (bn_sums *)(st + 12 * C + 1);
     const float *x = c->x->data, *dout = c->dout->data, *gamma = c->w->data;
-    double m = (double)(v.N * v.S);
-    if (sum && c->p.train) {
-        dsv_status e = synced_stats(c, &v, dout, sum, user, K, q, buf, mean, var, inv, &m,
-                                    Dl, El);
-        if (e) {
-            dsv_free(st);
-            return e;
-        }
-    } else {
-        /* one pass over x and dout for the statistics and the two sums */
-        stats(c, &v, dout, K, q, mean, var, inv);
-        for (size_t ch = 0; ch < C; ch++)
-            Dl[ch] = q[ch].D, El[ch] = q[ch].E;
+    /* one pass over x and dout for the statistics and the two sums (two
+       passes when synchronized) */
+    double m;
+    dsv_status e = pass_stats(c, &v, dout, sum, user, K, q, buf, mean, var, inv, &m, Dl, El);
+    if (e) {
+        dsv_free(st);
+        return e;
     }
     /* dbeta, dgamma: over all processes, for dx */
     for (size_t ch = 0; ch < C; ch++) {

@@ -383,6 +383,16 @@ static bool finite_block(const void *p, int64_t n, dsv_dtype dt)
     return true;
 }
 
+/* An optimizer of rule r's defaults over n values, run on two threads. */
+static dsv_optimizer *two_thread_optimizer(dsv_dtype dt, dsv_update_rule r, int64_t n)
+{
+    dsv_optim_config c = dsv_optim_config_default(r);
+    dsv_optimizer *o;
+    TU_OK(dsv_optimizer_create(&o, &c, n, dt));
+    dsv_optimizer_set_threads(o, 2);
+    return o;
+}
+
 /* dsv_optimizer_step_finite, every rule and dtype, on two threads: true on
  * ordinary values; false, writing nothing, when one element near the end
  * (in the second thread's share) would overflow, in the parameter (sgd,
@@ -394,10 +404,7 @@ static void test_step_finite(void **st)
     const int64_t n = 100003, bad = n - 5;
     for (int dt = DSV_F32; dt <= DSV_F64; dt++)
         for (int r = 0; r < DSV_UPDATE_COUNT; r++) {
-            dsv_optim_config c = dsv_optim_config_default((dsv_update_rule)r);
-            dsv_optimizer *o;
-            TU_OK(dsv_optimizer_create(&o, &c, n, (dsv_dtype)dt));
-            dsv_optimizer_set_threads(o, 2);
+            dsv_optimizer *o = two_thread_optimizer((dsv_dtype)dt, (dsv_update_rule)r, n);
             const size_t es = dt == DSV_F32 ? 4 : 8, bytes = (size_t)n * es;
             void *w = malloc(bytes), *g = malloc(bytes), *w0 = malloc(bytes);
             void *s0[2] = {malloc(bytes), malloc(bytes)};
@@ -447,10 +454,7 @@ static void test_check_gradients(void **st)
     const int64_t n = 100003, bad = n - 3;
     for (int dt = DSV_F32; dt <= DSV_F64; dt++)
         for (int r = 0; r < DSV_UPDATE_COUNT; r++) {
-            dsv_optim_config c = dsv_optim_config_default((dsv_update_rule)r);
-            dsv_optimizer *o;
-            TU_OK(dsv_optimizer_create(&o, &c, n, (dsv_dtype)dt));
-            dsv_optimizer_set_threads(o, 2);
+            dsv_optimizer *o = two_thread_optimizer((dsv_dtype)dt, (dsv_update_rule)r, n);
             const size_t es = dt == DSV_F32 ? 4 : 8;
             void *w = calloc((size_t)n, es), *g = calloc((size_t)n, es);
             assert_non_null(w), assert_non_null(g);
