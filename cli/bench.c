@@ -421,18 +421,25 @@ out:
     return s;
 }
 
-/* Fused sandwiches on the fast backend: the training step at batch n and a
- * batch-1 inference with fusion off, conv+relu only, affine+relu only and
- * both, repetitions interleaved; ms[2 * cfg + (0 train, 1 infer)] medians.
- * The graph's own switches are restored from its plan afterwards. */
-enum { NFUSE = 4 };
+/* Fused sandwiches on the fast backend: the training step at batch n, an
+ * inference of the same batch and a batch-1 inference with fusion off,
+ * conv+relu only, conv+relu+max pool, affine+relu only and all of them,
+ * repetitions interleaved; ms[3 * cfg + (0 train, 1 infer n, 2 infer 1)]
+ * medians. The graph's own switches are restored from its plan afterwards. */
+enum { NFUSE = 5, NFCOL = 3 };
+static const char *const fuse_names[NFUSE] = {"unfused", "conv+relu", "conv+relu+pool",
+                                              "affine+relu", "all"};
+/* per configuration: conv_relu, affine_relu, conv_relu_pool */
+static const bool fuse_on[NFUSE][3] = {
+    {0, 0, 0}, {1, 0, 0}, {1, 0, 1}, {0, 1, 0}, {1, 1, 1}};
+
 static dsv_status time_fusion(dsv_model *m, int64_t n, dsv_schedule sched, int threads,
-                              int reps, double *work, double ms[2 * NFUSE], uint64_t *rng)
+                              int reps, double *work, double ms[NFCOL * NFUSE], uint64_t *rng)
 {
     dsv_graph *g = dsv_model_graph(m);
     const dsv_model_options *o = dsv_model_options_of(m);
     int64_t xs[4] = {n, o->input_dim[0], o->input_dim[1], o->input_dim[2]};
-    int64_t ss[2] = {1, o->num_classes};
+    int64_t ss[2] = {n, o->num_classes};
     dsv_tensor x = {0}, y = {0}, sc = {0};
     char *saved = NULL;
     dsv_status s;
@@ -444,28 +451,31 @@ static dsv_status time_fusion(dsv_model *m, int64_t n, dsv_schedule sched, int t
     fill_uniform(&x, rng, -1, 1);
     for (int64_t r = 0; r < n; r++)
         ((int32_t *)y.data)[r] = (int32_t)(dsv_splitmix64(rng) % (uint64_t)o->num_classes);
-    dsv_tensor x1 = dsv_tensor_slice(&x, 0, 1);
+    dsv_tensor x1 = dsv_tensor_slice(&x, 0, 1), sc1 = dsv_tensor_slice(&sc, 0, 1);
     dsv_exec_options eo = dsv_exec_options_default();
     eo.backend = DSV_BACKEND_FAST;
     eo.threads = threads;
     double loss;
     for (int r = -1; r < reps && !s; r++)
         for (int k = 0; k < NFUSE && !s; k++) {
-            dsv_graph_set_fusion(g, 0, k & 1);
-            dsv_graph_set_fusion(g, 1, (k & 2) != 0);
+            for (int pat = 0; pat < 3; pat++)
+                dsv_graph_set_fusion(g, pat, fuse_on[k][pat]);
             eo.schedule = sched;
-            double t0 = cli_now();
+            double t[NFCOL + 1];
+            t[0] = cli_now();
             s = dsv_graph_train_step(g, &eo, &x, &y, &loss);
-            double t1 = cli_now();
+            t[1] = cli_now();
             eo.schedule = DSV_SCHEDULE_LAYER;
             if (!s)
-                s = dsv_graph_infer(g, &eo, &x1, &sc);
-            if (r >= 0) {
-                work[(2 * k) * reps + r] = (t1 - t0) * 1e3;
-                work[(2 * k + 1) * reps + r] = (cli_now() - t1) * 1e3;
-            }
+                s = dsv_graph_infer(g, &eo, &x, &sc);
+            t[2] = cli_now();
+            if (!s)
+                s = dsv_graph_infer(g, &eo, &x1, &sc1);
+            t[3] = cli_now();
+            for (int c = 0; c < NFCOL && r >= 0; c++)
+                work[(NFCOL * k + c) * reps + r] = (t[c + 1] - t[c]) * 1e3;
         }
-    for (int k = 0; k < 2 * NFUSE && !s; k++)
+    for (int k = 0; k < NFCOL * NFUSE && !s; k++)
         ms[k] = median(&work[k * reps], reps);
     if (!s)
         s = dsv_graph_plan_apply(g, saved, "bench");
@@ -507,7 +517,7 @@ static int run_model(const model_opts *mo)
     dsv_graph *g = dsv_model_graph(m);
     int threads = mo->threads > 0 ? mo->threads : dsv_get_num_threads();
     int reps = mo->reps;
-    double *work = malloc(sizeof(double) * (size_t)reps * (2 * NFUSE));
+    double *work = malloc(sizeof(double) * (size_t)reps * (NFCOL * NFUSE));
     uint64_t rng = 50;
     int rc = 1;
     if (!work) {
@@ -571,17 +581,18 @@ static int run_model(const model_opts *mo)
         if (!isnan(step[k]))
             printf("  %s %.3f", step_names[k], step[k]);
     printf(" ms\n");
-    double fz[2 * NFUSE];
+    double fz[NFCOL * NFUSE];
     if ((st = time_fusion(m, mo->batch, mo->schedule, threads, reps, work, fz, &rng))) {
         fprintf(stderr, "\ndasecv bench: fusion: %s\n", dsv_errmsg());
         goto out;
     }
-    static const char *const fuse_names[NFUSE] = {"unfused", "conv+relu", "affine+relu",
-                                                  "both"};
-    printf("fused sandwiches (fast backend; median ms):\n  %-14s %10s %12s\n", "",
-           "train step", "infer n=1");
+    char col[32];
+    snprintf(col, sizeof(col), "infer n=%d", mo->batch);
+    printf("fused sandwiches (fast backend; median ms):\n  %-14s %10s %12s %12s\n", "",
+           "train step", col, "infer n=1");
     for (int k = 0; k < NFUSE; k++)
-        printf("  %-14s %10.3f %12.3f\n", fuse_names[k], fz[2 * k], fz[2 * k + 1]);
+        printf("  %-14s %10.3f %12.3f %12.3f\n", fuse_names[k], fz[NFCOL * k],
+               fz[NFCOL * k + 1], fz[NFCOL * k + 2]);
     rc = 0;
 out:
     free(work);

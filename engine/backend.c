@@ -213,3 +213,45 @@ dsv_status dsv_forward_relu(dsv_call *c, dsv_backend want, dsv_backend *used)
 {
     return run(c, false, true, want, used);
 }
+
+bool dsv_forward_relu_pool_ok(const dsv_call *c, const dsv_call *pool, bool train,
+                              dsv_backend want)
+{
+    if (pool->op != DSV_OP_MAX_POOL)
+        return false;
+    dsv_backend b = dsv_pick_backend(c, false, want);
+    const dsv_backend_table *t = dsv_backend_get(b);
+    /* pool's picks may time backends under auto (as its own forward would):
+       made here, they hold for its backward too */
+    return t && t->kernels[c->op].forward_relu && t->kernels[c->op].forward_relu_pool &&
+           pick(pool, false, want, true) == b && (!train || pick(pool, true, want, true) == b);
+}
+
+dsv_status dsv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep, bool train,
+                                 dsv_backend want, dsv_backend *used)
+{
+    if ((unsigned)want >= DSV_BACKEND_COUNT)
+        return dsv_error(DSV_INVALID, "unknown backend %d", (int)want);
+    int nd;
+    int64_t os[DSV_MAX_DIMS];
+    dsv_status s;
+    const dsv_call *calls[2] = {c, pool};
+    for (int k = 0; k < 2; k++)
+        if ((s = dsv_op_check(calls[k], false, &nd, os)) ||
+            (s = dsv_op_check_outputs(calls[k], false, nd, os)))
+            return s;
+    if (pool->x->data != c->out->data || !dsv_forward_relu_pool_ok(c, pool, train, want))
+        return dsv_error(DSV_UNSUPPORTED, "%s + relu + %s: not offered for this call",
+                         dsv_op_name(c->op), dsv_op_name(pool->op));
+    dsv_backend b = dsv_pick_backend(c, false, want);
+    dsv_call *cs[2] = {c, pool};
+    for (int k = 0; k < 2; k++)
+        if (cs[k]->state) {
+            if (cs[k]->state->ptr && cs[k]->state->owner != b)
+                dsv_state_free(cs[k]->state);
+            cs[k]->state->owner = b;
+        }
+    if (used)
+        *used = b;
+    return dsv_backend_get(b)->kernels[c->op].forward_relu_pool(c, pool, keep);
+}

@@ -173,24 +173,39 @@ static dsv_status bn_summed(const ctx *cx, dsv_call *c, bool backward, dsv_backe
 }
 
 /* The forward of a fused pair (graph_fuse.c): the head's kernel writes
- * relu(op(x)) into the relu's output; the relu node itself is skipped. */
+ * relu(op(x)) into the relu's output, and with a joining max pool, the
+ * pool's output too; those nodes themselves are skipped. */
 static dsv_status fwd_fused(ctx *cx, int i)
 {
     dsv_graph *g = cx->g;
     node *nd = &g->nodes[i], *r = &g->nodes[i + 1];
-    dsv_call c;
-    call_tensors t;
+    dsv_call c, pc;
+    call_tensors t, pt;
     setup_call(cx, i, &c, &t);
     t.out = val_view(cx, r->out, false);
     c.out = &t.out;
     c.state = &nd->slots[2 * cx->set];
     dsv_backend used = DSV_BACKEND_NAIVE;
-    dsv_status s = dsv_forward_relu(&c, cx->want, &used);
+    node *p = nd->pool_fused ? &g->nodes[nd->fuse_pool] : NULL;
+    dsv_status s;
+    if (p) {
+        setup_call(cx, nd->fuse_pool, &pc, &pt);
+        pt.out = val_view(cx, p->out, false);
+        pc.out = &pt.out;
+        pc.state = &p->slots[2 * cx->set];
+        s = dsv_forward_relu_pool(&c, &pc, cx->train, cx->train, cx->want, &used);
+    } else {
+        s = dsv_forward_relu(&c, cx->want, &used);
+    }
     if (s)
         return dsv_graph_node_error_(s, nd->name);
     if (cx->set <= 1) {
         nd->fwd_used = r->fwd_used = used;
         nd->ran_fwd = r->ran_fwd = true;
+        if (p) {
+            p->fwd_used = used;
+            p->ran_fwd = true;
+        }
     }
     return DSV_OK;
 }
@@ -201,7 +216,7 @@ static dsv_status fwd_node(ctx *cx, int i)
     node *nd = &g->nodes[i];
     if (nd->fused)
         return fwd_fused(cx, i);
-    if (nd->fuse_head >= 0 && g->nodes[nd->fuse_head].fused)
+    if (dsv_graph_node_fused(g, i))
         return DSV_OK; /* ran in its head's kernel */
     dsv_call c;
     call_tensors t;
@@ -248,7 +263,7 @@ static dsv_status bwd_node(ctx *cx, int i)
     setup_call(cx, i, &c, &t);
     /* a fused relu's input was never written: the mask comes from its
        output, which is positive exactly where the input is */
-    if (nd->fuse_head >= 0 && g->nodes[nd->fuse_head].fused)
+    if (nd->op == DSV_OP_RELU && dsv_graph_node_fused(g, i))
         t.x = val_view(cx, nd->out, false);
     /* no c.out: the output's memory may already hold a gradient by now */
     t.dout = val_view(cx, nd->out, true);
@@ -525,13 +540,20 @@ static void decide_fusion(dsv_graph *g, const plan *pl, const dsv_exec_options *
     }
     for (int i = 0; i < g->nnodes; i++) {
         node *nd = &g->nodes[i];
-        nd->fused = false;
+        nd->fused = nd->pool_fused = false;
         if (nd->fuse_pattern < 0 || !g->fuse_on[nd->fuse_pattern])
             continue;
-        dsv_call c;
-        call_tensors t;
+        dsv_call c, pc;
+        call_tensors t, pt;
         setup_call(&cx, i, &c, &t);
         nd->fused = dsv_forward_relu_ok(&c, o->backend);
+        if (!nd->fused || nd->fuse_pool < 0 || !g->fuse_on[DSV_FUSE_CONV_RELU_POOL])
+            continue;
+        /* the pool's x is the relu's output, the conv call's out when fused */
+        t.out = val_view(&cx, g->nodes[i + 1].out, false);
+        c.out = &t.out;
+        setup_call(&cx, nd->fuse_pool, &pc, &pt);
+        nd->pool_fused = dsv_forward_relu_pool_ok(&c, &pc, pl->train, o->backend);
     }
 }
 

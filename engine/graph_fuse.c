@@ -9,16 +9,24 @@
  * applied tile by tile while the tile is in cache: forward_relu in the
  * backend table), the relu's forward is skipped, and the relu's backward
  * takes its mask from that output (y > 0 exactly where op(x) > 0), so values
- * and gradients are the unfused chain's, bit for bit. A following max pool
- * runs as its own node on the relu's output.
+ * and gradients are the unfused chain's, bit for bit.
+ *
+ * A max pool that is the relu's only reader joins a fused conv pair
+ * (conv_relu_pool): the head's kernel pools each image as soon as its relu
+ * is applied, while the image is in cache (forward_relu_pool), and the
+ * pool's forward is skipped. Training still writes the relu's output, which
+ * both backwards read, and keeps the pool's argmax in the pool's state as
+ * its own forward would; inference may skip writing it. The pool's passes
+ * must pick the head's backend. Its values are the pool's own.
  *
  * What must stay true: fusion is an execution detail. Nodes, parameters,
  * checkpoints and model files do not change; whether a pattern may fuse is
  * a flag per pattern (defaults measured in bench/RESULTS.md; DASECV_FUSE=0
- * or 1 at graph finalize turns all off or on) carried in the execution plan; a pair fuses in a run only
- * when the head's picked backend offers forward_relu, and the memory plan
- * keeps the relu's output alive from the head's step to the relu's backward
- * whether or not a run fuses.
+ * or 1 at graph finalize turns all off or on) carried in the execution
+ * plan; conv_relu_pool needs conv_relu too. A pair fuses in a run only when
+ * the head's picked backend offers forward_relu; the memory plan keeps the
+ * relu's output alive from the head's step to the relu's backward, and a
+ * joining pool's output from the head's step on, whether or not a run fuses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +34,8 @@
 #include "graph_priv.h"
 #include "internal/backend_table.h"
 
-static const char *const fuse_names[DSV_FUSE_COUNT] = {"conv_relu", "affine_relu"};
+static const char *const fuse_names[DSV_FUSE_COUNT] = {"conv_relu", "affine_relu",
+                                                        "conv_relu_pool"};
 _Static_assert(sizeof(fuse_names) / sizeof(fuse_names[0]) == DSV_FUSE_COUNT,
                "a name per fusion pattern");
 
@@ -34,7 +43,7 @@ _Static_assert(sizeof(fuse_names) / sizeof(fuse_names[0]) == DSV_FUSE_COUNT,
  * "Fused sandwiches"): both, once batch-1 inference streamed its affine
  * weights at full speed (before, neither paid consistently). A plan's
  * `fuse` lines or DASECV_FUSE=0 turn them off. */
-static const bool fuse_default[DSV_FUSE_COUNT] = {true, true};
+static const bool fuse_default[DSV_FUSE_COUNT] = {true, true, true};
 
 const char *dsv_graph_fuse_name_(int pattern)
 {
@@ -59,7 +68,8 @@ void dsv_graph_fuse_pass_(dsv_graph *g)
     for (int i = 0; i < g->nnodes; i++) {
         g->nodes[i].fuse_pattern = -1;
         g->nodes[i].fuse_head = -1;
-        g->nodes[i].fused = false;
+        g->nodes[i].fuse_pool = -1;
+        g->nodes[i].fused = g->nodes[i].pool_fused = false;
     }
     for (int i = 0; i + 1 < g->nnodes; i++) {
         node *h = &g->nodes[i], *r = &g->nodes[i + 1];
@@ -72,6 +82,16 @@ void dsv_graph_fuse_pass_(dsv_graph *g)
             continue;
         h->fuse_pattern = h->op == DSV_OP_CONV ? DSV_FUSE_CONV_RELU : DSV_FUSE_AFFINE_RELU;
         r->fuse_head = i;
+        /* a max pool that is the relu's only reader may join a conv pair */
+        if (h->op != DSV_OP_CONV || i + 2 >= g->nnodes)
+            continue;
+        node *p = &g->nodes[i + 2];
+        const value *ro = &g->vals[r->out];
+        if (p->op == DSV_OP_MAX_POOL && p->in[0] == r->out && p->in[1] < 0 &&
+            ro->first_use == i + 2 && ro->last_use == i + 2) {
+            h->fuse_pool = i + 2;
+            p->fuse_head = i;
+        }
     }
 }
 
@@ -90,5 +110,8 @@ bool dsv_graph_node_fused(const dsv_graph *g, int i)
     if (i < 0 || i >= g->nnodes)
         return false;
     const node *nd = &g->nodes[i];
-    return nd->fuse_head >= 0 ? g->nodes[nd->fuse_head].fused : nd->fused;
+    if (nd->fuse_head < 0)
+        return nd->fused;
+    const node *h = &g->nodes[nd->fuse_head];
+    return h->fuse_pool == i ? h->pool_fused : h->fused;
 }

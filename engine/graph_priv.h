@@ -29,7 +29,7 @@
 #define MAX_PLANS 8
 
 /* Fusion patterns (graph_fuse.c). */
-enum { DSV_FUSE_CONV_RELU = 0, DSV_FUSE_AFFINE_RELU, DSV_FUSE_COUNT };
+enum { DSV_FUSE_CONV_RELU = 0, DSV_FUSE_AFFINE_RELU, DSV_FUSE_CONV_RELU_POOL, DSV_FUSE_COUNT };
 #define MAX_AUTO 16
 
 typedef enum val_kind { VAL_INPUT, VAL_LABELS, VAL_NODE } val_kind;
@@ -73,10 +73,13 @@ typedef struct node {
     dsv_backward_hook hook;
     void *hook_user;
     /* fusion (graph_fuse.c): at a head, its dsv_fuse_pattern or -1; at a
-       relu fused into the node before, that node's index, else -1; fused:
-       this head's pair runs fused in the current run */
-    int fuse_pattern, fuse_head;
-    bool fused;
+       relu fused into the node before (or a max pool after such a relu),
+       the head's index, else -1; fused: this head's pair runs fused in the
+       current run. A conv head whose relu is followed by a max pool that
+       may join it: fuse_pool, that pool's index (else -1), and pool_fused
+       when it runs in the head's kernel too. */
+    int fuse_pattern, fuse_head, fuse_pool;
+    bool fused, pool_fused;
 } node;
 
 /* Per-thread failure, reported by the caller's thread after the region. */

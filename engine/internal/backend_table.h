@@ -24,6 +24,10 @@ typedef struct dsv_kernel {
     /* The forward followed by relu, applied tile by tile as the output is
        written (the graph's fused nodes); NULL where not offered. */
     dsv_status (*forward_relu)(dsv_call *c);
+    /* forward_relu followed by the max pool of call pool (its x: c's out),
+       each image pooled while it is in cache; keep: c's out must be written
+       (training), else it may be skipped. NULL where not offered. */
+    dsv_status (*forward_relu_pool)(dsv_call *c, dsv_call *pool, bool keep);
 } dsv_kernel;
 
 typedef struct dsv_backend_table {
@@ -55,6 +59,16 @@ bool dsv_forward_relu_ok(const dsv_call *c, dsv_backend want);
  * out = relu(op(x)), the same values as the op and then relu. The picked
  * backend must offer it (dsv_forward_relu_ok); DSV_UNSUPPORTED otherwise. */
 dsv_status dsv_forward_relu(dsv_call *c, dsv_backend want, dsv_backend *used);
+/* Whether dsv_forward_relu_pool can run c and pool: the backend picked for
+ * c offers it, and pool's passes (forward, and backward when train) pick
+ * that same backend, whose backward then finds the forward's argmax. */
+bool dsv_forward_relu_pool_ok(const dsv_call *c, const dsv_call *pool, bool train,
+                              dsv_backend want);
+/* dsv_forward_relu of c, then the max pool call pool on its output, in one
+ * kernel (keep as in dsv_kernel). Both calls are checked first;
+ * DSV_UNSUPPORTED unless dsv_forward_relu_pool_ok. */
+dsv_status dsv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep, bool train,
+                                 dsv_backend want, dsv_backend *used);
 
 /* ---- "auto" between fast and oneDNN by timing (backend_auto.c) ------------
  * For relu, max_pool, avg_pool, batchnorm and spatial_batchnorm, when both

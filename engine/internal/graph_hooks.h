@@ -15,8 +15,8 @@ typedef dsv_status (*dsv_backward_hook)(dsv_call *c, dsv_backend want,
 dsv_status dsv_graph_set_backward_hook(dsv_graph *g, int node,
                                        dsv_backward_hook fn, void *user);
 
-/* Allows or forbids fusing one pattern (0 conv+relu, 1 affine+relu; -1:
- * all), as a plan's "fuse" lines do. */
+/* Allows or forbids fusing one pattern (0 conv+relu, 1 affine+relu, 2 a
+ * max pool joining conv+relu; -1: all), as a plan's "fuse" lines do. */
 void dsv_graph_set_fusion(dsv_graph *g, int pattern, bool on);
 /* Whether node i (a head or its relu) ran fused in the last run. */
 bool dsv_graph_node_fused(const dsv_graph *g, int i);

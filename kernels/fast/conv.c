@@ -313,6 +313,18 @@ dsv_status dsv_fast_conv_forward_relu(dsv_call *c)
     return c->x->dtype == DSV_F64 ? dsv_fast_conv_forward_relu_f64(c) : forward(c, true);
 }
 
+dsv_status dsv_fast_conv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep)
+{
+    if (c->x->dtype == DSV_F32 && dsv_fast_conv_direct_ok(c, false))
+        return dsv_fast_conv_direct_forward_relu_pool(c, pool, keep);
+    /* elsewhere one after the other, into relu's output */
+    dsv_status s = dsv_fast_conv_forward_relu(c);
+    if (s)
+        return s;
+    return c->x->dtype == DSV_F64 ? dsv_fast_max_pool_forward_f64(pool)
+                                  : dsv_fast_max_pool_forward(pool);
+}
+
 /* Per-thread buffers of the backward pass. */
 typedef struct conv_bufs {
     float *col, *dcol, *dw, *db;

@@ -535,11 +535,17 @@ typedef struct fwd_job {
     float *out;
     int64_t chunks; /* row chunks per image */
     bool relu;      /* relu on each item's rows once they are written */
+    /* max pool of each image once its rows are done (one chunk per image
+       only): its call, and the argmax buffer or NULL */
+    const dsv_call *pool;
+    uint8_t *am;
 } fwd_job;
 
 /* Work item it of N * chunks (image, chunk of output rows), with t this
- * thread's T (zeroed before its first item) and *last the image it holds. */
-AVX2 static void fwd_item(const fwd_job *jb, int64_t it, float *t, int64_t *last)
+ * thread's T (zeroed before its first item), *last the image it holds and
+ * ob, when not NULL, this thread's buffer for one image's output (which
+ * then goes no further than the pool). */
+AVX2 static void fwd_item(const fwd_job *jb, int64_t it, float *t, int64_t *last, float *ob)
 {
     const dgeom *g = jb->g;
     split fs = split_of(g->F, 6);
@@ -549,7 +555,7 @@ AVX2 static void fwd_item(const fwd_job *jb, int64_t it, float *t, int64_t *last
         to_phases(g, jb->x + n * g->C * g->H * g->W, t);
         *last = n;
     }
-    float *on = jb->out + n * g->F * g->P;
+    float *on = ob ? ob : jb->out + n * g->F * g->P;
     int64_t oh0 = g->Ho * ch / jb->chunks, oh1 = g->Ho * (ch + 1) / jb->chunks;
     for (int64_t fb = 0; fb < fs.nb; fb++) {
         int64_t f0;
@@ -560,17 +566,27 @@ AVX2 static void fwd_item(const fwd_job *jb, int64_t it, float *t, int64_t *last
     }
     for (int64_t f = 0; jb->relu && f < g->F; f++)
         dsv_fast_relu_tile(on + f * g->P + oh0 * g->Wo, (oh1 - oh0) * g->Wo);
+    if (jb->pool)
+        dsv_fast_max_pool_planes(jb->pool, on, n * g->F, (n + 1) * g->F, jb->am);
 }
 
-static dsv_status direct_forward(dsv_call *c, bool relu)
+/* The forward (relu: with relu; pool: and then that max pool, keep as in
+ * dsv_fast_conv_forward_relu_pool). */
+static dsv_status direct_forward(dsv_call *c, bool relu, dsv_call *pool, bool keep)
 {
     dgeom g = dgeom_of(c);
     int nt = dsv_fast_nthreads(c);
+    int64_t chunks = g.N >= nt ? 1 : nt;
+    /* pooling inside the items needs whole images; and without keep each
+       thread's image goes to a buffer of its own instead of c->out */
+    bool pool_items = pool && chunks == 1;
+    int64_t per_ob = pool_items && !keep ? (g.F * g.P + 15) & ~(int64_t)15 : 0;
     int64_t nwp = (g.F * g.K + 15) & ~(int64_t)15;
-    float *scratch = dsv_fast_scratch(c, sizeof(float) * (size_t)(nwp + g.tsize * nt));
+    int64_t total = nwp + (g.tsize + per_ob) * nt;
+    float *scratch = dsv_fast_scratch(c, sizeof(float) * (size_t)total);
     if (!scratch)
         return dsv_error(DSV_NOMEM, "conv: out of memory for %lld scratch floats",
-                         (long long)(nwp + g.tsize * nt));
+                         (long long)total);
     /* weights of each block of output channels, tap-major */
     float *wp = scratch;
     const float *w = c->w->data;
@@ -585,38 +601,50 @@ static dsv_status direct_forward(dsv_call *c, bool relu)
     }
     int64_t off[DIRECT_KMAX];
     tap_offsets(&g, off);
-    fwd_job jb = {&g, c->x->data, c->b->data, wp, off, c->out->data,
-                  g.N >= nt ? 1 : nt, relu};
+    fwd_job jb = {&g, c->x->data, c->b->data, wp, off, c->out->data, chunks, relu,
+                  pool_items ? pool : NULL,
+                  pool_items ? dsv_fast_max_pool_argmax(pool, keep) : NULL};
     int64_t items = g.N * jb.chunks;
     if (nt == 1) {
         float *t = scratch + nwp;
         int64_t last = -1;
         memset(t, 0, sizeof(float) * (size_t)g.tsize);
         for (int64_t it = 0; it < items; it++)
-            fwd_item(&jb, it, t, &last);
+            fwd_item(&jb, it, t, &last, per_ob ? t + g.tsize : NULL);
     } else {
         /* items handed out one at a time: a thread that loses its core for
            a while does not hold the others back (each output is computed
            the same way whichever thread takes it) */
 #pragma omp parallel num_threads(nt)
         {
-            float *t = scratch + nwp + g.tsize * omp_get_thread_num();
+            float *t = scratch + nwp + (g.tsize + per_ob) * omp_get_thread_num();
             int64_t last = -1;
             memset(t, 0, sizeof(float) * (size_t)g.tsize);
 #pragma omp for schedule(dynamic, 1)
             for (int64_t it = 0; it < items; it++)
-                fwd_item(&jb, it, t, &last);
+                fwd_item(&jb, it, t, &last, per_ob ? t + g.tsize : NULL);
         }
     }
     dsv_fast_scratch_release(c, scratch);
+    /* images split in row chunks: the pool runs over the whole output */
+    if (pool && !pool_items)
+        return dsv_fast_max_pool_forward(pool);
     return DSV_OK;
 }
 
-dsv_status dsv_fast_conv_direct_forward(dsv_call *c) { return direct_forward(c, false); }
+dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
+{
+    return direct_forward(c, false, NULL, false);
+}
 
 dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c)
 {
-    return direct_forward(c, true);
+    return direct_forward(c, true, NULL, false);
+}
+
+dsv_status dsv_fast_conv_direct_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep)
+{
+    return direct_forward(c, true, pool, keep);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -847,6 +875,12 @@ dsv_status dsv_fast_conv_direct_forward(dsv_call *c)
 dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c)
 {
     (void)c;
+    return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
+}
+
+dsv_status dsv_fast_conv_direct_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep)
+{
+    (void)c, (void)pool, (void)keep;
     return dsv_error(DSV_UNSUPPORTED, "conv: no direct kernel on this CPU");
 }
 

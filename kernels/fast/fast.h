@@ -130,6 +130,24 @@ dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c);
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c);
 dsv_status dsv_fast_max_pool_forward(dsv_call *c);
 dsv_status dsv_fast_max_pool_backward(dsv_call *c);
+/* Pieces of the max pool forward for a producer that pools as it goes
+ * (conv + relu + max pool, conv_direct.c), float32. _argmax: with keep, the
+ * buffer for this forward's argmax (tagged with c->x, as the forward tags
+ * it; NULL when none is kept, and backward then finds the winners again);
+ * without, no buffer, and a saved one is untagged. _planes: planes
+ * [p0, p1) of c (image n's channels are planes n*C .. n*C+C-1) from x, the
+ * input of plane p0 (any buffer laid out like c->x from there), into
+ * c->out, and the argmax into am (NULL: none). */
+uint8_t *dsv_fast_max_pool_argmax(dsv_call *c, bool keep);
+void dsv_fast_max_pool_planes(const dsv_call *c, const float *x, int64_t p0, int64_t p1,
+                              uint8_t *am);
+/* conv, relu and a max pool (pool: its call, with x the relu's output) in
+ * one pass: each image is pooled as soon as its relu is applied, while it
+ * is in cache. keep: relu's output is written to c->out (training needs it
+ * for both backwards) and the argmax saved in pool's state; without keep
+ * (inference) images may go through per-thread scratch instead. */
+dsv_status dsv_fast_conv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep);
+dsv_status dsv_fast_conv_direct_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep);
 /* float32 and float64 alike, by x's dtype */
 dsv_status dsv_fast_avg_pool_forward(dsv_call *c);
 dsv_status dsv_fast_avg_pool_backward(dsv_call *c);

@@ -251,6 +251,29 @@ static void forward_planes(const dsv_call *c, const pool_geom *g, uint8_t *am,
         forward_plane(g, x + p * in_sz, out + p * out_sz, am ? am + p * out_sz : NULL);
 }
 
+uint8_t *dsv_fast_max_pool_argmax(dsv_call *c, bool keep)
+{
+    pool_geom g = geom_of(c);
+    if (keep)
+        return argmax_slot(c, &g);
+    if (c->state && c->state->ptr && c->state->owner == DSV_BACKEND_FAST) {
+        dsv_fast_state *st = c->state->ptr;
+        st->argmax_x = NULL; /* whatever it held no longer matches x */
+    }
+    return NULL;
+}
+
+void dsv_fast_max_pool_planes(const dsv_call *c, const float *x, int64_t p0, int64_t p1,
+                              uint8_t *am)
+{
+    pool_geom g = geom_of(c);
+    float *out = c->out->data;
+    int64_t in_sz = g.H * g.W, out_sz = g.Ho * g.Wo;
+    for (int64_t p = p0; p < p1; p++)
+        forward_plane(&g, x + (p - p0) * in_sz, out + p * out_sz,
+                      am ? am + p * out_sz : NULL);
+}
+
 dsv_status dsv_fast_max_pool_forward(dsv_call *c)
 {
     pool_geom g = geom_of(c);

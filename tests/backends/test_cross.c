@@ -696,11 +696,11 @@ static void test_f64_checker_catches_broken(void **st)
     /* the intact kernels pass through the same path */
     assert_true(case_error_f64(&conv, fast, 1, &r, &f, &g) <= TOL64);
     run_free(&r);
-    dsv_kernel k1 = {NULL, conv_f64_one_wrong, fast->backward, NULL};
+    dsv_kernel k1 = {.forward = conv_f64_one_wrong, .backward = fast->backward};
     case_error_f64(&conv, &k1, 1, &r, &f, &g);
     run_free(&r);
     assert_true(f > TOL64 && g <= TOL64);
-    dsv_kernel k2 = {NULL, fast->forward, conv_f64_bad_db, NULL};
+    dsv_kernel k2 = {.forward = fast->forward, .backward = conv_f64_bad_db};
     case_error_f64(&conv, &k2, 1, &r, &f, &g);
     run_free(&r);
     assert_true(f <= TOL64 && g > TOL64);
@@ -780,19 +780,19 @@ static void test_checker_catches_broken(void **st)
     const tcase pool = POOL(2, 3, 8, 8, 2, 2, 2);
     double f, g;
     /* the honest kernels, called the same way, pass */
-    dsv_kernel ok = {NULL, conv_fwd, conv_bwd, NULL};
+    dsv_kernel ok = {.forward = conv_fwd, .backward = conv_bwd};
     assert_true(case_error(&conv, DSV_BACKEND_FAST, &ok, &f, &g) <= TOL);
 
-    dsv_kernel k1 = {NULL, conv_one_wrong, conv_bwd, NULL};
+    dsv_kernel k1 = {.forward = conv_one_wrong, .backward = conv_bwd};
     case_error(&conv, DSV_BACKEND_FAST, &k1, &f, &g);
     assert_true(f > TOL);
-    dsv_kernel k2 = {NULL, conv_shifted, conv_bwd, NULL};
+    dsv_kernel k2 = {.forward = conv_shifted, .backward = conv_bwd};
     case_error(&conv, DSV_BACKEND_FAST, &k2, &f, &g);
     assert_true(f > TOL);
-    dsv_kernel k3 = {NULL, conv_fwd, conv_bad_dw, NULL};
+    dsv_kernel k3 = {.forward = conv_fwd, .backward = conv_bad_dw};
     case_error(&conv, DSV_BACKEND_FAST, &k3, &f, &g);
     assert_true(f <= TOL && g > TOL);
-    dsv_kernel k4 = {NULL, pool_fwd, pool_bad_backward, NULL};
+    dsv_kernel k4 = {.forward = pool_fwd, .backward = pool_bad_backward};
     case_error(&pool, DSV_BACKEND_FAST, &k4, &f, &g);
     assert_true(g > TOL);
 

@@ -1,15 +1,16 @@
 /*
- * Fused sandwiches (graph_fuse.c): conv+relu, conv+relu followed by a max
- * pool, and affine+relu give the unfused chain's loss, scores and gradients
- * bit for bit (float32 and float64, layer and batch schedules, training and
- * batch-1 inference); the plan says which pairs fused, so a pass that never
- * fuses fails here; a conv whose output has another reader does not fuse;
- * the plan text carries the switches.
+ * Fused sandwiches (graph_fuse.c): conv+relu, conv+relu+max pool (tiling
+ * 2x2 windows and overlapping 3x3 stride-1 ones) and affine+relu give the unfused
+ * chain's loss, scores and gradients bit for bit (float32 and float64,
+ * layer and batch schedules, training, whole-batch and batch-1 inference);
+ * the plan says which nodes fused, so a pass that never fuses fails here; a
+ * conv whose output has another reader does not fuse; the plan text
+ * carries the switches.
  */
 #include "engine_util.h"
 
-enum { SHAPE_CONV_RELU, SHAPE_CONV_RELU_POOL, SHAPE_AFFINE_RELU, SHAPE_SHARED,
-       SHAPE_RELU_SHARED };
+enum { SHAPE_CONV_RELU, SHAPE_CONV_RELU_POOL, SHAPE_CONV_RELU_POOL3, SHAPE_DEEP_POOL,
+       SHAPE_AFFINE_RELU, SHAPE_SHARED, SHAPE_RELU_SHARED };
 
 /* A small network around one sandwich; *head is the conv or affine node. */
 static dsv_graph *build(int shape, dsv_dtype dt, int *head)
@@ -21,13 +22,22 @@ static dsv_graph *build(int shape, dsv_dtype dt, int *head)
     TU_OK(dsv_graph_labels(g, &lab));
     if (shape == SHAPE_AFFINE_RELU) {
         TU_OK(dsv_graph_affine(g, "1", x, 20, &a));
+    } else if (shape == SHAPE_DEEP_POOL) {
+        /* the fusing conv's input is a planned activation (the others
+           read the graph's input) */
+        dsv_value c0, r0;
+        TU_OK(dsv_graph_conv(g, "0", x, 3, 3, 3, 1, 1, &c0));
+        TU_OK(dsv_graph_relu(g, "relu0", c0, &r0));
+        TU_OK(dsv_graph_conv(g, "1", r0, 4, 3, 3, 1, 1, &a));
     } else {
         TU_OK(dsv_graph_conv(g, "1", x, 4, 3, 3, 1, 1, &a));
     }
     TU_OK(dsv_graph_relu(g, "relu1", a, &r));
     p = r;
-    if (shape == SHAPE_CONV_RELU_POOL)
+    if (shape == SHAPE_CONV_RELU_POOL || shape == SHAPE_DEEP_POOL)
         TU_OK(dsv_graph_max_pool(g, "pool1", r, 2, 2, 2, &p));
+    if (shape == SHAPE_CONV_RELU_POOL3)
+        TU_OK(dsv_graph_max_pool(g, "pool1", r, 3, 3, 1, &p));
     if (shape == SHAPE_SHARED) /* the conv's output has a second reader */
         TU_OK(dsv_graph_add(g, "add1", a, r, &p));
     if (shape == SHAPE_RELU_SHARED) /* the relu's output has a second reader */
@@ -43,8 +53,9 @@ static dsv_graph *build(int shape, dsv_dtype dt, int *head)
 
 static size_t esz(dsv_dtype dt) { return dt == DSV_F64 ? 8 : 4; }
 
-/* One training step and a batch-1 inference on a fused and an unfused copy:
- * the same bits. Returns whether the first copy fused. */
+/* Two training steps, a whole-batch and a batch-1 inference on a fused and
+ * an unfused copy: the same bits. Returns whether the first copy fused; a
+ * max pool after the relu fuses with it. */
 static bool fused_matches_unfused(int shape, dsv_dtype dt, dsv_backend be,
                                   dsv_schedule sched)
 {
@@ -68,11 +79,25 @@ static bool fused_matches_unfused(int shape, dsv_dtype dt, dsv_backend be,
                             (size_t)dsv_graph_num_param_values(gf) * esz(dt));
     }
     bool fused = dsv_graph_node_fused(gf, head);
+    int pool = dsv_graph_find_node(gf, "pool1");
     assert_int_equal(dsv_graph_node_fused(gf, head + 1), fused);
+    if (pool >= 0)
+        assert_int_equal(dsv_graph_node_fused(gf, pool), fused);
     assert_false(dsv_graph_node_fused(gu, head));
+    assert_false(pool >= 0 && dsv_graph_node_fused(gu, pool));
+    dsv_tensor sf, su;
+    /* whole-batch inference */
+    TU_OK(dsv_tensor_init(&sf, dt, 2, (int64_t[]){6, 10}));
+    TU_OK(dsv_tensor_init(&su, dt, 2, (int64_t[]){6, 10}));
+    TU_OK(dsv_graph_infer(gf, &o, &x, &sf));
+    TU_OK(dsv_graph_infer(gu, &o, &x, &su));
+    assert_memory_equal(sf.data, su.data, 60 * esz(dt));
+    assert_int_equal(dsv_graph_node_fused(gf, head), fused);
+    assert_false(pool >= 0 && dsv_graph_node_fused(gf, pool) != fused);
+    dsv_tensor_free(&sf);
+    dsv_tensor_free(&su);
     /* batch-1 inference */
     dsv_tensor x1 = dsv_tensor_wrap(x.data, dt, 4, (int64_t[]){1, 3, 8, 8});
-    dsv_tensor sf, su;
     TU_OK(dsv_tensor_init(&sf, dt, 2, (int64_t[]){1, 10}));
     TU_OK(dsv_tensor_init(&su, dt, 2, (int64_t[]){1, 10}));
     o.schedule = DSV_SCHEDULE_LAYER;
@@ -92,9 +117,9 @@ static bool fused_matches_unfused(int shape, dsv_dtype dt, dsv_backend be,
 static void test_fused_equals_unfused(void **st)
 {
     (void)st;
-    const int shapes[] = {SHAPE_CONV_RELU, SHAPE_CONV_RELU_POOL, SHAPE_AFFINE_RELU,
-                          SHAPE_RELU_SHARED};
-    for (int k = 0; k < 4; k++)
+    const int shapes[] = {SHAPE_CONV_RELU, SHAPE_CONV_RELU_POOL, SHAPE_CONV_RELU_POOL3,
+                          SHAPE_DEEP_POOL, SHAPE_AFFINE_RELU, SHAPE_RELU_SHARED};
+    for (int k = 0; k < 6; k++)
         for (int f64 = 0; f64 < 2; f64++)
             for (int sc = 0; sc < 2; sc++) {
                 dsv_dtype dt = f64 ? DSV_F64 : DSV_F32;
