@@ -180,9 +180,10 @@ static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
         return s;
     dsv_backend b = pick(c, backward, want, true);
     const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
-    if (relu && !k->forward_relu)
-        return dsv_error(DSV_UNSUPPORTED, "%s: backend %s has no fused relu forward",
-                         dsv_op_name(c->op), dsv_backend_name(b));
+    if (relu && !(backward ? k->backward_relu : k->forward_relu))
+        return dsv_error(DSV_UNSUPPORTED, "%s: backend %s has no fused relu %s",
+                         dsv_op_name(c->op), dsv_backend_name(b),
+                         backward ? "backward" : "forward");
     if (c->state) {
         if (c->state->ptr && c->state->owner != b)
             dsv_state_free(c->state);
@@ -190,7 +191,9 @@ static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
     }
     if (used)
         *used = b;
-    return backward ? k->backward(c) : relu ? k->forward_relu(c) : k->forward(c);
+    if (backward)
+        return relu ? k->backward_relu(c) : k->backward(c);
+    return relu ? k->forward_relu(c) : k->forward(c);
 }
 
 dsv_status dsv_forward(dsv_call *c, dsv_backend want, dsv_backend *used)
@@ -225,6 +228,20 @@ bool dsv_forward_relu_pool_ok(const dsv_call *c, const dsv_call *pool, bool trai
        made here, they hold for its backward too */
     return t && t->kernels[c->op].forward_relu && t->kernels[c->op].forward_relu_pool &&
            pick(pool, false, want, true) == b && (!train || pick(pool, true, want, true) == b);
+}
+
+bool dsv_backward_relu_ok(const dsv_call *c, const dsv_call *relu, dsv_backend want)
+{
+    if (relu->op != DSV_OP_RELU)
+        return false;
+    dsv_backend b = pick(c, true, want, true);
+    const dsv_backend_table *t = dsv_backend_get(b);
+    return t && t->kernels[c->op].backward_relu && pick(relu, true, want, true) == b;
+}
+
+dsv_status dsv_backward_relu(dsv_call *c, dsv_backend want, dsv_backend *used)
+{
+    return run(c, true, true, want, used);
 }
 
 dsv_status dsv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep, bool train,

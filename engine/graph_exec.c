@@ -258,9 +258,19 @@ static dsv_status bwd_node(ctx *cx, int i)
 {
     dsv_graph *g = cx->g;
     node *nd = &g->nodes[i];
+    if (nd->op == DSV_OP_RELU && dsv_graph_node_bwd_fused(g, i)) {
+        if (cx->set <= 1) { /* ran in the pool's backward */
+            nd->bwd_used = g->nodes[i + 1].bwd_used;
+            nd->ran_bwd = true;
+        }
+        return DSV_OK;
+    }
     dsv_call c;
     call_tensors t;
     setup_call(cx, i, &c, &t);
+    /* the pool's backward that also does the relu's writes the gradient of
+       the relu's input (the conv's output) */
+    bool with_relu = nd->op == DSV_OP_MAX_POOL && dsv_graph_node_bwd_fused(g, i);
     /* a fused relu's input was never written: the mask comes from its
        output, which is positive exactly where the input is */
     if (nd->op == DSV_OP_RELU && dsv_graph_node_fused(g, i))
@@ -273,7 +283,10 @@ static dsv_status bwd_node(ctx *cx, int i)
         dsv_value v = nd->in[k];
         if (v < 0 || g->vals[v].kind != VAL_NODE)
             continue;
-        *dxs[k] = nd->direct[k] ? val_view(cx, v, true) : tmp_view(cx, i, k);
+        if (with_relu)
+            *dxs[k] = val_view(cx, g->nodes[i - 1].in[0], true);
+        else
+            *dxs[k] = nd->direct[k] ? val_view(cx, v, true) : tmp_view(cx, i, k);
         if (k == 0)
             c.dx = dxs[k];
         else
@@ -294,6 +307,8 @@ static dsv_status bwd_node(ctx *cx, int i)
     dsv_status s;
     if (nd->hook) {
         s = nd->hook(&c, cx->want, nd->hook_user);
+    } else if (with_relu) {
+        s = dsv_backward_relu(&c, cx->want, &used);
     } else if (synced(cx, nd)) {
         s = bn_summed(cx, &c, true, &used);
     } else {
@@ -540,7 +555,7 @@ static void decide_fusion(dsv_graph *g, const plan *pl, const dsv_exec_options *
     }
     for (int i = 0; i < g->nnodes; i++) {
         node *nd = &g->nodes[i];
-        nd->fused = nd->pool_fused = false;
+        nd->fused = nd->pool_fused = nd->bwd_fused = false;
         if (nd->fuse_pattern < 0 || !g->fuse_on[nd->fuse_pattern])
             continue;
         dsv_call c, pc;
@@ -554,6 +569,25 @@ static void decide_fusion(dsv_graph *g, const plan *pl, const dsv_exec_options *
         c.out = &t.out;
         setup_call(&cx, nd->fuse_pool, &pc, &pt);
         nd->pool_fused = dsv_forward_relu_pool_ok(&c, &pc, pl->train, o->backend);
+        node *r = &g->nodes[i + 1], *p = &g->nodes[nd->fuse_pool];
+        if (!nd->pool_fused || !pl->train || r->hook || p->hook || !r->direct[0] ||
+            !p->direct[0])
+            continue;
+        /* the backward calls as bwd_node makes them: the relu's mask from
+           its output */
+        dsv_call rc;
+        call_tensors rt;
+        setup_call(&cx, i + 1, &rc, &rt);
+        rt.x = val_view(&cx, r->out, false);
+        rt.dout = rt.x;
+        rc.dout = &rt.dout;
+        rt.dx = rt.x;
+        rc.dx = &rt.dx;
+        pt.dout = pt.out = val_view(&cx, p->out, false);
+        pc.dout = &pt.dout;
+        pt.dx = rt.x;
+        pc.dx = &pt.dx;
+        nd->bwd_fused = dsv_backward_relu_ok(&pc, &rc, o->backend);
     }
 }
 

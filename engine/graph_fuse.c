@@ -17,7 +17,12 @@
  * pool's forward is skipped. Training still writes the relu's output, which
  * both backwards read, and keeps the pool's argmax in the pool's state as
  * its own forward would; inference may skip writing it. The pool's passes
- * must pick the head's backend. Its values are the pool's own.
+ * must pick the head's backend. Its values are the pool's own. In training
+ * the pool's backward then also does the relu's (backward_relu: its dx
+ * masked by relu's output > 0 plane by plane, written straight into the
+ * conv's output gradient), and the relu's backward is skipped, when the
+ * relu's backward would run on the pool's backend and neither node has a
+ * backward hook.
  *
  * What must stay true: fusion is an execution detail. Nodes, parameters,
  * checkpoints and model files do not change; whether a pattern may fuse is
@@ -25,8 +30,9 @@
  * or 1 at graph finalize turns all off or on) carried in the execution
  * plan; conv_relu_pool needs conv_relu too. A pair fuses in a run only when
  * the head's picked backend offers forward_relu; the memory plan keeps the
- * relu's output alive from the head's step to the relu's backward, and a
- * joining pool's output from the head's step on, whether or not a run fuses.
+ * relu's output alive from the head's step to the relu's backward, a
+ * joining pool's output from the head's step on, and the conv's output
+ * gradient from the pool's backward on, whether or not a run fuses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +75,7 @@ void dsv_graph_fuse_pass_(dsv_graph *g)
         g->nodes[i].fuse_pattern = -1;
         g->nodes[i].fuse_head = -1;
         g->nodes[i].fuse_pool = -1;
-        g->nodes[i].fused = g->nodes[i].pool_fused = false;
+        g->nodes[i].fused = g->nodes[i].pool_fused = g->nodes[i].bwd_fused = false;
     }
     for (int i = 0; i + 1 < g->nnodes; i++) {
         node *h = &g->nodes[i], *r = &g->nodes[i + 1];
@@ -103,6 +109,14 @@ void dsv_graph_set_fusion(dsv_graph *g, int pattern, bool on)
     } else if (pattern < DSV_FUSE_COUNT) {
         g->fuse_on[pattern] = on;
     }
+}
+
+bool dsv_graph_node_bwd_fused(const dsv_graph *g, int i)
+{
+    if (i < 0 || i >= g->nnodes)
+        return false;
+    const node *nd = &g->nodes[i];
+    return nd->op != DSV_OP_CONV && nd->fuse_head >= 0 && g->nodes[nd->fuse_head].bwd_fused;
 }
 
 bool dsv_graph_node_fused(const dsv_graph *g, int i)

@@ -171,7 +171,12 @@ static dsv_status plan_make(dsv_graph *g, int64_t n, bool train, bool batch, int
                 end = bstep(K, fh + 1);
             bufs[nb] = (pbuf){sz, 0, prod, end};
             who[nb++] = v;
-            bufs[nb] = (pbuf){sz, 0, bstep(K, val->last_use), bstep(K, val->producer)};
+            /* a pool fusing with the conv's relu writes the conv's output
+               gradient at the pool's backward step */
+            int gs = bstep(K, val->last_use);
+            if (val->producer >= 0 && g->nodes[val->producer].fuse_pool >= 0)
+                gs = bstep(K, g->nodes[val->producer].fuse_pool);
+            bufs[nb] = (pbuf){sz, 0, gs, bstep(K, val->producer)};
             who[nb++] = V + v;
         } else {
             int end = val->last_use == g->loss_node ? K : val->last_use;

@@ -76,10 +76,12 @@ typedef struct node {
        relu fused into the node before (or a max pool after such a relu),
        the head's index, else -1; fused: this head's pair runs fused in the
        current run. A conv head whose relu is followed by a max pool that
-       may join it: fuse_pool, that pool's index (else -1), and pool_fused
-       when it runs in the head's kernel too. */
+       may join it: fuse_pool, that pool's index (else -1), pool_fused when
+       it runs in the head's kernel too, and bwd_fused when (training) the
+       pool's backward also does the relu's, straight into the conv's
+       output gradient. */
     int fuse_pattern, fuse_head, fuse_pool;
-    bool fused, pool_fused;
+    bool fused, pool_fused, bwd_fused;
 } node;
 
 /* Per-thread failure, reported by the caller's thread after the region. */

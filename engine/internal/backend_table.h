@@ -28,6 +28,10 @@ typedef struct dsv_kernel {
        each image pooled while it is in cache; keep: c's out must be written
        (training), else it may be skipped. NULL where not offered. */
     dsv_status (*forward_relu_pool)(dsv_call *c, dsv_call *pool, bool keep);
+    /* The backward, then the backward of a relu whose output is this op's
+       x: dx = x > 0 ? dx : 0, applied to each piece of dx while it is in
+       cache (a max pool after a fused conv+relu); NULL where not offered. */
+    dsv_status (*backward_relu)(dsv_call *c);
 } dsv_kernel;
 
 typedef struct dsv_backend_table {
@@ -69,6 +73,14 @@ bool dsv_forward_relu_pool_ok(const dsv_call *c, const dsv_call *pool, bool trai
  * DSV_UNSUPPORTED unless dsv_forward_relu_pool_ok. */
 dsv_status dsv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep, bool train,
                                  dsv_backend want, dsv_backend *used);
+/* Whether dsv_backward_relu can run c: its backward's backend offers
+ * backward_relu, and relu (the call of the relu whose output is c's x)
+ * would run its backward on that backend too. May time backends under
+ * auto, as those backwards would. */
+bool dsv_backward_relu_ok(const dsv_call *c, const dsv_call *relu, dsv_backend want);
+/* dsv_backward of c with dx then masked as that relu's backward would:
+ * dx = x > 0 ? dx : 0 (x: c's input). DSV_UNSUPPORTED where not offered. */
+dsv_status dsv_backward_relu(dsv_call *c, dsv_backend want, dsv_backend *used);
 
 /* ---- "auto" between fast and oneDNN by timing (backend_auto.c) ------------
  * For relu, max_pool, avg_pool, batchnorm and spatial_batchnorm, when both

@@ -20,5 +20,9 @@ dsv_status dsv_graph_set_backward_hook(dsv_graph *g, int node,
 void dsv_graph_set_fusion(dsv_graph *g, int pattern, bool on);
 /* Whether node i (a head or its relu) ran fused in the last run. */
 bool dsv_graph_node_fused(const dsv_graph *g, int i);
+/* Whether node i (a relu or max pool of a fused conv+relu+pool) ran its
+ * backward fused in the last training run: the pool's backward did the
+ * relu's too. */
+bool dsv_graph_node_bwd_fused(const dsv_graph *g, int i);
 
 #endif

@@ -107,6 +107,25 @@ static inline void dsv_fast_relu_tile_f64(double *p, int64_t n)
         p[i] = p[i] > 0 ? p[i] : 0.0;
 }
 
+/* The relu backward epilogue of the fused backwards: d[i] = y[i] > 0 ? d[i]
+ * : 0 (y: the relu's output, positive exactly where its input is), the fast
+ * relu backward's comparison, on a tile of d just written. */
+static inline void dsv_fast_relu_mask_tile(const float *y, float *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float di = d[i];
+        d[i] = y[i] > 0 ? di : 0.0f;
+    }
+}
+
+static inline void dsv_fast_relu_mask_tile_f64(const double *y, double *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double di = d[i];
+        d[i] = y[i] > 0 ? di : 0.0;
+    }
+}
+
 /* Kernels, one op per file. The *_relu forwards are the op followed by relu,
  * the relu applied to each output tile while it is still in cache (the
  * graph's fused nodes); f32 and f64 by x's dtype. */
@@ -130,6 +149,10 @@ dsv_status dsv_fast_conv_direct_forward_relu(dsv_call *c);
 dsv_status dsv_fast_conv_direct_backward(dsv_call *c);
 dsv_status dsv_fast_max_pool_forward(dsv_call *c);
 dsv_status dsv_fast_max_pool_backward(dsv_call *c);
+/* The backward with dx then masked where x > 0 fails, each plane right after
+ * it is written (the relu's backward of a fused conv+relu+pool), float32;
+ * float64 masks the whole dx after its backward. */
+dsv_status dsv_fast_max_pool_backward_relu(dsv_call *c);
 /* Pieces of the max pool forward for a producer that pools as it goes
  * (conv + relu + max pool, conv_direct.c), float32. _argmax: with keep, the
  * buffer for this forward's argmax (tagged with c->x, as the forward tags

@@ -347,9 +347,10 @@ static void backward_plane_general(const pool_geom *g, const float *xp,
         }
 }
 
-/* Planes [p0, p1) backward; am is the saved argmax or NULL. */
+/* Planes [p0, p1) backward; am is the saved argmax or NULL; relu: each
+ * plane's dx then masked by x > 0. */
 static void backward_planes(const dsv_call *c, const pool_geom *g,
-                            const uint8_t *am, int64_t p0, int64_t p1)
+                            const uint8_t *am, int64_t p0, int64_t p1, bool relu)
 {
     const float *x = c->x->data, *dout = c->dout->data;
     float *dx = c->dx->data;
@@ -361,10 +362,12 @@ static void backward_planes(const dsv_call *c, const pool_geom *g,
         else
             backward_plane_general(g, x + p * in_sz, dout + p * out_sz, ap,
                                    dx + p * in_sz);
+        if (relu)
+            dsv_fast_relu_mask_tile(x + p * in_sz, dx + p * in_sz, in_sz);
     }
 }
 
-dsv_status dsv_fast_max_pool_backward(dsv_call *c)
+static dsv_status backward(dsv_call *c, bool relu)
 {
     if (!c->dx)
         return DSV_OK;
@@ -376,10 +379,22 @@ dsv_status dsv_fast_max_pool_backward(dsv_call *c)
         {
             int64_t p0, p1;
             dsv_fast_share(g.planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);
-            backward_planes(c, &g, am, p0, p1);
+            backward_planes(c, &g, am, p0, p1, relu);
         }
     } else {
-        backward_planes(c, &g, am, 0, g.planes);
+        backward_planes(c, &g, am, 0, g.planes, relu);
     }
     return DSV_OK;
+}
+
+dsv_status dsv_fast_max_pool_backward(dsv_call *c) { return backward(c, false); }
+
+dsv_status dsv_fast_max_pool_backward_relu(dsv_call *c)
+{
+    if (c->x->dtype == DSV_F32)
+        return backward(c, true);
+    dsv_status s = dsv_fast_max_pool_backward_f64(c);
+    if (!s && c->dx)
+        dsv_fast_relu_mask_tile_f64(c->x->data, c->dx->data, dsv_tensor_numel(c->dx));
+    return s;
 }

@@ -41,7 +41,8 @@ const dsv_backend_table dsv_fast_table = {
         [DSV_OP_RELU] = {NULL, relu_forward, relu_backward, NULL},
         [DSV_OP_CONV] = {NULL, conv_forward, conv_backward, dsv_fast_conv_forward_relu,
                          dsv_fast_conv_forward_relu_pool},
-        [DSV_OP_MAX_POOL] = {NULL, max_pool_forward, max_pool_backward, NULL},
+        [DSV_OP_MAX_POOL] = {NULL, max_pool_forward, max_pool_backward,
+                             .backward_relu = dsv_fast_max_pool_backward_relu},
         /* avg_pool's kernels take both dtypes themselves */
         [DSV_OP_AVG_POOL] = {NULL, dsv_fast_avg_pool_forward,
                              dsv_fast_avg_pool_backward, NULL},

@@ -2,7 +2,8 @@
  * Fused sandwiches (graph_fuse.c): conv+relu, conv+relu+max pool (tiling
  * 2x2 windows and overlapping 3x3 stride-1 ones) and affine+relu give the unfused
  * chain's loss, scores and gradients bit for bit (float32 and float64,
- * layer and batch schedules, training, whole-batch and batch-1 inference);
+ * layer and batch schedules, training, whole-batch and batch-1 inference),
+ * the pool's backward then doing the relu's too;
  * the plan says which nodes fused, so a pass that never fuses fails here; a
  * conv whose output has another reader does not fuse; the plan text
  * carries the switches.
@@ -81,8 +82,13 @@ static bool fused_matches_unfused(int shape, dsv_dtype dt, dsv_backend be,
     bool fused = dsv_graph_node_fused(gf, head);
     int pool = dsv_graph_find_node(gf, "pool1");
     assert_int_equal(dsv_graph_node_fused(gf, head + 1), fused);
-    if (pool >= 0)
+    if (pool >= 0) {
         assert_int_equal(dsv_graph_node_fused(gf, pool), fused);
+        /* training: the pool's backward did the relu's */
+        assert_int_equal(dsv_graph_node_bwd_fused(gf, pool), fused);
+        assert_int_equal(dsv_graph_node_bwd_fused(gf, head + 1), fused);
+    }
+    assert_false(dsv_graph_node_bwd_fused(gu, head + 1));
     assert_false(dsv_graph_node_fused(gu, head));
     assert_false(pool >= 0 && dsv_graph_node_fused(gu, pool));
     dsv_tensor sf, su;
