@@ -4,7 +4,11 @@
 #   2 ranks x 1 thread at global batch B (the same training: strong scaling),
 #     with 1 MiB buckets and with one bucket (no overlap);
 #   1 process x 1 thread at batch B/2 (what each of those ranks computes);
-#   2 ranks x 1 thread at global batch 2B (B per rank: weak scaling).
+#   2 ranks x 1 thread at global batch 2B (B per rank: weak scaling);
+#   2 independent processes x 1 thread at batch B, at the same time, no MPI
+#     (their images/s added): what this machine gives two processes at
+#     once, an upper bound for the 2-rank runs (shared caches, memory and
+#     the host's scheduling, with nothing exchanged).
 # The configurations run in interleaved rounds (REPS, default 5), so that a
 # slow stretch of a shared machine hits all of them alike; each cell is the
 # median over the rounds, with the gradient wait per step after backward.
@@ -26,7 +30,8 @@ labels=("1 process x 1 thread, batch $B"
         "2 ranks x 1 thread, batch $B, 1 MiB buckets"
         "2 ranks x 1 thread, batch $B, one bucket"
         "1 process x 1 thread, batch $((B / 2))"
-        "2 ranks x 1 thread, batch $((2 * B)) ($B per rank)")
+        "2 ranks x 1 thread, batch $((2 * B)) ($B per rank)"
+        "2 processes x 1 thread at once, batch $B each, no MPI")
 # auto's timed decisions are made once per configuration, by a short
 # warm-up run that writes them as a plan; the timed runs replay it, so they
 # neither pay for the timing nor depend on it
@@ -48,9 +53,22 @@ run_config() { # index [warm-up] -> "images/s wait_ms"
     3) out=$("${mpirun[@]}" -np 2 "$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" --bucket-mb 4096 2>"$err") ;;
     4) out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size $((B / 2)) 2>"$err") ;;
     5) out=$("${mpirun[@]}" -np 2 "$exe" "${c[@]}" "${plan[@]}" --batch-size $((2 * B)) 2>"$err") ;;
+    6) # the warm-up (which writes the plan) runs one process; otherwise the
+        # second process's output goes to a file and both end before the sum
+        if [ -n "${2:-}" ]; then
+            out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" 2>"$err")
+        else
+            local second
+            second=$(mktemp)
+            "$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" >"$second" 2>>"$err" &
+            out=$("$exe" "${c[@]}" "${plan[@]}" --batch-size "$B" 2>>"$err")
+            wait $! || false
+            out+=$'\n'$(cat "$second")
+            rm -f "$second"
+        fi ;;
     esac
     local ips wait
-    ips=$(sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p' <<<"$out")
+    ips=$(sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p' <<<"$out" | awk '{ s += $1 } END { if (NR) print s }')
     wait=$(sed -n 's/.*waited \([0-9.]*\) ms per step.*/\1/p' "$err")
     rm -f "$err"
     echo "${ips:-0} ${wait:--}"
@@ -80,9 +98,10 @@ for i in "${!labels[@]}"; do
     printf '| %s | %s | %s |\n' "${labels[$i]}" "${med[$i]}" "$wm"
 done
 awk -v one="${med[0]}" -v two="${med[1]}" -v s1="${med[2]}" -v s2="${med[3]}" -v h="${med[4]}" \
-    -v w="${med[5]}" 'BEGIN {
+    -v w="${med[5]}" -v pair="${med[6]}" 'BEGIN {
     printf "threads: 2 threads / 1 thread = %.2f\n", two / one
     printf "strong scaling (same batch), 2 ranks / (2 x 1 rank): %.0f%% (1 MiB buckets), %.0f%% (one bucket)\n", 100 * s1 / (2 * one), 100 * s2 / (2 * one)
     printf "  against 2 x the rate at the per-rank batch (B/2): %.0f%%, %.0f%%\n", 100 * s1 / (2 * h), 100 * s2 / (2 * h)
     printf "weak scaling (same batch per rank), 2 ranks / (2 x 1 rank): %.0f%%\n", 100 * w / (2 * one)
+    printf "2 independent processes / (2 x 1 process): %.0f%%; 2 ranks at B per rank / 2 processes: %.0f%%\n", 100 * pair / (2 * one), 100 * w / pair
 }'
