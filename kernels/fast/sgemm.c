@@ -14,7 +14,12 @@
  *
  * Threads split C into disjoint column (or row) ranges and each runs the
  * sequential algorithm on its range with its own packing buffers: no
- * reductions cross threads, so results do not depend on timing.
+ * reductions cross threads, and an element's sum runs in the same order
+ * whatever range holds it, so results depend neither on timing nor on the
+ * thread count. Where ranges cost no extra packing (whole column blocks) or
+ * little (a small B packed again per row range), they are handed out
+ * dynamically, several per thread, so that a thread slowed by the machine
+ * does not leave the other waiting at the end of the product.
  */
 #include <string.h>
 
@@ -615,6 +620,57 @@ static void gemm_plain(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
         }
 }
 
+/* The dynamic split: C in chunks of step columns (by_n) or rows, handed to
+ * threads as they free up. */
+typedef struct dsplit {
+    bool by_n;
+    int64_t step, chunks;
+} dsplit;
+
+/* Whether to split dynamically, and how: along N (the longer panel count,
+ * as the static split) in whole column blocks, when there are at least two
+ * a thread, as those cost no packing beyond one thread's; along M in four
+ * row ranges a thread, each a multiple of MC rows, when B is small enough
+ * (1 MiB) that packing it once per range costs little. */
+static bool dynamic_split(const ukernel *u, const gemm_args *g, int nt, dsplit *d)
+{
+    int64_t pm = (g->M + u->mr - 1) / u->mr, pn = (g->N + u->nr - 1) / u->nr;
+    if (pn >= pm) {
+        int64_t ncap = nc_of(g), blocks = (g->N + ncap - 1) / ncap;
+        if (blocks < 2 * (int64_t)nt)
+            return false;
+        *d = (dsplit){true, ncap, blocks};
+        return true;
+    }
+    int64_t parts = 4 * (int64_t)nt;
+    if (g->K * g->N > (1 << 18) || g->M < parts * MC)
+        return false;
+    int64_t rows = round_up((g->M + parts - 1) / parts, MC);
+    *d = (dsplit){false, rows, (g->M + rows - 1) / rows};
+    return true;
+}
+
+static void run_dynamic(const ukernel *u, const gemm_args *g, const dsplit *d, int nt)
+{
+#pragma omp parallel num_threads(nt)
+    {
+        float *pack = dsv_alloc(sizeof(float) * pack_floats(u, g, d->by_n ? g->M : d->step,
+                                                             d->by_n ? d->step : g->N));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < d->chunks; c++) {
+            int64_t a = c * d->step, lim = d->by_n ? g->N : g->M;
+            int64_t b = lim - a < d->step ? lim : a + d->step;
+            int64_t m0 = d->by_n ? 0 : a, m1 = d->by_n ? g->M : b;
+            int64_t n0 = d->by_n ? a : 0, n1 = d->by_n ? b : g->N;
+            if (pack)
+                gemm_block(u, g, m0, m1, n0, n1, pack);
+            else
+                gemm_plain(g, m0, m1, n0, n1);
+        }
+        dsv_free(pack);
+    }
+}
+
 /* Runs block t of nt: C is cut along its longer panel count. */
 static void run_part(const ukernel *u, const gemm_args *g, int t, int nt)
 {
@@ -674,6 +730,11 @@ void dsv_fast_sgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
 #endif
     if (nt == 1) {
         run_part(u, &g, 0, 1);
+        return;
+    }
+    dsplit d;
+    if (dynamic_split(u, &g, nt, &d)) {
+        run_dynamic(u, &g, &d, nt);
         return;
     }
 #pragma omp parallel num_threads(nt)

@@ -902,6 +902,50 @@ static void test_sgemm_row_bits(void **st)
     dsv_tensor_free(&A), dsv_tensor_free(&B), dsv_tensor_free(&C0);
 }
 
+/* The same bits with 1 to 4 threads, on every ISA, transpose and beta, for
+ * products split statically (few column blocks, a large B) and dynamically
+ * (many column blocks; many rows with a small B). */
+static void test_sgemm_thread_bits(void **st)
+{
+    (void)st;
+    static const int64_t shapes[][3] = {
+        {50, 500, 700}, {20, 3000, 70}, {1200, 90, 40}, {97, 1030, 300}, {800, 70, 600},
+    };
+    dsv_fast_isa saved = dsv_fast_get_isa();
+    tu_rng r = {12};
+    for (int isa = 0; isa < DSV_FAST_ISA_COUNT; isa++) {
+        if (!dsv_fast_set_isa((dsv_fast_isa)isa))
+            continue;
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            dsv_tensor A = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * K}, 1);
+            dsv_tensor B = tu_randn(&r, DSV_F32, 1, (int64_t[]){K * N}, 1);
+            dsv_tensor C0 = tu_randn(&r, DSV_F32, 1, (int64_t[]){M * N}, 1);
+            float *one = malloc(sizeof(float) * (size_t)(M * N));
+            float *many = malloc(sizeof(float) * (size_t)(M * N));
+            assert_non_null(one);
+            assert_non_null(many);
+            for (int tr = 0; tr < 4; tr++)
+                for (int beta = 0; beta <= 1; beta++) {
+                    bool ta = tr & 1, tb = tr & 2;
+                    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                    memcpy(one, C0.data, sizeof(float) * (size_t)(M * N));
+                    dsv_fast_sgemm(ta, tb, M, N, K, A.data, lda, B.data, ldb, (float)beta,
+                                   one, N, 1);
+                    for (int nt = 2; nt <= 4; nt++) {
+                        memcpy(many, C0.data, sizeof(float) * (size_t)(M * N));
+                        dsv_fast_sgemm(ta, tb, M, N, K, A.data, lda, B.data, ldb,
+                                       (float)beta, many, N, nt);
+                        assert_memory_equal(one, many, sizeof(float) * (size_t)(M * N));
+                    }
+                }
+            free(one), free(many);
+            dsv_tensor_free(&A), dsv_tensor_free(&B), dsv_tensor_free(&C0);
+        }
+    }
+    assert_true(dsv_fast_set_isa(saved));
+}
+
 /* ---- the fast dgemm's micro-kernels against a plain loop ----------------- */
 
 /* Every dgemm variant this CPU runs, every transpose and beta, on shapes
@@ -1277,6 +1321,7 @@ int main(void)
         cmocka_unit_test(test_checker_catches_broken),
         cmocka_unit_test(test_sgemm_variants),
         cmocka_unit_test(test_sgemm_row_bits),
+        cmocka_unit_test(test_sgemm_thread_bits),
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_fast_f64),
         cmocka_unit_test(test_f64_checker_catches_broken),
