@@ -10,6 +10,10 @@
 #include "dist_cli.h"
 
 #ifdef DSV_HAVE_MPI
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "dist.h"
 
 static dsv_dist *g_dist;
@@ -36,6 +40,16 @@ bool cli_dist_begin(int *argc, char ***argv, int *rank, int *size)
     }
     *rank = dsv_dist_rank(g_dist);
     *size = dsv_dist_size(g_dist);
+#if defined(__GLIBC__)
+    /* Open MPI's collectives allocate and free temporary buffers of a
+       gradient bucket's size on every step. Under main's 1 MiB mmap
+       threshold each was a fresh mapping whose pages faulted in again
+       every step (in ThreeLayerConvNet, 11% of a rank's time went to page
+       faults). Under MPI, blocks up to 32 MiB come from the heap, which
+       keeps up to 64 MiB free at its top, so those buffers are reused. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
     return true;
 }
 
