@@ -44,9 +44,9 @@ bool cli_dist_begin(int *argc, char ***argv, int *rank, int *size)
     /* Open MPI's collectives allocate and free temporary buffers of a
        gradient bucket's size on every step. Under main's 1 MiB mmap
        threshold each was a fresh mapping whose pages faulted in again
-       every step (in ThreeLayerConvNet, 11% of a rank's time went to page
-       faults). Under MPI, blocks up to 32 MiB come from the heap, which
-       keeps up to 64 MiB free at its top, so those buffers are reused. */
+       every step (bench/RESULTS.md, "MPI page faults"). Under MPI, blocks
+       up to 32 MiB come from the heap, which keeps up to 64 MiB free at its
+       top, so those buffers are reused. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif

@@ -165,8 +165,9 @@ void dsv_state_free(dsv_state *s)
     s->ptr = NULL;
 }
 
-static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
-                      dsv_backend *used)
+/* The checks every run makes first: a known, built-in backend asked for,
+ * and the call's inputs and outputs valid for its pass. */
+static dsv_status check_run(const dsv_call *c, bool backward, dsv_backend want)
 {
     if ((unsigned)want >= DSV_BACKEND_COUNT)
         return dsv_error(DSV_INVALID, "unknown backend %d", (int)want);
@@ -176,7 +177,24 @@ static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
     int nd;
     int64_t os[DSV_MAX_DIMS];
     dsv_status s = dsv_op_check(c, backward, &nd, os);
-    if (s || (s = dsv_op_check_outputs(c, backward, nd, os)))
+    return s ? s : dsv_op_check_outputs(c, backward, nd, os);
+}
+
+/* The call's state slot goes to backend b (freeing another backend's). */
+static void hand_state(dsv_call *c, dsv_backend b)
+{
+    if (c->state) {
+        if (c->state->ptr && c->state->owner != b)
+            dsv_state_free(c->state);
+        c->state->owner = b;
+    }
+}
+
+static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
+                      dsv_backend *used)
+{
+    dsv_status s = check_run(c, backward, want);
+    if (s)
         return s;
     dsv_backend b = pick(c, backward, want, true);
     const dsv_kernel *k = &dsv_backend_get(b)->kernels[c->op];
@@ -184,11 +202,7 @@ static dsv_status run(dsv_call *c, bool backward, bool relu, dsv_backend want,
         return dsv_error(DSV_UNSUPPORTED, "%s: backend %s has no fused relu %s",
                          dsv_op_name(c->op), dsv_backend_name(b),
                          backward ? "backward" : "forward");
-    if (c->state) {
-        if (c->state->ptr && c->state->owner != b)
-            dsv_state_free(c->state);
-        c->state->owner = b;
-    }
+    hand_state(c, b);
     if (used)
         *used = b;
     if (backward)
@@ -247,27 +261,15 @@ dsv_status dsv_backward_relu(dsv_call *c, dsv_backend want, dsv_backend *used)
 dsv_status dsv_forward_relu_pool(dsv_call *c, dsv_call *pool, bool keep, bool train,
                                  dsv_backend want, dsv_backend *used)
 {
-    if ((unsigned)want >= DSV_BACKEND_COUNT)
-        return dsv_error(DSV_INVALID, "unknown backend %d", (int)want);
-    int nd;
-    int64_t os[DSV_MAX_DIMS];
     dsv_status s;
-    const dsv_call *calls[2] = {c, pool};
-    for (int k = 0; k < 2; k++)
-        if ((s = dsv_op_check(calls[k], false, &nd, os)) ||
-            (s = dsv_op_check_outputs(calls[k], false, nd, os)))
-            return s;
+    if ((s = check_run(c, false, want)) || (s = check_run(pool, false, want)))
+        return s;
     if (pool->x->data != c->out->data || !dsv_forward_relu_pool_ok(c, pool, train, want))
         return dsv_error(DSV_UNSUPPORTED, "%s + relu + %s: not offered for this call",
                          dsv_op_name(c->op), dsv_op_name(pool->op));
     dsv_backend b = dsv_pick_backend(c, false, want);
-    dsv_call *cs[2] = {c, pool};
-    for (int k = 0; k < 2; k++)
-        if (cs[k]->state) {
-            if (cs[k]->state->ptr && cs[k]->state->owner != b)
-                dsv_state_free(cs[k]->state);
-            cs[k]->state->owner = b;
-        }
+    hand_state(c, b);
+    hand_state(pool, b);
     if (used)
         *used = b;
     return dsv_backend_get(b)->kernels[c->op].forward_relu_pool(c, pool, keep);

@@ -240,17 +240,6 @@ static uint8_t *argmax_slot(dsv_call *c, const pool_geom *g)
     return st->argmax;
 }
 
-/* Planes [p0, p1) forward. */
-static void forward_planes(const dsv_call *c, const pool_geom *g, uint8_t *am,
-                           int64_t p0, int64_t p1)
-{
-    const float *x = c->x->data;
-    float *out = c->out->data;
-    int64_t in_sz = g->H * g->W, out_sz = g->Ho * g->Wo;
-    for (int64_t p = p0; p < p1; p++)
-        forward_plane(g, x + p * in_sz, out + p * out_sz, am ? am + p * out_sz : NULL);
-}
-
 uint8_t *dsv_fast_max_pool_argmax(dsv_call *c, bool keep)
 {
     pool_geom g = geom_of(c);
@@ -284,10 +273,11 @@ dsv_status dsv_fast_max_pool_forward(dsv_call *c)
         {
             int64_t p0, p1;
             dsv_fast_share(g.planes, omp_get_thread_num(), omp_get_num_threads(), &p0, &p1);
-            forward_planes(c, &g, am, p0, p1);
+            dsv_fast_max_pool_planes(c, (const float *)c->x->data + p0 * g.H * g.W, p0, p1,
+                                     am);
         }
     } else {
-        forward_planes(c, &g, am, 0, g.planes);
+        dsv_fast_max_pool_planes(c, c->x->data, 0, g.planes, am);
     }
     return DSV_OK;
 }
