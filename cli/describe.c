@@ -153,10 +153,12 @@ static void print_table(dsv_model *m, const char *what, const row *rows, int64_t
            "fwd MFLOP", "bwd MFLOP", "backend fwd/bwd");
     int64_t tp = 0;
     double tf = 0, tb = 0;
+    bool timed = false;
     for (int i = 0; i < dsv_graph_num_nodes(g); i++) {
         dsv_node_desc d;
         dsv_graph_node_info(g, i, &d, NULL);
         const row *r = &rows[i];
+        timed = timed || r->bf == DSV_BACKEND_AUTO || r->bb == DSV_BACKEND_AUTO;
         printf("%-16s %-18s %-18s %10lld %12.3f %12.3f  %s/%s\n", d.name, dsv_op_name(d.op),
                r->shape, (long long)r->params, r->fwd / 1e6, r->bwd / 1e6,
                dsv_backend_name(r->bf),
@@ -167,6 +169,8 @@ static void print_table(dsv_model *m, const char *what, const row *rows, int64_t
     }
     printf("%-16s %-18s %-18s %10lld %12.3f %12.3f\n", "total", "", "", (long long)tp,
            tf / 1e6, tb / 1e6);
+    if (timed)
+        printf("(auto: fast or onednn, chosen by timing both at the first run)\n");
     printf("\nactivation memory planned for batch %lld: training %.2f MB (%.2f MB without "
            "sharing), inference %.2f MB\n",
            (long long)n, (double)mem[0] / 1e6, (double)mem[1] / 1e6, (double)mem[2] / 1e6);

@@ -155,6 +155,12 @@ dsv_backend dsv_pick_backend(const dsv_call *c, bool backward, dsv_backend want)
     return pick(c, backward, want, false);
 }
 
+bool dsv_auto_timed(const dsv_call *c, bool backward, dsv_backend want)
+{
+    return want == DSV_BACKEND_AUTO && dsv_auto_timing_on() && dsv_auto_timed_op(c->op) &&
+           both_usable(c, backward);
+}
+
 void dsv_state_free(dsv_state *s)
 {
     if (!s || !s->ptr)

@@ -19,6 +19,7 @@
 #include "internal/check.h"
 #include "internal/rng.h"
 #include "internal/arrays.h"
+#include "internal/backend_table.h"
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -693,10 +694,15 @@ dsv_status dsv_graph_node_backends(const dsv_graph *g, int i, dsv_backend want,
         memcpy(os, g->vals[nd->out].shape, sizeof(os));
     }
     dummy_call(g, &d, &m, &c, ond, os);
+    /* the stand-in call has none of a run's batch sizes and thread counts,
+       the keys of timed decisions: those passes are just "auto" */
     if (fwd)
-        *fwd = dsv_pick_backend(&c, false, want);
+        *fwd = dsv_auto_timed(&c, false, want) ? DSV_BACKEND_AUTO
+                                               : dsv_pick_backend(&c, false, want);
     if (bwd)
-        *bwd = dsv_op_is_loss(nd->op) ? DSV_BACKEND_COUNT : dsv_pick_backend(&c, true, want);
+        *bwd = dsv_op_is_loss(nd->op)           ? DSV_BACKEND_COUNT
+               : dsv_auto_timed(&c, true, want) ? DSV_BACKEND_AUTO
+                                                : dsv_pick_backend(&c, true, want);
     return DSV_OK;
 }
 

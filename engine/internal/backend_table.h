@@ -107,5 +107,9 @@ dsv_status dsv_auto_decision_set(dsv_op op, const int64_t *key, int nkey, dsv_ba
 int64_t dsv_auto_trials(void);
 /* False when DASECV_AUTO_TIMING is "0". */
 bool dsv_auto_timing_on(void);
+/* Whether "auto" leaves c's backend to timing (made at the first call of
+ * each configuration, or taken from a plan): dsv_pick_backend's answer is
+ * then the decision recorded for c's exact key, else the fallback. */
+bool dsv_auto_timed(const dsv_call *c, bool backward, dsv_backend want);
 
 #endif

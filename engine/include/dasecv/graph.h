@@ -195,11 +195,13 @@ DSV_API dsv_status dsv_graph_infer(dsv_graph *g, const dsv_exec_options *o,
 DSV_API dsv_schedule dsv_graph_last_auto_choice(const dsv_graph *g);
 
 /* One line per node: "name op fwd/bwd" with the backends that last ran (for
- * a node not run yet: what dsv_pick_backend would choose for want). */
+ * a node not run yet: dsv_graph_node_backends). */
 DSV_API dsv_status dsv_graph_describe(const dsv_graph *g, dsv_backend want, char *buf,
                               size_t n);
 /* The backends node i's forward and backward would use for `want`
- * (dsv_pick_backend on its shapes); *bwd is DSV_BACKEND_COUNT for a loss. */
+ * (dsv_pick_backend on its shapes); *bwd is DSV_BACKEND_COUNT for a loss.
+ * DSV_BACKEND_AUTO where want is auto and fast and oneDNN are timed against
+ * each other (at a run's first call of each configuration). */
 DSV_API dsv_status dsv_graph_node_backends(const dsv_graph *g, int i, dsv_backend want,
                                            dsv_backend *fwd, dsv_backend *bwd);
 /* Bytes of the activation arena planned for batch n under the layer schedule
