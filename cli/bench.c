@@ -382,11 +382,16 @@ static dsv_status node_call(dsv_graph *g, int i, int64_t n, bcall *bc, uint64_t 
     return bcall_finish(bc, rng);
 }
 
-static dsv_status time_steps(dsv_model *m, int64_t n, dsv_schedule sched, int threads,
-                             int reps, double *work, double ms[NB + 1], uint64_t *rng)
+/* The training step on each backend, one model each (the same weights): on
+ * one model, the step after a backend switch re-plans the activation memory
+ * (other backends fuse other nodes) and rebuilds node states, a cost no
+ * training run pays. */
+static dsv_status time_steps(dsv_model *m[NB + 1], int64_t n, dsv_schedule sched,
+                             int threads, int reps, double *work, double ms[NB + 1],
+                             uint64_t *rng)
 {
-    dsv_graph *g = dsv_model_graph(m);
-    const dsv_model_options *o = dsv_model_options_of(m);
+    dsv_graph *g = dsv_model_graph(m[0]);
+    const dsv_model_options *o = dsv_model_options_of(m[0]);
     int64_t xs[4] = {n, o->input_dim[0], o->input_dim[1], o->input_dim[2]};
     dsv_tensor x = {0}, y = {0};
     dsv_status s;
@@ -409,7 +414,7 @@ static dsv_status time_steps(dsv_model *m, int64_t n, dsv_schedule sched, int th
                 continue;
             eo.backend = want[k];
             double t0 = cli_now();
-            s = dsv_graph_train_step(g, &eo, &x, &y, &loss);
+            s = dsv_graph_train_step(dsv_model_graph(m[k]), &eo, &x, &y, &loss);
             if (r >= 0)
                 work[k * reps + r] = (cli_now() - t0) * 1e3;
         }
@@ -493,33 +498,46 @@ typedef struct model_opts {
     dsv_schedule schedule;
 } model_opts;
 
-static int run_model(const model_opts *mo)
+/* The model of --model (input and classes from the options, else 3x32x32
+ * and 10), with --plan's decisions; 0, else the exit status. */
+static int open_model(const model_opts *mo, dsv_model **m)
 {
     dsv_model_options o = dsv_model_options_default();
     o.num_classes = mo->classes;
     memcpy(o.input_dim, mo->in, sizeof(o.input_dim));
-    dsv_model *m = NULL;
-    dsv_status st = dsv_model_create_from_file(&m, mo->model, &o);
+    *m = NULL;
+    dsv_status st = dsv_model_create_from_file(m, mo->model, &o);
     if (st == DSV_INVALID && strstr(dsv_errmsg(), "no dataset gives")) {
         for (int d = 0; d < 3; d++)
             o.input_dim[d] = mo->in[d] ? mo->in[d] : d == 0 ? 3 : 32;
         o.num_classes = mo->classes ? mo->classes : 10;
-        st = dsv_model_create_from_file(&m, mo->model, &o);
+        st = dsv_model_create_from_file(m, mo->model, &o);
     }
     if (st) {
         fprintf(stderr, "dasecv bench: %s\n", dsv_errmsg());
         return st == DSV_INVALID ? 2 : 1;
     }
-    if (mo->plan && !cli_plan_load("bench", m, mo->plan)) {
-        dsv_model_destroy(m);
+    if (mo->plan && !cli_plan_load("bench", *m, mo->plan)) {
+        dsv_model_destroy(*m);
+        *m = NULL;
         return 2;
     }
+    return 0;
+}
+
+static int run_model(const model_opts *mo)
+{
+    dsv_model *m, *per[NB + 1] = {NULL};
+    int rc = open_model(mo, &m);
+    if (rc)
+        return rc;
     dsv_graph *g = dsv_model_graph(m);
     int threads = mo->threads > 0 ? mo->threads : dsv_get_num_threads();
     int reps = mo->reps;
     double *work = malloc(sizeof(double) * (size_t)reps * (NFCOL * NFUSE));
     uint64_t rng = 50;
-    int rc = 1;
+    dsv_status st;
+    rc = 1;
     if (!work) {
         fprintf(stderr, "dasecv bench: out of memory\n");
         goto out;
@@ -568,14 +586,19 @@ static int run_model(const model_opts *mo)
         printf(" ");
     }
     double step[NB + 1];
-    if ((st = time_steps(m, mo->batch, mo->schedule, threads, reps, work, step, &rng))) {
+    per[0] = m;
+    for (int k = 1; k <= NB; k++)
+        if ((rc = open_model(mo, &per[k])) != 0)
+            goto out;
+    rc = 1;
+    if ((st = time_steps(per, mo->batch, mo->schedule, threads, reps, work, step, &rng))) {
         fprintf(stderr, "\ndasecv bench: training step: %s\n", dsv_errmsg());
         goto out;
     }
     printf("\n\ntraining step (forward + backward, %s schedule%s):", dsv_schedule_name(mo->schedule),
            mo->schedule == DSV_SCHEDULE_AUTO ? ", auto chose " : "");
     if (mo->schedule == DSV_SCHEDULE_AUTO)
-        printf("%s", dsv_schedule_name(dsv_model_schedule_used(m)));
+        printf("%s", dsv_schedule_name(dsv_model_schedule_used(per[NB])));
     static const char *const step_names[NB + 1] = {"naive", "fast", "onednn", "auto"};
     for (int k = 0; k <= NB; k++)
         if (!isnan(step[k]))
@@ -596,6 +619,8 @@ static int run_model(const model_opts *mo)
     rc = 0;
 out:
     free(work);
+    for (int k = 1; k <= NB; k++)
+        dsv_model_destroy(per[k]);
     dsv_model_destroy(m);
     return rc;
 }
