@@ -34,6 +34,20 @@ struct dsv_optimizer {
     int64_t *l2;
     int nl2;
     double reg;
+    /* adam: bounds on its state, mmax >= |m| and vmax >= v >= 0, when
+       known (at creation; after a step that a check judged, which leaves in
+       next the bounds on the state that step makes, for the step count,
+       parameters and gradients it judged). dsv_optimizer_state hands the
+       state out and forgets both. */
+    bool bounds;
+    double mmax, vmax;
+    struct {
+        bool ok;
+        int64_t t;
+        const void *params, *grads;
+        double mmax, vmax;
+    } next;
+    int64_t light; /* checks the bounds settled (tests) */
 };
 
 static const char *const rule_names[] = {"sgd", "sgd_momentum", "rmsprop", "adam"};
@@ -136,6 +150,7 @@ dsv_status dsv_optimizer_create(dsv_optimizer **o, const dsv_optim_config *cfg,
         }
         memset(p->state[k], 0, bytes);
     }
+    p->bounds = true; /* m = v = 0 */
     *o = p;
     return DSV_OK;
 }
@@ -156,6 +171,7 @@ int64_t *dsv_optimizer_step_count(dsv_optimizer *o) { return &o->t; }
 
 void *dsv_optimizer_state(dsv_optimizer *o, int k)
 {
+    o->bounds = o->next.ok = false; /* the caller may write it */
     return k >= 0 && k < o->nstates ? o->state[k] : NULL;
 }
 
@@ -172,7 +188,19 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN) num_threads(nt)")
 #define PAR_CHECK \
     _Pragma("omp parallel for simd schedule(static) reduction(| : bad) if (n >= PARALLEL_MIN) num_threads(nt)")
+#define PAR_CHECK_STATS \
+    _Pragma("omp parallel for simd schedule(static) reduction(max : mm, vm) reduction(min : vlo) reduction(| : bad) if (n >= PARALLEL_MIN) num_threads(nt)")
+#define PAR_SCAN \
+    _Pragma("omp parallel for simd schedule(static) reduction(max : gm, wm) reduction(| : bad) if (n >= PARALLEL_MIN) num_threads(nt)")
 #define NONFINITE(x) ((unsigned)!isfinite(x))
+
+/* What adam's full check learns of the state the step would make (over
+ * all its calls for one check): the largest |m| and v, and whether v >= 0
+ * everywhere. */
+typedef struct adam_stats {
+    double mmax, vmax;
+    bool vpos;
+} adam_stats;
 
 #define SGD_NEW(T, SQRT) const T wi = w[i] - lr * gi
 #define MOMENTUM_NEW(T, SQRT)                                                  \
@@ -199,25 +227,28 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
  * NaN or Inf (0 else). The check loop returns DSV_OPTIM_BAD_GRAD |
  * DSV_OPTIM_BAD_UPDATE bits: the gradient is checked in the same pass, so the
  * Solver needs no scan of its own. */
-#define STEP_LOOPS(T, GRAD, NEW, STORE, BAD)                                   \
+#define CHECK_LOOP(T, GRAD, NEW, BAD)                                          \
     unsigned bad = 0;                                                          \
     (void)reg;                                                                 \
+    PAR_CHECK                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        const T gi = GRAD(T);                                                  \
+        NEW;                                                                   \
+        bad |= NONFINITE(gi) | (BAD) << 1;                                     \
+    }                                                                          \
+    return bad
+#define STEP_LOOPS(T, GRAD, NEW, STORE, BAD)                                   \
     if (store) {                                                               \
+        (void)reg;                                                             \
         PAR_STORE                                                              \
         for (int64_t i = 0; i < n; i++) {                                      \
             const T gi = GRAD(T);                                              \
             NEW;                                                               \
             STORE;                                                             \
         }                                                                      \
-    } else {                                                                   \
-        PAR_CHECK                                                              \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            const T gi = GRAD(T);                                              \
-            NEW;                                                               \
-            bad |= NONFINITE(gi) | (BAD) << 1;                                 \
-        }                                                                      \
+        return 0;                                                              \
     }                                                                          \
-    return bad
+    CHECK_LOOP(T, GRAD, NEW, BAD)
 
 #define DEFINE_STEPS(T, SUF, SQRT, ATTR, GRAD)                                 \
     ATTR static unsigned sgd_##SUF(int nt, int64_t n, T *restrict w, const T *restrict dw, \
@@ -243,11 +274,57 @@ void *dsv_optimizer_state(dsv_optimizer *o, int k)
     ATTR static unsigned adam_##SUF(int nt, int64_t n, T *restrict w,          \
                                     const T *restrict dw, double reg, T *restrict m, \
                                     T *restrict v, T lr, T b1, T b2, T c1, T c2, T eps, \
-                                    bool store)                                \
+                                    bool store, adam_stats *st)                \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        STEP_LOOPS(T, GRAD, ADAM_NEW(T, SQRT), m[i] = mi; v[i] = vi; w[i] = wi, \
-                   NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi));             \
+        (void)reg;                                                             \
+        if (store) {                                                           \
+            PAR_STORE                                                          \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                const T gi = GRAD(T);                                          \
+                ADAM_NEW(T, SQRT);                                             \
+                m[i] = mi;                                                     \
+                v[i] = vi;                                                     \
+                w[i] = wi;                                                     \
+            }                                                                  \
+            return 0;                                                          \
+        }                                                                      \
+        /* the check, and the new state's largest values */                    \
+        T mm = 0, vm = 0, vlo = 0;                                             \
+        unsigned bad = 0;                                                      \
+        PAR_CHECK_STATS                                                        \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            const T gi = GRAD(T);                                              \
+            ADAM_NEW(T, SQRT);                                                 \
+            const T am = mi < 0 ? -mi : mi;                                    \
+            mm = am > mm ? am : mm;                                            \
+            vm = vi > vm ? vi : vm;                                            \
+            vlo = vi < vlo ? vi : vlo;                                         \
+            bad |= NONFINITE(gi) | (NONFINITE(mi) | NONFINITE(vi) | NONFINITE(wi)) << 1; \
+        }                                                                      \
+        st->mmax = st->mmax > mm ? st->mmax : (double)mm;                      \
+        st->vmax = st->vmax > vm ? st->vmax : (double)vm;                      \
+        st->vpos = st->vpos && vlo >= 0;                                       \
+        return bad;                                                            \
+    }                                                                          \
+    ATTR static bool scan_##SUF(int nt, int64_t n, const T *restrict w,        \
+                                const T *restrict dw, double reg, double *gmax, \
+                                double *wmax)                                  \
+    {                                                                          \
+        T gm = 0, wm = 0;                                                      \
+        unsigned bad = 0;                                                      \
+        (void)reg;                                                             \
+        PAR_SCAN                                                               \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            const T gi = GRAD(T);                                              \
+            const T ag = gi < 0 ? -gi : gi, aw = w[i] < 0 ? -w[i] : w[i];      \
+            gm = ag > gm ? ag : gm;                                            \
+            wm = aw > wm ? aw : wm;                                            \
+            bad |= NONFINITE(gi) | NONFINITE(w[i]);                            \
+        }                                                                      \
+        *gmax = *gmax > gm ? *gmax : (double)gm;                               \
+        *wmax = *wmax > wm ? *wmax : (double)wm;                               \
+        return !bad;                                                           \
     }
 
 DEFINE_STEPS(float, f32, sqrtf, , GRAD_PLAIN)
@@ -271,8 +348,15 @@ void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
     o->threads = threads > 0 ? threads : 0;
 }
 
+/* What adam's light check learns of the gradients and weights: their
+ * largest magnitudes. */
+typedef struct adam_scan {
+    double gmax, wmax;
+} adam_scan;
+
 /* The update of elements [i0, i0 + n) with Adam's bias corrections c1, c2
- * (stored, or only checked: see STEP_LOOPS) through the kernels named
+ * (stored, or only checked: see STEP_LOOPS; with scan, adam's light check
+ * instead: nonzero when a gradient or weight is NaN or Inf) through the kernels named
  * *_f32ISA / *_f64ISA, or *_f32_l2ISA / *_f64_l2ISA with the L2 term reg * w
  * added to the gradients (l2); the DSV_OPTIM_BAD_* bits when not stored. */
 #define CALL_RULES(T, SUF, LR, MU, DR, EPS, B1, B2)                            \
@@ -289,8 +373,10 @@ void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
         case DSV_UPDATE_RMSPROP:                                               \
             return rmsprop_##SUF(nt, n, w, g, reg, s0, LR, DR, EPS, store);    \
         case DSV_UPDATE_ADAM:                                                  \
+            if (scan)                                                          \
+                return !scan_##SUF(nt, n, w, g, reg, &scan->gmax, &scan->wmax); \
             return adam_##SUF(nt, n, w, g, reg, s0, s1, LR, B1, B2, (T)c1, (T)c2, EPS, \
-                              store);                                          \
+                              store, st);                                      \
         default:                                                               \
             DSV_ASSERT(!"update rule checked at creation");                    \
         }                                                                      \
@@ -304,7 +390,8 @@ void dsv_optimizer_set_threads(dsv_optimizer *o, int threads)
 #define DEFINE_RUN(NAME, ISA, ATTR)                                            \
     ATTR static unsigned NAME(dsv_optimizer *o, void *params, const void *grads, \
                               int64_t i0, int64_t n, bool l2, double reg, int nt, \
-                              double c1, double c2, bool store)                \
+                              double c1, double c2, bool store, adam_stats *st, \
+                              adam_scan *scan)                                 \
     {                                                                          \
         const dsv_optim_config *c = &o->cfg;                                   \
         if (o->dtype == DSV_F32) {                                             \
@@ -326,10 +413,22 @@ DEFINE_RUN(run_base, , )
 DEFINE_RUN(run_avx2, _avx2, AVX2)
 #endif
 
+/* The bounds the step judged now (t, params, grads) leaves on the state. */
+static void set_next(dsv_optimizer *o, const void *params, const void *grads, int64_t t,
+                     double mmax, double vmax)
+{
+    o->next.ok = true;
+    o->next.t = t;
+    o->next.params = params;
+    o->next.grads = grads;
+    o->next.mmax = mmax;
+    o->next.vmax = vmax;
+}
+
 /* The pieces of the flat block in order: the L2 ranges with reg, the rest
  * without (all of it when no ranges are set). */
 static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t,
-                    bool store)
+                    bool store, adam_scan *scan)
 {
     const dsv_optim_config *c = &o->cfg;
     const int nt = o->threads ? o->threads : dsv_get_num_threads();
@@ -344,6 +443,9 @@ static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t
     avx2 = __builtin_cpu_supports("avx2");
 #endif
     unsigned bad = 0;
+    adam_stats st = {0, 0, true};
+    if (!store)
+        o->next.ok = false; /* until this check judges the step */
     int64_t at = 0;
     for (int k = 0; k <= o->nl2; k++) {
         const int64_t b = k < o->nl2 ? o->l2[2 * k] : o->n;
@@ -356,15 +458,18 @@ static unsigned run(dsv_optimizer *o, void *params, const void *grads, int64_t t
 #if defined(__x86_64__)
             if (avx2) {
                 bad |= run_avx2(o, params, grads, i0, i1 - i0, part, o->reg, nt, c1, c2,
-                                store);
+                                store, &st, scan);
                 continue;
             }
 #endif
-            bad |= run_base(o, params, grads, i0, i1 - i0, part, o->reg, nt, c1, c2, store);
+            bad |= run_base(o, params, grads, i0, i1 - i0, part, o->reg, nt, c1, c2, store,
+                            &st, scan);
         }
         at = e;
     }
     (void)avx2;
+    if (!store && !scan && !bad && st.vpos && c->rule == DSV_UPDATE_ADAM)
+        set_next(o, params, grads, t, st.mmax, st.vmax);
     return bad;
 }
 
@@ -390,6 +495,7 @@ dsv_status dsv_optimizer_set_l2(dsv_optimizer *o, double reg, const int64_t *ran
         memcpy(copy, ranges, sizeof(int64_t) * 2 * (size_t)nranges);
     }
     free(o->l2);
+    o->next.ok = false; /* the gradients read change */
     o->l2 = copy;
     o->nl2 = copy ? nranges : 0;
     o->reg = copy ? reg : 0;
@@ -400,14 +506,83 @@ void dsv_optimizer_step(dsv_optimizer *o, void *params, const void *grads)
 {
     if (o->cfg.rule == DSV_UPDATE_ADAM)
         o->t++;
-    run(o, params, grads, o->t, true);
+    run(o, params, grads, o->t, true, NULL);
+    /* the state's bounds: those of the check that judged this step */
+    o->bounds = o->next.ok && o->next.t == o->t && o->next.params == params &&
+                o->next.grads == grads;
+    o->mmax = o->next.mmax;
+    o->vmax = o->next.vmax;
+    o->next.ok = false;
+}
+
+/* Below this every value of adam's step is taken to be finite. */
+#define FINITE_LIMIT 1e30
+/* Rounding's growth of a bound through adam's few operations (float32:
+ * (1 + 2^-24)^5 at most). */
+#define ROUNDING 1.000001
+
+/*
+ * Adam's light check: whether this step's every value is sure to be finite,
+ * from the largest |gradient| G and |w| W (one pass that reads two arrays and
+ * does no division) and the state's bounds M >= |m|, V >= v >= 0. In the
+ * step's arithmetic, rounding grows a result by a factor 1 + 2^-24 at most
+ * (float32), so with ample room:
+ *   |m'| <= b1 M + (1 - b1) G            <= M1 = 4 max(M, G)
+ *   0 <= v' <= b2 V + (1 - b2) G^2       <= V1 = 4 max(V, G^2)
+ *   |m' / c1|                            <= R  = 2 M1 / c1
+ *   v' / c2 <= 2 V1 / c2, so its root is finite and root + eps >= eps
+ *   |w'| <= 2 (W + 2 lr 2 R / eps)
+ * c1, c2, eps and lr as the step rounds them. Every bound under
+ * FINITE_LIMIT (far below float's 3.4e38) means the full check would find
+ * nothing; any NaN among them fails the comparisons, and then the full
+ * check runs. The step's new state then has |m'| <= max(M, G) and v' <=
+ * max(V, G^2), each times ROUNDING: the bounds for the next check.
+ */
+static bool adam_surely_finite(dsv_optimizer *o, const void *params, const void *grads)
+{
+    const dsv_optim_config *c = &o->cfg;
+    /* (the bounds hold for betas in [0, 1], as dsv_optimizer_create checks
+       them; the configuration can be changed since) */
+    if (c->rule != DSV_UPDATE_ADAM || !o->bounds || !(c->beta1 >= 0 && c->beta1 < 1) ||
+        !(c->beta2 >= 0 && c->beta2 < 1))
+        return false;
+    adam_scan sc = {0, 0};
+    if (run(o, (void *)params, grads, o->t + 1, false, &sc))
+        return false; /* a gradient or weight is NaN or Inf */
+    const double t = (double)(o->t + 1);
+    const bool f32 = o->dtype == DSV_F32;
+    const double c1 = f32 ? (float)(1.0 - pow(c->beta1, t)) : 1.0 - pow(c->beta1, t);
+    const double c2 = f32 ? (float)(1.0 - pow(c->beta2, t)) : 1.0 - pow(c->beta2, t);
+    const double eps = f32 ? (float)c->epsilon : c->epsilon;
+    const double lr = fabs(f32 ? (float)c->learning_rate : c->learning_rate);
+    const double M1 = 4 * fmax(o->mmax, sc.gmax);
+    const double V1 = 4 * fmax(o->vmax, sc.gmax * sc.gmax);
+    const double R = 2 * M1 / c1;
+    const double W1 = 2 * (sc.wmax + 4 * lr * R / eps);
+    if (!(c1 > 0 && c2 > 0 && eps > 0 && V1 < FINITE_LIMIT && 2 * V1 / c2 < FINITE_LIMIT &&
+          R < FINITE_LIMIT && W1 < FINITE_LIMIT))
+        return false;
+    set_next(o, params, grads, o->t + 1, ROUNDING * fmax(o->mmax, sc.gmax),
+             ROUNDING * fmax(o->vmax, sc.gmax * sc.gmax));
+    return true;
+}
+
+unsigned dsv_optimizer_check_full(dsv_optimizer *o, const void *params, const void *grads)
+{
+    /* nothing is written when store is false */
+    return run(o, (void *)params, grads, o->t + 1, false, NULL);
 }
 
 unsigned dsv_optimizer_check(dsv_optimizer *o, const void *params, const void *grads)
 {
-    /* nothing is written when store is false */
-    return run(o, (void *)params, grads, o->t + 1, false);
+    if (adam_surely_finite(o, params, grads)) {
+        o->light++;
+        return 0;
+    }
+    return dsv_optimizer_check_full(o, params, grads);
 }
+
+int64_t dsv_optimizer_light_checks(const dsv_optimizer *o) { return o->light; }
 
 bool dsv_optimizer_step_finite(dsv_optimizer *o, const void *params, const void *grads)
 {

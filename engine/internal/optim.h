@@ -15,8 +15,15 @@ enum {
 
 /* What dsv_optimizer_step would meet with these gradients: 0 when every
  * gradient and every value it would write is finite, else the DSV_OPTIM_BAD_*
- * bits that hold. Writes nothing. */
+ * bits that hold. Writes nothing. For adam, a lighter pass settles it first
+ * where bounds on the state prove the step finite (optim.c); a step on the
+ * same arrays, unchanged, right after a check that found nothing keeps
+ * those bounds for the next check (any other step forgets them). */
 unsigned dsv_optimizer_check(dsv_optimizer *o, const void *params, const void *grads);
+/* The same answer without the lighter pass (tests), and how many checks the
+ * lighter pass settled. */
+unsigned dsv_optimizer_check_full(dsv_optimizer *o, const void *params, const void *grads);
+int64_t dsv_optimizer_light_checks(const dsv_optimizer *o);
 
 /* From now on the step (and the check) reads the gradients of the nranges
  * ranges [ranges[2k], ranges[2k+1]) of the block (ascending, not overlapping)

@@ -477,6 +477,97 @@ static void test_check_gradients(void **st)
         }
 }
 
+/* x into element i of a float32 or float64 block. */
+static void put(void *a, dsv_dtype dt, int64_t i, double x)
+{
+    if (dt == DSV_F32)
+        ((float *)a)[i] = (float)x;
+    else
+        ((double *)a)[i] = x;
+}
+
+/* Adam's light check (bounds on its state prove a step finite from one pass
+ * over the gradients and weights) answers as the full check, on two threads,
+ * float32 and float64, in three kinds of trials of zero to three steps:
+ * ordinary ones; wide ones, with weights up to the largest power of ten of
+ * the type, gradients past its square root, learning rates past it
+ * (infinite in float32) and epsilons from 1e-30 to 1e3; and ones whose
+ * gradients square to near the type's largest. Many of them overflow. It
+ * settles ordinary steps, and leaves to the full check the first check
+ * after the state was handed out (and may have changed: here, to a first
+ * moment whose bias-corrected value overflows) and the checks after a step
+ * that stored a NaN (taken though its check found the NaN gradient). */
+static void test_adam_light_check(void **st)
+{
+    (void)st;
+    const int64_t n = 40009; /* past PARALLEL_MIN: both threads scan */
+    for (int dt = DSV_F32; dt <= DSV_F64; dt++) {
+        const size_t bytes = (size_t)n * (dt == DSV_F32 ? 4 : 8);
+        void *w = malloc(bytes), *g = malloc(bytes);
+        assert_non_null(w), assert_non_null(g);
+        tu_rng rng = {29};
+        int light = 0, bad = 0;
+        const double top = dt == DSV_F32 ? 38 : 307; /* decimal exponent of the largest */
+        for (int trial = 0; trial < 150; trial++) {
+            const int kind = trial % 3; /* ordinary, wide, large gradients */
+            dsv_optim_config c = dsv_optim_config_default(DSV_UPDATE_ADAM);
+            if (kind == 1) {
+                c.learning_rate = pow(10, -4 + (top + 5) * tu_uniform(&rng));
+                c.epsilon = pow(10, -30 + 33 * tu_uniform(&rng));
+            } else if (kind == 2) {
+                c.epsilon = pow(10, -8 + 11 * tu_uniform(&rng));
+            }
+            dsv_optimizer *o;
+            TU_OK(dsv_optimizer_create(&o, &c, n, (dsv_dtype)dt));
+            dsv_optimizer_set_threads(o, 2);
+            const double ws = kind == 1 ? pow(10, top * tu_uniform(&rng)) : 1;
+            const int steps = trial % 4;
+            for (int s = 0; s <= steps; s++) {
+                const double gs = kind == 0   ? 1
+                                  : kind == 1 ? pow(10, -3 + (top / 2 + 6) * tu_uniform(&rng))
+                                              : pow(10, top / 2 - 2 + 3 * tu_uniform(&rng));
+                for (int64_t i = 0; i < n; i++) {
+                    put(w, (dsv_dtype)dt, i, ws * tu_normal(&rng));
+                    put(g, (dsv_dtype)dt, i, gs * tu_normal(&rng));
+                }
+                const int64_t before = dsv_optimizer_light_checks(o);
+                const unsigned got = dsv_optimizer_check(o, w, g);
+                assert_int_equal(got, dsv_optimizer_check_full(o, w, g));
+                light += dsv_optimizer_light_checks(o) > before;
+                bad += got != 0;
+                if (got)
+                    break;
+                dsv_optimizer_step(o, w, g);
+            }
+            if (kind == 0) {
+                assert_true(dsv_optimizer_light_checks(o) > 0);
+                const int64_t before = dsv_optimizer_light_checks(o);
+                if (trial % 2) { /* the state handed out and changed */
+                    /* m' / (1 - beta1^t) overflows for t <= 5 */
+                    put(dsv_optimizer_state(o, 0), (dsv_dtype)dt, n - 1,
+                        dt == DSV_F32 ? 3e38 : 1e308);
+                } else { /* a step with a NaN gradient, taken though judged bad */
+                    put(g, (dsv_dtype)dt, n - 1, NAN);
+                    assert_int_equal(dsv_optimizer_check(o, w, g),
+                                     DSV_OPTIM_BAD_GRAD | DSV_OPTIM_BAD_UPDATE);
+                    dsv_optimizer_step(o, w, g);
+                    put(g, (dsv_dtype)dt, n - 1, 0); /* m and v stay NaN */
+                    put(w, (dsv_dtype)dt, n - 1, 0.5);
+                }
+                assert_int_equal(dsv_optimizer_check(o, w, g), DSV_OPTIM_BAD_UPDATE);
+                assert_int_equal(dsv_optimizer_light_checks(o), before);
+            }
+            dsv_optimizer_destroy(o);
+        }
+        print_message("%s: %d of the checks settled by the light check, %d found a step "
+                      "not finite\n", dt == DSV_F32 ? "float32" : "float64", light, bad);
+        /* both outcomes occurred, and the light check settled many */
+        assert_true(light >= 40);
+        assert_true(bad >= 20);
+        free(w), free(g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_f32_and_parallel),
         cmocka_unit_test(test_step_finite),
         cmocka_unit_test(test_check_gradients),
+        cmocka_unit_test(test_adam_light_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
