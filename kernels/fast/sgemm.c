@@ -12,6 +12,10 @@
  * compiled with per-function target attributes so the library itself needs
  * nothing beyond baseline x86-64 (and builds on other architectures).
  *
+ * A B^T with few rows of C (a small batch's input gradient through an
+ * affine: dout W^T) is not packed: each element is the dot product of a row
+ * of A and a row of B, both contiguous (dot_tile_avx2).
+ *
  * Threads split C into disjoint column (or row) ranges and each runs the
  * sequential algorithm on its range with its own packing buffers: no
  * reductions cross threads, and an element's sum runs in the same order
@@ -261,7 +265,107 @@ row_avx2(const float *a, int64_t sa, const float *B, int64_t ldb, int64_t K,
         }
     }
 }
+
+/* Sum of the 8 lanes of v: ((0+4) + (2+6)) + ((1+5) + (3+7)). */
+__attribute__((target("avx2,fma"), always_inline)) static inline float hsum8(__m256 v)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+/* C = A B^T (A: rows of K floats; B^T: B's rows, also K floats each), one
+ * tile of MI rows of C by NJ columns: each element a dot product of two
+ * rows, summed in 8 lanes (k mod 8) in k order, the last k % 8 through a
+ * mask, then the lanes by hsum8; C[i][j] = that (+ C[i][j] when acc). Every
+ * element is computed the same way in any tile. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dot_tile_avx2(const int MI, const int NJ, const float *a, int64_t lda, const float *b,
+              int64_t ldb, int64_t K, float *c, int64_t ldc, bool acc)
+{
+    __m256 r[4][3];
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < NJ; j++)
+            r[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 bv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < NJ; j++)
+            bv[j] = _mm256_loadu_ps(b + j * ldb + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m256 av = _mm256_loadu_ps(a + i * lda + k);
+#pragma GCC unroll 3
+            for (int j = 0; j < NJ; j++)
+                r[i][j] = _mm256_fmadd_ps(av, bv[j], r[i][j]);
+        }
+    }
+    if (k < K) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(K - k)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 bv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < NJ; j++)
+            bv[j] = _mm256_maskload_ps(b + j * ldb + k, m);
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m256 av = _mm256_maskload_ps(a + i * lda + k, m);
+#pragma GCC unroll 3
+            for (int j = 0; j < NJ; j++)
+                r[i][j] = _mm256_fmadd_ps(av, bv[j], r[i][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < NJ; j++) {
+            float sum = hsum8(r[i][j]);
+            float *p = c + i * ldc + j;
+            *p = acc ? *p + sum : sum;
+        }
+}
+
+/* dot_tile_avx2 with MI (1-4) and NJ (1-3) known at compile time. */
+__attribute__((target("avx2,fma"))) static void
+dot_tile_any(int mi, int nj, const float *a, int64_t lda, const float *b, int64_t ldb,
+             int64_t K, float *c, int64_t ldc, bool acc)
+{
+    switch (mi * 4 + nj) {
+#define DOT_TILE(MI_, NJ_)                                                     \
+    case MI_ * 4 + NJ_:                                                        \
+        dot_tile_avx2(MI_, NJ_, a, lda, b, ldb, K, c, ldc, acc);               \
+        break;
+        DOT_TILE(1, 1) DOT_TILE(1, 2) DOT_TILE(1, 3)
+        DOT_TILE(2, 1) DOT_TILE(2, 2) DOT_TILE(2, 3)
+        DOT_TILE(3, 1) DOT_TILE(3, 2) DOT_TILE(3, 3)
+        DOT_TILE(4, 1) DOT_TILE(4, 2)
+        default: dot_tile_avx2(4, 3, a, lda, b, ldb, K, c, ldc, acc); break;
+#undef DOT_TILE
+    }
+}
+
+/* Columns [j0, j1) of C = A B^T (+ C when acc): three rows of B at a time,
+ * which stay in L1 while every row block of A (from L2) meets them. */
+__attribute__((target("avx2,fma"))) static void
+dot_columns_avx2(const float *A, int64_t lda, const float *B, int64_t ldb, int64_t M,
+                 int64_t K, float *C, int64_t ldc, int64_t j0, int64_t j1, bool acc)
+{
+    for (int64_t j = j0; j < j1; j += 3) {
+        int nj = (int)(j1 - j < 3 ? j1 - j : 3);
+        for (int64_t i = 0; i < M; i += 4)
+            dot_tile_any((int)(M - i < 4 ? M - i : 4), nj, A + i * lda, lda, B + j * ldb, ldb,
+                         K, C + i * ldc + j, ldc, acc);
+    }
+}
 #endif
+
+/* A B^T with at most DOT_MAX_M rows of C and K >= DOT_MIN_K goes to the dot
+ * kernel above: packing B there would cost as much as a product of a few
+ * rows saves. */
+enum { DOT_MAX_M = 64, DOT_MIN_K = 128 };
 
 static const ukernel ukernels[DSV_FAST_ISA_COUNT] = {
 #if defined(__x86_64__)
@@ -725,6 +829,17 @@ void dsv_fast_sgemm(bool transa, bool transb, int64_t M, int64_t N, int64_t K,
             int64_t j0 = units * t / n * 64, j1 = units * (t + 1) / n * 64;
             row_avx2(A, sa, B, ldb, K, C, j0, j1 < N ? j1 : N, beta != 0);
         }
+        return;
+    }
+    if (!transa && transb && M <= DOT_MAX_M && K >= DOT_MIN_K &&
+        dsv_fast_get_isa() != DSV_FAST_ISA_GENERIC) {
+        /* blocks of 96 columns (32 three-row steps of B) */
+        int64_t units = (N + 95) / 96;
+        nt = nt < units ? nt : (int)units;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+        for (int64_t b = 0; b < units; b++)
+            dot_columns_avx2(A, lda, B, ldb, M, K, C, ldc, b * 96,
+                             (b + 1) * 96 < N ? (b + 1) * 96 : N, beta != 0);
         return;
     }
 #endif
