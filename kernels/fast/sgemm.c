@@ -274,6 +274,27 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float hsum8(__m
     return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
 }
 
+/* r[i][j] += the 8 products a[i][k..k+8) b[j][k..k+8), lane by lane (with
+ * m, only the lanes it selects are read; the others add 0 x 0). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dot_step(const int MI, const int NJ, const bool MASKED, const float *a, int64_t lda,
+         const float *b, int64_t ldb, int64_t k, __m256i m, __m256 r[4][3])
+{
+    __m256 bv[3];
+#pragma GCC unroll 3
+    for (int j = 0; j < NJ; j++)
+        bv[j] = MASKED ? _mm256_maskload_ps(b + j * ldb + k, m)
+                       : _mm256_loadu_ps(b + j * ldb + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++) {
+        __m256 av = MASKED ? _mm256_maskload_ps(a + i * lda + k, m)
+                           : _mm256_loadu_ps(a + i * lda + k);
+#pragma GCC unroll 3
+        for (int j = 0; j < NJ; j++)
+            r[i][j] = _mm256_fmadd_ps(av, bv[j], r[i][j]);
+    }
+}
+
 /* C = A B^T (A: rows of K floats; B^T: B's rows, also K floats each), one
  * tile of MI rows of C by NJ columns: each element a dot product of two
  * rows, summed in 8 lanes (k mod 8) in k order, the last k % 8 through a
@@ -289,35 +310,15 @@ dot_tile_avx2(const int MI, const int NJ, const float *a, int64_t lda, const flo
 #pragma GCC unroll 3
         for (int j = 0; j < NJ; j++)
             r[i][j] = _mm256_setzero_ps();
+    const __m256i all = _mm256_set1_epi32(-1);
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 bv[3];
-#pragma GCC unroll 3
-        for (int j = 0; j < NJ; j++)
-            bv[j] = _mm256_loadu_ps(b + j * ldb + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < MI; i++) {
-            __m256 av = _mm256_loadu_ps(a + i * lda + k);
-#pragma GCC unroll 3
-            for (int j = 0; j < NJ; j++)
-                r[i][j] = _mm256_fmadd_ps(av, bv[j], r[i][j]);
-        }
-    }
-    if (k < K) {
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(K - k)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256 bv[3];
-#pragma GCC unroll 3
-        for (int j = 0; j < NJ; j++)
-            bv[j] = _mm256_maskload_ps(b + j * ldb + k, m);
-#pragma GCC unroll 4
-        for (int i = 0; i < MI; i++) {
-            __m256 av = _mm256_maskload_ps(a + i * lda + k, m);
-#pragma GCC unroll 3
-            for (int j = 0; j < NJ; j++)
-                r[i][j] = _mm256_fmadd_ps(av, bv[j], r[i][j]);
-        }
-    }
+    for (; k + 8 <= K; k += 8)
+        dot_step(MI, NJ, false, a, lda, b, ldb, k, all, r);
+    if (k < K)
+        dot_step(MI, NJ, true, a, lda, b, ldb, k,
+                 _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(K - k)),
+                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                 r);
 #pragma GCC unroll 4
     for (int i = 0; i < MI; i++)
 #pragma GCC unroll 3
