@@ -226,7 +226,8 @@ typedef struct adam_stats {
  * new values of element i, STORE writes them, BAD is 1 when one of them is
  * NaN or Inf (0 else). The check loop returns DSV_OPTIM_BAD_GRAD |
  * DSV_OPTIM_BAD_UPDATE bits: the gradient is checked in the same pass, so the
- * Solver needs no scan of its own. */
+ * Solver needs no scan of its own. Adam's check loop is its own, as it also
+ * keeps the new moments' largest values. */
 #define CHECK_LOOP(T, GRAD, NEW, BAD)                                          \
     unsigned bad = 0;                                                          \
     (void)reg;                                                                 \
@@ -237,16 +238,18 @@ typedef struct adam_stats {
         bad |= NONFINITE(gi) | (BAD) << 1;                                     \
     }                                                                          \
     return bad
+#define STORE_LOOP(T, GRAD, NEW, STORE)                                        \
+    (void)reg;                                                                 \
+    PAR_STORE                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        const T gi = GRAD(T);                                                  \
+        NEW;                                                                   \
+        STORE;                                                                 \
+    }                                                                          \
+    return 0
 #define STEP_LOOPS(T, GRAD, NEW, STORE, BAD)                                   \
     if (store) {                                                               \
-        (void)reg;                                                             \
-        PAR_STORE                                                              \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            const T gi = GRAD(T);                                              \
-            NEW;                                                               \
-            STORE;                                                             \
-        }                                                                      \
-        return 0;                                                              \
+        STORE_LOOP(T, GRAD, NEW, STORE);                                       \
     }                                                                          \
     CHECK_LOOP(T, GRAD, NEW, BAD)
 
@@ -277,19 +280,10 @@ typedef struct adam_stats {
                                     bool store, adam_stats *st)                \
     {                                                                          \
         const T one_m1 = (T)1 - b1, one_m2 = (T)1 - b2;                        \
-        (void)reg;                                                             \
         if (store) {                                                           \
-            PAR_STORE                                                          \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                const T gi = GRAD(T);                                          \
-                ADAM_NEW(T, SQRT);                                             \
-                m[i] = mi;                                                     \
-                v[i] = vi;                                                     \
-                w[i] = wi;                                                     \
-            }                                                                  \
-            return 0;                                                          \
+            STORE_LOOP(T, GRAD, ADAM_NEW(T, SQRT), m[i] = mi; v[i] = vi; w[i] = wi); \
         }                                                                      \
-        /* the check, and the new state's largest values */                    \
+        /* the check, and the new state's largest values (adam_stats) */       \
         T mm = 0, vm = 0, vlo = 0;                                             \
         unsigned bad = 0;                                                      \
         PAR_CHECK_STATS                                                        \
