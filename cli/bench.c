@@ -383,9 +383,8 @@ static dsv_status node_call(dsv_graph *g, int i, int64_t n, bcall *bc, uint64_t 
 }
 
 /* The training step on each backend, one model each (the same weights): on
- * one model, the step after a backend switch re-plans the activation memory
- * (other backends fuse other nodes) and rebuilds node states, a cost no
- * training run pays. */
+ * one model, the step after a backend switch hands every node's state to
+ * the new backend, freeing and rebuilding it, a cost no training run pays. */
 static dsv_status time_steps(dsv_model *m[NB + 1], int64_t n, dsv_schedule sched,
                              int threads, int reps, double *work, double ms[NB + 1],
                              uint64_t *rng)

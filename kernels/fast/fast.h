@@ -107,22 +107,27 @@ static inline void dsv_fast_relu_tile_f64(double *p, int64_t n)
         p[i] = p[i] > 0 ? p[i] : 0.0;
 }
 
-/* The relu backward epilogue of the fused backwards: d[i] = y[i] > 0 ? d[i]
- * : 0 (y: the relu's output, positive exactly where its input is), the fast
- * relu backward's comparison, on a tile of d just written. */
-static inline void dsv_fast_relu_mask_tile(const float *y, float *d, int64_t n)
+/* The relu backward: y[i] = x[i] > 0 ? g[i] : 0 (a NaN x gives 0). g[i] is
+ * loaded unconditionally so the loop is a compare and a blend (vectorised);
+ * loading it only when x[i] > 0 compiles to a branch per element, which
+ * mispredicts on every other sign change. y may be g: the epilogue of the
+ * fused backwards masks a tile of dx just written by the relu's output,
+ * positive exactly where its input is. */
+static inline void dsv_fast_relu_backward_tile(const float *x, const float *g, float *y,
+                                               int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float di = d[i];
-        d[i] = y[i] > 0 ? di : 0.0f;
+        float gi = g[i];
+        y[i] = x[i] > 0 ? gi : 0.0f;
     }
 }
 
-static inline void dsv_fast_relu_mask_tile_f64(const double *y, double *d, int64_t n)
+static inline void dsv_fast_relu_backward_tile_f64(const double *x, const double *g,
+                                                   double *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        double di = d[i];
-        d[i] = y[i] > 0 ? di : 0.0;
+        double gi = g[i];
+        y[i] = x[i] > 0 ? gi : 0.0;
     }
 }
 

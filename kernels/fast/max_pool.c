@@ -353,7 +353,7 @@ static void backward_planes(const dsv_call *c, const pool_geom *g,
             backward_plane_general(g, x + p * in_sz, dout + p * out_sz, ap,
                                    dx + p * in_sz);
         if (relu)
-            dsv_fast_relu_mask_tile(x + p * in_sz, dx + p * in_sz, in_sz);
+            dsv_fast_relu_backward_tile(x + p * in_sz, dx + p * in_sz, dx + p * in_sz, in_sz);
     }
 }
 
@@ -385,6 +385,7 @@ dsv_status dsv_fast_max_pool_backward_relu(dsv_call *c)
         return backward(c, true);
     dsv_status s = dsv_fast_max_pool_backward_f64(c);
     if (!s && c->dx)
-        dsv_fast_relu_mask_tile_f64(c->x->data, c->dx->data, dsv_tensor_numel(c->dx));
+        dsv_fast_relu_backward_tile_f64(c->x->data, c->dx->data, c->dx->data,
+                                        dsv_tensor_numel(c->dx));
     return s;
 }

@@ -31,13 +31,7 @@ static void forward_range(const float *x, float *y, int64_t i0, int64_t i1)
 static void backward_range(const float *x, const float *g, float *y, int64_t i0,
                            int64_t i1)
 {
-    /* g[i] is loaded unconditionally so the loop is a compare and a blend
-       (vectorised); loading it only when x[i] > 0 compiles to a branch per
-       element, which mispredicts on every other sign change. */
-    for (int64_t i = i0; i < i1; i++) {
-        float gi = g[i];
-        y[i] = x[i] > 0 ? gi : 0.0f;
-    }
+    dsv_fast_relu_backward_tile(x + i0, g + i0, y + i0, i1 - i0);
 }
 
 #if defined(__x86_64__)

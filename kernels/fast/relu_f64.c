@@ -14,11 +14,7 @@ enum { PAR_MIN = 1 << 15 };
 /* y = x > 0 ? g : 0 over [i0, i1); g = x for the forward. */
 static void range(const double *x, const double *g, double *y, int64_t i0, int64_t i1)
 {
-    /* g[i] is loaded unconditionally so the loop is a compare and a blend */
-    for (int64_t i = i0; i < i1; i++) {
-        double gi = g[i];
-        y[i] = x[i] > 0 ? gi : 0.0;
-    }
+    dsv_fast_relu_backward_tile_f64(x + i0, g + i0, y + i0, i1 - i0);
 }
 
 static void relu_run(const dsv_call *c, const double *g, double *y)
